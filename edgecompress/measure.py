@@ -1,0 +1,244 @@
+"""The yardstick: parameters, non-zeros, unique values, bytes, MACs and accuracy.
+
+``measure(model_or_tflite_path, data=None)`` works on a tf_keras model or on a ``.tflite`` file,
+so a compressed model and its exported artifact are measured the same way.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecompress._keras import keras
+
+KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
+
+
+@dataclass
+class Measurement(Mapping):
+    """What :func:`measure` returns. Reads as attributes (``m.macs``) or as a mapping (``m["macs"]``).
+
+    Attributes:
+        params: number of weight values (model parameters, without optimizer or wrapper state).
+        nonzero_params: how many of them are non-zero.
+        unique_values: per layer, the number of distinct values in its kernel(s).
+        float32_bytes: ``4 * params``, the size of the weights as float32.
+        file_bytes: size of the serialized model (``.h5`` for Keras, the file for ``.tflite``).
+        gzip_bytes: size of that file after gzip -9.
+        macs: multiply-accumulates of one inference (Conv2D, DepthwiseConv2D, Dense and their
+            quantized/binary subclasses).
+        accuracy: top-1 accuracy on ``data``, or None.
+    """
+
+    params: int
+    nonzero_params: int
+    unique_values: dict = field(default_factory=dict)
+    float32_bytes: int = 0
+    file_bytes: int | None = None
+    gzip_bytes: int | None = None
+    macs: int = 0
+    accuracy: float | None = None
+
+    def __getitem__(self, key):
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self):
+        return len(self.__dataclass_fields__)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.nonzero_params / self.params if self.params else 0.0
+
+
+def measure(model_or_path, data=None, batch_size: int = 256) -> Measurement:
+    """Measure a tf_keras model or a ``.tflite`` file.
+
+    Args:
+        model_or_path: a tf_keras model, or a path to a ``.tflite`` file.
+        data: optional ``(x, y)`` with integer labels, to report accuracy.
+        batch_size: batch size for the Keras accuracy pass.
+
+    Returns:
+        A :class:`Measurement`.
+
+    Raises:
+        TypeError: for anything that is neither a tf_keras model nor a path.
+        FileNotFoundError: for a missing file.
+    """
+    if isinstance(model_or_path, (str, os.PathLike)):
+        return _measure_tflite(Path(model_or_path), data)
+    if not isinstance(model_or_path, keras.Model):
+        raise TypeError(
+            "`model_or_path` must be a tf_keras model or a .tflite path. "
+            f"Received: {type(model_or_path).__name__}"
+        )
+    model = model_or_path
+    params = nonzero = 0
+    unique: dict[str, int] = {}
+    for layer in _leaf_layers(model):
+        core = _unwrap(layer)
+        for weight in _real_weights(layer, core):
+            values = weight.numpy()
+            params += values.size
+            nonzero += int(np.count_nonzero(values))
+        kernels = [w.numpy() for w in core.weights if _short(w) in KERNEL_NAMES]
+        if kernels:
+            unique[layer.name] = int(np.unique(np.concatenate([k.ravel() for k in kernels])).size)
+    file_bytes, gzip_bytes = _serialized_sizes(model)
+    return Measurement(
+        params=int(params),
+        nonzero_params=int(nonzero),
+        unique_values=unique,
+        float32_bytes=int(params) * 4,
+        file_bytes=file_bytes,
+        gzip_bytes=gzip_bytes,
+        macs=keras_macs(model),
+        accuracy=None if data is None else keras_accuracy(model, data, batch_size),
+    )
+
+
+def keras_macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one inference of ``model`` (batch 1)."""
+    total = 0
+    for layer in _leaf_layers(model):
+        core = _unwrap(layer)
+        for input_shape, output_shape in _node_shapes(layer):
+            total += layer_macs(core, input_shape, output_shape)
+    return int(total)
+
+
+def layer_macs(layer, input_shape, output_shape) -> int:
+    """MACs of one call of ``layer`` given its input and output shapes (batch axis included)."""
+    out = [d for d in output_shape[1:]]
+    if any(d is None for d in out):
+        return 0
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        kh, kw = layer.kernel_size
+        return int(np.prod(out) * kh * kw)
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        kh, kw = layer.kernel_size
+        in_c = input_shape[-1]
+        depth = in_c * layer.depth_multiplier
+        spatial = int(np.prod(out[:-1]))
+        return int(spatial * depth * kh * kw + spatial * depth * layer.filters)
+    if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.Conv2DTranspose):
+        kh, kw = layer.kernel_size
+        in_c = input_shape[-1] // max(getattr(layer, "groups", 1), 1)
+        return int(np.prod(out) * kh * kw * in_c)
+    if isinstance(layer, keras.layers.Dense):
+        return int(np.prod(out) * input_shape[-1])
+    return 0
+
+
+def keras_accuracy(model, data, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)`` with integer (or one-hot) labels."""
+    x, y = data
+    y = np.asarray(y)
+    if y.ndim == 2:
+        y = y.argmax(axis=1)
+    pred = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.asarray(pred).argmax(axis=-1) == y))
+
+
+def gzip_size(path_or_bytes) -> int:
+    """Bytes after gzip -9 (deterministic: no name or time in the header)."""
+    raw = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
+    return len(gzip.compress(raw, compresslevel=9, mtime=0))
+
+
+def _serialized_sizes(model) -> tuple[int | None, int | None]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.h5"
+        try:
+            model.save(path, include_optimizer=False, save_format="h5")
+        except Exception:  # noqa: BLE001 - some custom layers cannot go to h5
+            return None, None
+        return path.stat().st_size, gzip_size(path)
+
+
+def _leaf_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def _unwrap(layer):
+    """The layer inside a tfmot wrapper (pruning, clustering, QAT), or the layer itself."""
+    while isinstance(layer, keras.layers.Wrapper):
+        layer = layer.layer
+    return layer
+
+
+def _real_weights(layer, core):
+    """The model parameters of ``layer``: the core layer's weights, without wrapper state."""
+    if core is layer:
+        return layer.weights
+    # QAT and clustering wrappers hold quantizer ranges / codebooks beside the core weights.
+    return core.weights
+
+
+def _short(weight) -> str:
+    return weight.name.split("/")[-1].split(":")[0]
+
+
+def _node_shapes(layer):
+    shapes = []
+    for node in layer._inbound_nodes:
+        try:
+            in_shapes = [t.shape.as_list() for t in node.keras_inputs]
+            out_shapes = [t.shape.as_list() for t in _flat(node.outputs)]
+        except AttributeError:
+            continue
+        if in_shapes and out_shapes:
+            shapes.append((in_shapes[0], out_shapes[0]))
+    return shapes
+
+
+def _flat(x):
+    return x if isinstance(x, (list, tuple)) else [x]
+
+
+def _measure_tflite(path: Path, data) -> Measurement:
+    if not path.is_file():
+        raise FileNotFoundError(f"`model_or_path` must be an existing .tflite file. Received: {path}")
+    from edgecompress import litert
+
+    info = litert.inspect(path)
+    params = nonzero = 0
+    unique = {}
+    for name, values in info.constants.items():
+        params += values.size
+        nonzero += int(np.count_nonzero(values))
+        unique[name] = int(np.unique(values).size)
+    accuracy = None
+    if data is not None:
+        x, y = data
+        pred = litert.Runner(path).predict(x)
+        accuracy = float(np.mean(pred.argmax(axis=-1) == np.asarray(y).reshape(-1)))
+    size = path.stat().st_size
+    return Measurement(
+        params=int(params),
+        nonzero_params=int(nonzero),
+        unique_values=unique,
+        float32_bytes=int(params) * 4,
+        file_bytes=size,
+        gzip_bytes=gzip_size(path),
+        macs=info.macs,
+        accuracy=accuracy,
+    )

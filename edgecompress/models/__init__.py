@@ -1,0 +1,5 @@
+"""Reference and lightweight backbones, all plain tf_keras Functional models."""
+
+from edgecompress.models.lenet import lenet5, lenet_300_100  # noqa: F401
+
+__all__ = ["lenet5", "lenet_300_100"]

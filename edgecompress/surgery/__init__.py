@@ -1,0 +1,12 @@
+"""The graph-surgery core shared by every graph-rewriting family."""
+
+from edgecompress.surgery.graph import (  # noqa: F401
+    DROP,
+    Replacement,
+    clone,
+    copy_layer,
+    find_layers,
+    iter_layers,
+    layer_weights,
+    rebuild,
+)

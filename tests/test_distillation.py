@@ -78,23 +78,31 @@ def _one_step_logs(distiller, x, y):
 
 
 # --------------------------------------------------------------------------------- loss numbers
-@pytest.mark.parametrize("loss", ["kl", "cross_entropy", "mse"])
-@pytest.mark.parametrize("temperature", [1.0, 4.0])
-def test_distillation_loss_matches_numpy_with_t_squared(loss, temperature):
+def test_distillation_loss_matches_numpy_with_t_squared():
     x, y = _data()
     teacher, student = _teacher(), _logits_student()
-    logs = _one_step_logs(Distiller(teacher, student, temperature, alpha=0.3,
-                                    distillation_loss=loss), x, y)
+    distiller = Distiller(teacher, student, temperature=4.0, alpha=0.3)
+    logs = _one_step_logs(distiller, x, y)  # end to end through train_step
     t, s = _logits_of(teacher, x), _logits_of(student, x)
-    ref = temperature**2 * _np_loss(loss, t / temperature, s / temperature)
+    ref = 16.0 * _np_loss("kl", t / 4, s / 4)
     np.testing.assert_allclose(logs["distillation_loss"], ref, rtol=1e-4)
+    assert not np.isclose(ref, _np_loss("kl", t / 4, s / 4), rtol=0.1)  # T**2 really matters
     hard = np.mean(-np.log(_np_softmax(s)[np.arange(len(y)), y]))
     np.testing.assert_allclose(logs["student_loss"], hard, rtol=1e-4)
     np.testing.assert_allclose(logs["loss"], 0.3 * hard + 0.7 * ref, rtol=1e-4)
-    if temperature != 1.0 and loss != "mse":  # the T**2 factor is really there
-        assert not np.isclose(ref, _np_loss(loss, t / temperature, s / temperature), rtol=0.1)
+
+
+@pytest.mark.parametrize("loss", ["kl", "cross_entropy", "mse"])
+@pytest.mark.parametrize("temperature", [1.0, 2.5, 8.0])
+def test_soft_loss_is_t_squared_times_loss_of_scaled_logits(loss, temperature):
+    rng = np.random.default_rng(1)
+    t, s = (3 * rng.standard_normal((2, 16, CLASSES))).astype("float32")
+    distiller = Distiller(_teacher(), _logits_student(), temperature, distillation_loss=loss)
+    got = distiller.soft_loss(t, s).numpy()
+    np.testing.assert_allclose(got, temperature**2 * _np_loss(loss, t / temperature, s / temperature),
+                               rtol=1e-5)
     if loss == "mse":  # T**2 * mse(t/T, s/T) == mse(t, s)
-        np.testing.assert_allclose(ref, _np_loss("mse", t, s), rtol=1e-5)
+        np.testing.assert_allclose(got, _np_loss("mse", t, s), rtol=1e-5)
 
 
 def test_swapping_teacher_and_student_changes_the_loss():
@@ -121,7 +129,6 @@ def test_alpha_one_equals_plain_cross_entropy_training(softmax):
     distiller.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     for got, want in zip(student.get_weights(), twin.get_weights()):
         np.testing.assert_allclose(got, want, atol=1e-6)
-    assert not np.allclose(student.get_weights()[0], surgery.clone(twin).get_weights()[0] * 0)
 
 
 @pytest.mark.parametrize("student_builder", [sequential_cnn, residual_cnn],
@@ -233,7 +240,7 @@ def test_pruned_student_is_distilled_while_pruned():
     student = tfmot.sparsity.keras.prune_low_magnitude(_logits_student(), pruning_schedule=schedule)
     distiller = Distiller(_teacher(), student, feature_pairs=[("t_fc", "prune_low_magnitude_s_fc")])
     distiller.compile("adam", metrics=["accuracy"])
-    distiller.fit(x, y, batch_size=16, epochs=2, verbose=0,
+    distiller.fit(x, y, batch_size=16, epochs=1, verbose=0,
                   callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     stripped = tfmot.sparsity.keras.strip_pruning(distiller.student)
     kernel = stripped.get_layer("s_fc").kernel.numpy()
@@ -250,9 +257,6 @@ def test_qat_student_is_distilled():
     s = np.log(student.predict(x, verbose=0))
     np.testing.assert_allclose(logs["distillation_loss"],
                                16 * _np_loss("kl", t / 4, s / 4), rtol=1e-3)
-    distiller.compile("adam")
-    hist = distiller.fit(x, y, epochs=2, verbose=0)
-    assert np.all(np.isfinite(hist.history["loss"]))
 
 
 def test_larq_binary_student_is_distilled():
@@ -288,7 +292,6 @@ _MIRRORED = textwrap.dedent("""
         [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     from edgecompress import surgery
     from edgecompress.distillation import Distiller
-    sys_path = None
     rng = np.random.default_rng(0)
     x = rng.standard_normal((32, 12, 12, 1)).astype("float32")
     y = rng.integers(0, 4, 32)

@@ -8,7 +8,7 @@ import pytest
 from conftest import Subclassed, residual_cnn, sequential_cnn, weights_fingerprint
 
 from edgecompress import surgery
-from edgecompress._keras import keras, tf
+from edgecompress._keras import keras
 from edgecompress.distillation import Distiller, LogitMSE, SoftTargetKL, get
 from edgecompress.distillation import losses as dlosses
 
@@ -127,7 +127,7 @@ def test_alpha_one_equals_plain_cross_entropy_training(softmax):
     distiller = Distiller(_teacher(), student, temperature=3.0, alpha=1.0)
     distiller.compile(keras.optimizers.SGD(0.1))
     distiller.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
-    for got, want in zip(student.get_weights(), twin.get_weights()):
+    for got, want in zip(student.get_weights(), twin.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-6)
 
 
@@ -146,7 +146,7 @@ def test_teacher_is_bit_identical_after_fit_and_student_learns(student_builder):
     hist = distiller.fit(x, y, batch_size=16, epochs=3, verbose=0)
     assert weights_fingerprint(teacher) == before
     assert distiller.student is student
-    assert any(not np.array_equal(a, b) for a, b in zip(w0, student.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(w0, student.get_weights(), strict=True))
     assert hist.history["distillation_loss"][-1] < hist.history["distillation_loss"][0]
 
 

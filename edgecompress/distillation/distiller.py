@@ -220,7 +220,7 @@ class Distiller(keras.Model):
         variables = self._train_variables()
         grads = tape.gradient(total_scaled, variables)
         self.optimizer.apply_gradients(
-            (g, v) for g, v in zip(grads, variables) if g is not None
+            (g, v) for g, v in zip(grads, variables, strict=True) if g is not None
         )
         self._trackers["loss"].update_state(total + reg)
         self._trackers["student_loss"].update_state(hard)
@@ -243,7 +243,7 @@ class Distiller(keras.Model):
 
     def _hint_loss(self, t_feats, s_feats):
         terms = []
-        for t, s, adapter in zip(t_feats, s_feats, self.adapters):
+        for t, s, adapter in zip(t_feats, s_feats, self.adapters, strict=True):
             if adapter is not None:
                 s = adapter(s)
             terms.append(tf.reduce_mean(tf.square(tf.cast(t, tf.float32) - tf.cast(s, tf.float32))))
@@ -372,7 +372,7 @@ def _feature_models(teacher, student, pairs):
     t_feats = [layer.output for layer in t_layers]
     s_feats = [layer.output for layer in s_layers]
     adapters = []
-    for (t_name, s_name), t, s in zip(pairs, t_feats, s_feats):
+    for (t_name, s_name), t, s in zip(pairs, t_feats, s_feats, strict=True):
         adapters.append(_adapter(t_name, s_name, t.shape, s.shape))
     t_model = keras.Model(teacher.inputs, [teacher.outputs[0], *t_feats], name="teacher_features")
     s_model = keras.Model(student.inputs, [student.outputs[0], *s_feats], name="student_features")

@@ -17,14 +17,13 @@ References:
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from edgecompress._io import atomic_write
 from edgecompress._keras import check_graph_model, keras
 from edgecompress.quantization import _entropy
 from edgecompress.quantization.clustering import strip
@@ -64,9 +63,9 @@ def _decode_indices(rec: dict, payload: memoryview, count: int) -> np.ndarray:
 
 
 def _encode_tensor(w: np.ndarray, out: _Writer) -> dict:
-    w = np.ascontiguousarray(w, dtype=np.float32)
+    rec = {"shape": list(w.shape), "dtype": np.dtype(w.dtype).name}
+    w = np.ascontiguousarray(w, dtype=np.float32)  # ints (PQ assignments) are < 2**24: exact
     raw = zlib.compress(w.tobytes(), 9)
-    rec = {"shape": list(w.shape)}
     best = None
     if w.size >= 16:
         mask = w != 0
@@ -172,16 +171,7 @@ def save_packed(model: keras.Model, path) -> int:
     header = zlib.compress(
         json.dumps({"config": model.to_json(), "weights": records}).encode(), 9)
     blob = MAGIC + struct.pack("<I", len(header)) + header + b"".join(out.chunks)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, blob)
     return len(blob)
 
 
@@ -196,5 +186,6 @@ def load_packed(path) -> keras.Model:
     header = json.loads(zlib.decompress(data[start:start + hlen]))
     payload = memoryview(data)[start + hlen:]
     model = keras.models.model_from_json(header["config"])
-    model.set_weights([_decode_tensor(rec, payload) for rec in header["weights"]])
+    model.set_weights([_decode_tensor(rec, payload).astype(rec.get("dtype", "float32"))
+                       for rec in header["weights"]])
     return model

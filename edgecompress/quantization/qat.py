@@ -112,9 +112,10 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
 
 
 def _range_variables(model):
+    """The moving-average (EMA) activation ranges; weight and input ranges are set directly."""
+    ends = ("activation_min", "activation_max", "output_min", "output_max")
     return [v for v in model.non_trainable_variables
-            if v.name.split("/")[-1].split(":")[0].endswith(("_min", "_max"))
-            and "kernel" not in v.name.split("/")[-1]]
+            if v.name.split("/")[-1].split(":")[0].endswith(ends)]
 
 
 def calibrate(model: keras.Model, data, passes: int = 3, batch_size: int = 512) -> None:
@@ -122,16 +123,19 @@ def calibrate(model: keras.Model, data, passes: int = 3, batch_size: int = 512) 
 
     One training-mode forward pass moves each range by ``(1 - 0.999)`` toward the batch's
     min/max; this reads that step back to recover the batch range and assigns it outright.
-    All other variables (batch-norm statistics, step counters) are restored afterwards.
+    Weight ranges are set by the same pass (tfmot takes them from the current weights); other
+    variables (batch-norm statistics, step counters) are restored afterwards.
     """
     x = np.asarray(data)[:batch_size]
     ranges = _range_variables(model)
+    others = [v for v in model.non_trainable_variables
+              if not v.name.split(":")[0].endswith(("_min", "_max"))]
     for _ in range(passes):
-        saved = [v.numpy() for v in model.non_trainable_variables]
+        saved = [v.numpy() for v in others]
         before = [v.numpy() for v in ranges]
         model(x, training=True)
         after = [v.numpy() for v in ranges]
-        for v, value in zip(model.non_trainable_variables, saved):
+        for v, value in zip(others, saved):
             v.assign(value)
         for v, old, new in zip(ranges, before, after):
             v.assign((new - EMA_DECAY * old) / (1 - EMA_DECAY))

@@ -23,7 +23,7 @@ def code_lengths(counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(counts, dtype=np.int64)
     lengths = np.zeros(len(counts), dtype=np.int64)
     used = np.flatnonzero(counts)
-    if len(used) == 1:
+    if len(used) <= 1:
         lengths[used] = 1
         return lengths
     work = counts[used].astype(np.float64)

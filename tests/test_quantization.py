@@ -242,7 +242,8 @@ def _int8_tensors(model, x):
 def test_qat_calibrated_close_and_input_untouched(make):
     model = make()
     before = weights_fingerprint(model)
-    qat = Q.quantize_aware(model, calibration_data=X)
+    skip = ["bn1"] if make is sequential_cnn else None  # Conv(relu)->BN cannot be folded by tfmot
+    qat = Q.quantize_aware(model, skip=skip, calibration_data=X)
     assert weights_fingerprint(model) == before
     assert any("Quantize" in type(layer).__name__ for layer in qat.layers)
     np.testing.assert_allclose(qat(X).numpy(), model(X).numpy(), atol=0.1)
@@ -272,7 +273,5 @@ def test_qat_preserve_sparsity_and_clusters_survive_int8(preserve):
 def test_qat_errors():
     with pytest.raises(ValueError, match="preserve"):
         Q.quantize_aware(mlp(), preserve="all")
-    inp = keras.Input((4, 4, 1))
-    out = keras.layers.Lambda(lambda t: t * 2, name="double")(inp)
-    with pytest.raises(ValueError, match=r"'double' of class Lambda.*skip=\['double'\]"):
-        Q.quantize_aware(keras.Model(inp, out))
+    with pytest.raises(ValueError, match=r"'bn1' of class BatchNormalization.*skip=\['bn1'\]"):
+        Q.quantize_aware(sequential_cnn())  # Conv2D(relu) -> BN is not foldable

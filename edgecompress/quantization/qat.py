@@ -14,6 +14,8 @@ References:
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
@@ -82,20 +84,11 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
     scheme = get_scheme(preserve)
     skipped = {layer.name for layer in find_layers(model, skip, (keras.layers.Layer,), "skip")} \
         if skip is not None else set()
-    registry = scheme.get_quantize_registry()
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             raise ValueError(
                 f"`model` holds a nested model '{layer.name}' ({type(layer).__name__}); tfmot QAT "
                 "cannot quantize a model inside a model. Flatten it into one Functional model.")
-        if isinstance(layer, keras.layers.InputLayer) or layer.name in skipped:
-            continue
-        if not registry.supports(layer):
-            raise ValueError(
-                f"`model` has layer '{layer.name}' of class {type(layer).__name__}, which tfmot's "
-                f"8-bit QAT does not support. Pass skip=['{layer.name}'] to keep it in float, or "
-                "annotate it with tfmot.quantization.keras.quantize_annotate_layer(layer, "
-                "quantize_config=...) in your model and pass the annotated model.")
     private = clone(model)
 
     def annotate(layer):
@@ -104,8 +97,19 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
         return _q.quantize_annotate_layer(layer)
 
     annotated = keras.models.clone_model(private, clone_function=annotate)
-    with _q.quantize_scope():
-        result = _q.quantize_apply(annotated, scheme)
+    try:
+        with _q.quantize_scope():
+            result = _q.quantize_apply(annotated, scheme)
+    except RuntimeError as err:  # tfmot: "Layer name:<class '...'> is not supported. ..."
+        found = re.search(r"Layer (\S+?):<class '([\w.]+)'> is not supported", str(err))
+        if found is None:
+            raise
+        name, cls = found.group(1), found.group(2).rsplit(".", 1)[-1]
+        raise ValueError(
+            f"`model` has layer '{name}' of class {cls}, which tfmot's 8-bit QAT does not "
+            f"support. Pass skip=['{name}'] to keep it in float, or annotate it with "
+            "tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=...) in "
+            "your model and pass the annotated model.") from None
     if calibration_data is not None:
         calibrate(result, calibration_data)
     return result

@@ -1,0 +1,1 @@
+"""Benchmarks, one module per family: run(train, test, quick=False) -> rows."""

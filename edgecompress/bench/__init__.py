@@ -1,1 +1,0 @@
-"""Benchmarks, one module per family: run(train, test, quick=False) -> rows."""

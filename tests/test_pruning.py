@@ -1,0 +1,160 @@
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow_model_optimization as tfmot
+from conftest import Subclassed, residual_cnn, sequential_cnn, weights_fingerprint
+
+from edgecompress import pruning, surgery
+from edgecompress._keras import keras
+
+BUILDERS = {"sequential": sequential_cnn, "functional_residual": residual_cnn}
+
+
+def _data(rng, n=64, shape=(12, 12, 1), classes=4):
+    return rng.random((n, *shape), dtype=np.float32), rng.integers(0, classes, n)
+
+
+def _fit(model, x, y, epochs=2, batch_size=16, **kwargs):
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, **kwargs)
+    return model
+
+
+# ---------------------------------------------------------------- magnitude pruning
+
+
+@pytest.mark.parametrize("kind,schedule,target", [
+    ("sequential", None, 0.8),
+    ("functional_residual", None, 0.8),
+    ("functional_residual", pruning.ConstantSparsity(0.6), 0.6),
+], ids=["sequential_default", "residual_default", "residual_constant"])
+def test_default_schedule_prunes_in_a_short_run(kind, schedule, target, rng):
+    model = BUILDERS[kind]()
+    before = weights_fingerprint(model)
+    x, y = _data(rng)
+    pruned = pruning.prune_low_magnitude(model, schedule)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no "cannot reach" warning
+        _fit(pruned, x, y)  # 8 steps, no UpdatePruningStep given
+    assert weights_fingerprint(model) == before
+    report = pruning.sparsity_report(pruned)
+    by_name = {r["layer"]: r for r in report}
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and not isinstance(
+                layer, keras.layers.DepthwiseConv2D):
+            assert by_name[layer.name]["sparsity"] == pytest.approx(target, abs=0.06)
+    stripped = pruning.strip(pruned)
+    assert [l.name for l in stripped.layers] == [l.name for l in model.layers]
+    assert not pruning.magnitude.pruning_wrappers(stripped)
+    assert type(stripped) in (keras.Sequential, keras.Model) or type(stripped).__name__ == "Functional"
+    np.testing.assert_allclose(stripped.predict(x[:8], verbose=0), pruned.predict(x[:8], verbose=0),
+                               atol=1e-6)
+    assert pruning.sparsity_report(stripped) == report
+
+
+def test_tfmot_tutorial_schedule_warns_and_prunes_nothing(rng):
+    x, y = _data(rng)
+    schedule = tfmot.sparsity.keras.PolynomialDecay(0.5, 0.8, 0, 64)  # frequency=100
+    pruned = pruning.prune_low_magnitude(sequential_cnn(), schedule)
+    with pytest.warns(UserWarning, match=r"cannot reach its target sparsity 0.80.*reach 0.00"):
+        _fit(pruned, x, y, epochs=1)
+    assert all(r["zeros"] == 0 for r in pruning.sparsity_report(pruned))
+
+
+def test_own_update_callback_and_second_fit(rng):
+    x, y = _data(rng)
+    pruned = pruning.prune_low_magnitude(sequential_cnn(), pruning.ConstantSparsity(0.5, frequency=2))
+    _fit(pruned, x, y, epochs=1, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    _fit(pruned, x, y, epochs=1)
+    assert pruning.magnitude.pruning_wrappers(pruned)[0].pruning_step.numpy() == 8
+    assert pruning.sparsity_report(pruned)[0]["sparsity"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_save_and_reload_keeps_schedule_and_masks(tmp_path, rng):
+    x, y = _data(rng)
+    pruned = _fit(pruning.prune_low_magnitude(residual_cnn(), m_by_n=(2, 4)), x, y, epochs=1)
+    path = tmp_path / "pruned.keras"
+    pruned.save(path)
+    again = keras.models.load_model(path)
+    assert type(again) is pruning.PrunedModel
+    wrappers = pruning.magnitude.pruning_wrappers(again)
+    assert wrappers[0].sparsity_m_by_n == (2, 4)
+    assert wrappers[0].pruning_schedule.get_config() == (
+        pruning.magnitude.pruning_wrappers(pruned)[0].pruning_schedule.get_config())
+    np.testing.assert_allclose(again.predict(x[:4], verbose=0), pruned.predict(x[:4], verbose=0),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_two_of_four_sparsity(kind, rng):
+    x, y = _data(rng)
+    with pytest.warns(UserWarning, match="left dense"):  # conv1/stem have 1 input channel
+        pruned = pruning.prune_low_magnitude(BUILDERS[kind](), m_by_n=(2, 4))
+    _fit(pruned, x, y, epochs=1)
+    stripped = pruning.strip(pruned)
+    checked = 0
+    for wrapper in pruning.magnitude.pruning_wrappers(pruned):
+        kernel = stripped.get_layer(wrapper.layer.name).get_weights()[0]
+        groups = np.moveaxis(kernel, -2, -1).reshape(-1, 4)  # 4 consecutive input channels
+        assert (np.count_nonzero(groups, axis=1) <= 2).all()
+        checked += 1
+    assert checked >= 2
+
+
+def test_block_sparsity_prunes_whole_blocks(rng):
+    x, y = _data(rng)
+    with pytest.warns(UserWarning, match="at least 2 blocks.*'fc2'"):
+        pruned = pruning.prune_low_magnitude(sequential_cnn(), pruning.ConstantSparsity(0.5),
+                                             block_size=(1, 4))
+    assert [w.layer.name for w in pruning.magnitude.pruning_wrappers(pruned)] == ["fc1"]
+    _fit(pruned, x, y, epochs=1)
+    kernel = pruning.strip(pruned).get_layer("fc1").get_weights()[0]
+    blocks = np.abs(kernel).reshape(kernel.shape[0], -1, 4).sum(-1)
+    assert 0.4 < np.mean(blocks == 0) < 0.6
+    assert np.count_nonzero(kernel) == 4 * np.count_nonzero(blocks)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"m_by_n": (4, 4)}, "m < n"),
+    ({"m_by_n": (2, 4), "layers": ["conv1"]}, "divide the input channels of layer 'conv1'"),
+    ({"block_size": (2, 2), "layers": ["conv2"]}, "2-D kernels"),
+    ({"block_size": (0, 2)}, "pair of positive ints"),
+    ({"layers": ["flatten"]}, "cannot prune"),
+    ({"layers": ["nope"]}, "not in the model"),
+    ({"schedule": "x"}, "`schedule` must be"),
+])
+def test_magnitude_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pruning.prune_low_magnitude(sequential_cnn(), **kwargs)
+
+
+def test_refuses_subclassed():
+    with pytest.raises(TypeError, match="subclassed"):
+        pruning.prune_low_magnitude(Subclassed())
+
+
+@pytest.mark.parametrize("cls,kwargs,match", [
+    (pruning.ConstantSparsity, {"target": 1.0}, r"`target` must be a float in \[0, 1\)"),
+    (pruning.ConstantSparsity, {"frequency": 0}, "`frequency` must be an int >= 1"),
+    (pruning.ConstantSparsity, {"begin_step": 5, "end_step": 2}, "end_step"),
+    (pruning.PolynomialDecay, {"target": 0.5, "initial": 0.6}, "`initial` must be <="),
+    (pruning.PolynomialDecay, {"power": 0}, "`power`"),
+    (pruning.PolynomialDecay, {"begin_step": 4, "end_step": 4}, "`end_step` must be an int >= 5"),
+])
+def test_schedule_validation(cls, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cls(**kwargs)
+
+
+@pytest.mark.parametrize("schedule,steps,end,reached", [
+    (pruning.PolynomialDecay(0.8), 64, 40, 0.8),
+    (pruning.PolynomialDecay(0.8), 7, 5, 0.8),
+    (pruning.ConstantSparsity(0.5), 3, -1, 0.5),
+])
+def test_schedule_resolution(schedule, steps, end, reached):
+    schedule.resolve(steps)
+    assert schedule.end_step == end
+    assert schedule.reached(1, steps) == pytest.approx(reached)
+    again = keras.utils.deserialize_keras_object(keras.utils.serialize_keras_object(schedule))
+    assert type(again) is type(schedule) and again.get_config() == schedule.get_config()

@@ -158,3 +158,102 @@ def test_schedule_resolution(schedule, steps, end, reached):
     assert schedule.reached(1, steps) == pytest.approx(reached)
     again = keras.utils.deserialize_keras_object(keras.utils.serialize_keras_object(schedule))
     assert type(again) is type(schedule) and again.get_config() == schedule.get_config()
+
+
+# ---------------------------------------------------------------- structured filter pruning
+
+
+def _x(model, rng, n=6):
+    return rng.standard_normal((n, *model.inputs[0].shape[1:])).astype("float32")
+
+
+def _zero_weakest(model, ratio):
+    """Zero the floor(ratio * C) first filters (kernel + bias) of every prunable group."""
+    graph = surgery.channel_groups(model)
+    for group in graph.groups:
+        if not group.prunable:
+            continue
+        n = int(ratio * group.channels)
+        for name in group.producers:
+            layer = model.get_layer(name)
+            kernel, bias = layer.get_weights()
+            kernel[..., :n] = 0
+            bias[:n] = 0
+            layer.set_weights([kernel, bias])
+
+
+# Hand counts at ratio 0.5 (12x12x1 input):
+#  sequential: conv1 3*3*1*3+3=30, bn1 4*3=12, conv2 3*3*3*4+4=112, fc1 (5*5*4)*8+8=808,
+#              fc2 8*4+4=36 -> 998
+#  residual:   stem 3*3*1*4+4=40, res_a 3*3*4*4+4=148, res_bn 16, res_dw 3*3*4+4=40,
+#              side 1*1*4*2+2=10, fc1 (4+2)*8+8=56, fc2 8*4+4=36 -> 346
+@pytest.mark.parametrize("kind,ratio,params", [
+    ("sequential", 0.5, 998),
+    ("functional_residual", 0.5, 346),
+    ("sequential", 0.0, 3808),
+])
+def test_prune_filters_zero_filters_give_identical_outputs(kind, ratio, params, rng):
+    model = BUILDERS[kind]()
+    _zero_weakest(model, ratio)
+    before = weights_fingerprint(model)
+    small = pruning.prune_filters(model, ratio)
+    assert weights_fingerprint(model) == before
+    assert type(small) is type(model)
+    assert small.count_params() == params  # hand count above
+    x = _x(model, rng)
+    np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_prune_filters_ratio_zero_is_identity(kind, rng):
+    model = BUILDERS[kind]()
+    small = pruning.prune_filters(model, 0.0, "l2")
+    x = _x(model, rng)
+    np.testing.assert_array_equal(small.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("criterion", ["l1", "l2", "bn_gamma"])
+def test_criteria_pick_the_weakest_filters(criterion, rng):
+    model = sequential_cnn()
+    conv = model.get_layer("conv1")
+    kernel, bias = conv.get_weights()
+    scale = np.array([5, 0.1, 4, 0.2, 3, 0.3], dtype="float32")
+    conv.set_weights([np.sign(kernel) * scale, bias])
+    bn = model.get_layer("bn1")
+    bn.set_weights([scale] + bn.get_weights()[1:])
+    small = pruning.prune_filters(model, {"conv1": 0.5}, criterion)
+    np.testing.assert_array_equal(small.get_layer("bn1").get_weights()[0], [5, 4, 3])
+    assert small.get_layer("conv2").get_weights()[0].shape == (3, 3, 3, 8)
+    assert small.get_layer("fc1").get_weights()[0].shape == (5 * 5 * 8, 16)
+
+
+def test_threshold_removes_filters_driven_to_zero(rng):
+    model = residual_cnn()
+    for name in ("stem", "res_a"):
+        kernel, bias = model.get_layer(name).get_weights()
+        kernel[..., [1, 5]] *= 1e-4
+        model.get_layer(name).set_weights([kernel, bias])
+    small = pruning.prune_filters(model, criterion="threshold", threshold=1e-2)
+    assert small.get_layer("stem").filters == 6 and small.get_layer("res_a").filters == 6
+    assert small.get_layer("side").filters == 4  # no small filters there
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"ratio": 1.0}, r"`ratio` must be in \[0, 1\). Received: ratio=1.0"),
+    ({"ratio": -0.1}, r"`ratio` must be in \[0, 1\)"),
+    ({"ratio": 0.5, "criterion": "l3"}, "`criterion` must be one of"),
+    ({"ratio": {"fc2": 0.5}}, "cannot be pruned: 'fc2' has a softmax"),
+    ({"ratio": {"flatten": 0.5}}, "not a prunable Conv2D/Dense"),
+    ({"ratio": {"fc1": 0.5}, "criterion": "bn_gamma"}, "needs a BatchNormalization"),
+    ({"criterion": "threshold", "threshold": 1e9}, "remove every filter of layers"),
+    ({"criterion": "threshold"}, "`threshold` must be a number >= 0"),
+])
+def test_prune_filters_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pruning.prune_filters(sequential_cnn(), **kwargs)
+
+
+def test_residual_group_needs_one_ratio():
+    with pytest.raises(ValueError, match="pruned jointly"):
+        pruning.prune_filters(residual_cnn(), {"stem": 0.5, "res_a": 0.25})

@@ -9,4 +9,5 @@ from edgecompress.pruning.magnitude import (  # noqa: F401
     sparsity_report,
     strip,
 )
+from edgecompress.pruning.filters import filter_importance, prune_filters  # noqa: F401
 from edgecompress.pruning.schedules import ConstantSparsity, PolynomialDecay  # noqa: F401

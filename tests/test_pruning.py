@@ -257,3 +257,53 @@ def test_prune_filters_errors(kwargs, match):
 def test_residual_group_needs_one_ratio():
     with pytest.raises(ValueError, match="pruned jointly"):
         pruning.prune_filters(residual_cnn(), {"stem": 0.5, "res_a": 0.25})
+
+
+# ---------------------------------------------------------------- regularizers and the loop
+
+
+@pytest.mark.parametrize("reg,expected", [
+    (pruning.L1(0.5), 0.5 * (3 + 4 + 0 + 12)),
+    (pruning.GroupLasso(2.0), 2.0 * (5 + 12)),
+])
+def test_regularizer_values_and_config(reg, expected, tmp_path):
+    w = np.array([[3.0, 0.0], [-4.0, 12.0]], dtype="float32")  # filters: [3,-4] and [0,12]
+    assert float(reg(w)) == pytest.approx(expected, rel=1e-5)
+    model = pruning.add_sparsity_regularizer(sequential_cnn(), reg, layers=["conv2", "fc1"])
+    assert type(model.get_layer("conv2").kernel_regularizer) is type(reg)
+    assert model.get_layer("conv1").kernel_regularizer is None
+    path = tmp_path / "reg.keras"
+    model.save(path)
+    again = keras.models.load_model(path)
+    assert again.get_layer("fc1").kernel_regularizer.get_config() == reg.get_config()
+    with pytest.raises(ValueError, match="must be a number >= 0"):
+        type(reg)(-1.0)
+
+
+def test_group_lasso_training_then_threshold_pruning(rng):
+    x, y = _data(rng, n=64)
+    base = sequential_cnn()
+    before = weights_fingerprint(base)
+    model = pruning.add_sparsity_regularizer(base, pruning.GroupLasso(0.5), layers=["fc1"])
+    model.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=8, batch_size=64, verbose=0)
+    assert weights_fingerprint(base) == before
+    start = np.linalg.norm(base.get_layer("fc1").get_weights()[0], axis=0)
+    norms = np.linalg.norm(model.get_layer("fc1").get_weights()[0], axis=0)
+    assert start.min() > 0.5 and (norms < 0.1).sum() >= 2  # filters driven towards 0
+    small = pruning.prune_filters(model, None, "threshold", threshold=0.1)
+    assert small.get_layer("fc1").units == 16 - int((norms < 0.1).sum())
+
+
+def test_iterative_prune_history(rng, caplog):
+    x, y = _data(rng, n=64)
+    model = residual_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with caplog.at_level("INFO", logger="edgecompress.pruning"):
+        final, history = pruning.iterative_prune(model, (x, y), (x, y), rounds=2, target=0.5,
+                                                 finetune_epochs=1)
+    assert [h["round"] for h in history] == [0, 1, 2]
+    assert history[0]["params"] == model.count_params() and history[-1]["params"] == final.count_params()
+    assert history[0]["macs"] > history[1]["macs"] > history[2]["macs"]
+    assert final.get_layer("stem").filters == 5  # 8 -> 6 -> 5 (1 - sqrt(0.5) = 29% per round)
+    assert "pruning round 2/2" in caplog.text

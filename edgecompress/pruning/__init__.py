@@ -10,4 +10,6 @@ from edgecompress.pruning.magnitude import (  # noqa: F401
     strip,
 )
 from edgecompress.pruning.filters import filter_importance, prune_filters  # noqa: F401
+from edgecompress.pruning.iterative import iterative_prune  # noqa: F401
+from edgecompress.pruning.regularizers import GroupLasso, L1, add_sparsity_regularizer  # noqa: F401
 from edgecompress.pruning.schedules import ConstantSparsity, PolynomialDecay  # noqa: F401

@@ -64,10 +64,11 @@ def test_keras3_model_is_named():
     assert "keras3" in out.stdout and "Keras 3 model" in out.stdout, out.stderr[-2000:]
 
 
-def test_guard_refuses_tensorflow_loaded_with_keras3():
+@pytest.mark.parametrize("first", ["tensorflow", "tensorflow_model_optimization"])
+def test_guard_refuses_tensorflow_loaded_with_keras3(first):
     code = (
         "import os; os.environ.pop('TF_USE_LEGACY_KERAS', None)\n"
-        "import tensorflow as tf; tf.keras.layers.Dense\n"
+        f"import {first}\n"
         "import edgecompress\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -16,8 +16,8 @@ def _inputs(model, rng, n=4):
 
 
 def _predict(model, x):
-    out = model.predict(x, verbose=0)
-    return out if isinstance(out, list) else [out]
+    out = model(x if len(x) > 1 else x[0], training=False)  # faster than predict for one batch
+    return [np.asarray(o) for o in out] if isinstance(out, list) else [np.asarray(out)]
 
 
 def _randomize(model, rng):
@@ -83,8 +83,7 @@ def test_conv_geometry_respected_at_full_rank(method, conv_kwargs, rng):
     inner = keras.Model(new.inputs, new.layers[-2].output)
     ref_inner = keras.Model(model.inputs, model.get_layer("conv").output)
     assert inner.output_shape == ref_inner.output_shape
-    np.testing.assert_allclose(inner.predict(x, verbose=0), ref_inner.predict(x, verbose=0),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(_predict(inner, x)[0], _predict(ref_inner, x)[0], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("method,rank,params,macs", [
@@ -214,7 +213,7 @@ def test_factorized_model_fine_tunes_and_reloads(tmp_path, rng):
     path = tmp_path / "lr.keras"
     new.save(path)
     loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), new.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(_predict(loaded, [x])[0], _predict(new, [x])[0], atol=1e-6)
 
 
 def test_sensitivity_picks_ranks_for_an_accuracy_budget():
@@ -228,13 +227,13 @@ def test_sensitivity_picks_ranks_for_an_accuracy_budget():
     h = keras.layers.Dense(32, activation="relu", name="fc2")(h)
     model = keras.Model(inp, keras.layers.Dense(10, activation="softmax", name="fc3")(h))
     model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=15, batch_size=64, verbose=0)
+    model.fit(x, y, epochs=10, batch_size=128, verbose=0)
     sens = lowrank.rank_sensitivity(model, (xt, yt), ranks=[1, 4, 16], layers=["fc1", "fc2"])
     assert set(sens.curves) == {"fc1", "fc2"} and sens.baseline > 0.8
     fc1 = {p.rank: p.accuracy for p in sens.curves["fc1"]}
     assert fc1[1] < fc1[16]  # rank 1 loses accuracy
     strict = lowrank.ranks_for_accuracy(sens, max_drop=0.0)
-    loose = lowrank.ranks_for_accuracy(sens, max_drop=1.0)
+    loose = lowrank.ranks_for_accuracy(sens, max_drop=2.0)  # drops add up past 1
     assert loose == {"fc1": 1, "fc2": 1}
     for name, r in strict.items():
         assert next(p for p in sens.curves[name] if p.rank == r).drop <= 0

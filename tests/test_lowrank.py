@@ -91,7 +91,7 @@ def test_conv_geometry_respected_at_full_rank(method, conv_kwargs, rng):
     ("svd", 5, 20 * 5 + 5 * 30 + 30, 20 * 5 + 5 * 30),
     # conv 3x3 valid, 11x13x8 -> 9x11x16; kx1 output is 9x13
     ("spatial_svd", 4, 3 * 8 * 4 + 3 * 4 * 16 + 16, 9 * 13 * 3 * 8 * 4 + 9 * 11 * 3 * 4 * 16),
-    # reduce 1x1 at 11x13, core 3x3 4->6 at 9x11, expand 1x1 6->16 at 9x11
+    # reduce 1x1 at 11x13, core 3x3 4->6 at 9x11, expand 1x1 6->16 at 9x11 (4 < 8, 6 < 16)
     ("tucker2", (4, 6), 8 * 4 + 9 * 4 * 6 + 6 * 16 + 16,
      11 * 13 * 8 * 4 + 9 * 11 * (9 * 4 * 6 + 6 * 16)),
 ])
@@ -227,8 +227,8 @@ def test_sensitivity_picks_ranks_for_an_accuracy_budget():
     h = keras.layers.Dense(32, activation="relu", name="fc2")(h)
     model = keras.Model(inp, keras.layers.Dense(10, activation="softmax", name="fc3")(h))
     model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=10, batch_size=128, verbose=0)
-    sens = lowrank.rank_sensitivity(model, (xt, yt), ranks=[1, 4, 16], layers=["fc1", "fc2"])
+    model.fit(x, y, epochs=8, batch_size=128, verbose=0)
+    sens = lowrank.rank_sensitivity(model, (xt, yt), ranks=[1, 16], layers=["fc1", "fc2"])
     assert set(sens.curves) == {"fc1", "fc2"} and sens.baseline > 0.8
     fc1 = {p.rank: p.accuracy for p in sens.curves["fc1"]}
     assert fc1[1] < fc1[16]  # rank 1 loses accuracy
@@ -241,3 +241,18 @@ def test_sensitivity_picks_ranks_for_an_accuracy_budget():
     assert measure(small).params < measure(model).params
     with pytest.raises(ValueError, match="max_drop"):
         lowrank.ranks_for_accuracy(sens, max_drop=-1)
+
+
+@pytest.mark.parametrize("rank,layers", [((8, 6), ["conv_core", "conv_expand"]),
+                                         ((4, 16), ["conv_reduce", "conv_core"]),
+                                         ((8, 16), ["conv_core"])])
+def test_tucker2_leaves_out_identity_1x1_layers(rank, layers, rng):
+    model = _conv_model(padding="same")
+    _randomize(model, rng)
+    new, (row,) = lowrank.factorize(model, method="tucker2", rank={"conv": rank}, force=True,
+                                    return_report=True)
+    assert [layer.name for layer in new.layers if layer.name.startswith("conv")] == layers
+    assert measure(new).params == measure(model).params - row.params_before + row.params_after
+    if rank == (8, 16):
+        x = _inputs(model, rng)
+        np.testing.assert_allclose(_predict(new, x)[0], _predict(model, x)[0], rtol=1e-4, atol=1e-4)

@@ -84,16 +84,24 @@ def _leading(matrix: np.ndarray, rank: int) -> np.ndarray:
 def tucker2_factors(kernel: np.ndarray, rank_in: int, rank_out: int, iterations: int = 0):
     """Tucker-2 of a conv kernel over its channel axes, by HOSVD and optional HOOI sweeps.
 
+    A mode kept at its full channel count gets the identity factor (Tucker-1), so the caller can
+    drop that 1x1 layer.
+
     Returns:
         ``(reduce, core, expand)`` kernels of shapes ``(1, 1, cin, rank_in)``,
         ``(kh, kw, rank_in, rank_out)`` and ``(1, 1, rank_out, cout)``.
     """
     k = np.asarray(kernel, np.float64)
-    u_in = _leading(unfold(k, 2), rank_in)
-    u_out = _leading(unfold(k, 3), rank_out)
+    cin, cout = k.shape[2:]
+
+    def factor(matrix, rank, size):
+        return np.eye(size) if rank == size else _leading(matrix, rank)
+
+    u_in = factor(unfold(k, 2), rank_in, cin)
+    u_out = factor(unfold(k, 3), rank_out, cout)
     for _ in range(iterations):  # HOOI: each factor is the best one given the other
-        u_in = _leading(unfold(np.einsum("abio,os->abis", k, u_out), 2), rank_in)
-        u_out = _leading(unfold(np.einsum("abio,ir->abro", k, u_in), 3), rank_out)
+        u_in = factor(unfold(np.einsum("abio,os->abis", k, u_out), 2), rank_in, cin)
+        u_out = factor(unfold(np.einsum("abio,ir->abro", k, u_in), 3), rank_out, cout)
     core = np.einsum("abio,ir,os->abrs", k, u_in, u_out)
     return (u_in[None, None].astype(np.float32), core.astype(np.float32),
             u_out.T[None, None].astype(np.float32))

@@ -117,7 +117,8 @@ def factorize(
     * Conv2D, ``spatial_svd``: the kernel reshaped to ``(kh*cin, kw*cout)`` and truncated by SVD:
       ``Conv2D(rank, (kh, 1))`` then ``Conv2D(filters, (1, kw))`` (Jaderberg et al., as in AIMET).
     * Conv2D, ``tucker2``: HOSVD of the channel unfoldings refined by ``iterations`` HOOI sweeps:
-      1x1 reduce to ``rank_in``, k x k core ``rank_in -> rank_out``, 1x1 expand (Kim et al.).
+      1x1 reduce to ``rank_in``, k x k core ``rank_in -> rank_out``, 1x1 expand (Kim et al.);
+      a mode kept at its full channel count needs no 1x1 layer, which is then left out.
 
     Strides, padding and dilation are split over the chain so shapes and (at full rank) outputs
     are those of the original; bias and activation go on the last layer. Grouped or
@@ -288,9 +289,10 @@ class Candidate:
         else:
             kh, kw, cin, cout = k.shape
             r_in, r_out = rank
-            params = cin * r_in + kh * kw * r_in * r_out + r_out * cout
-            macs = sum(_positions(i[1:3]) * cin * r_in
-                       + _positions(o[1:3]) * (kh * kw * r_in * r_out + r_out * cout)
+            has_in, has_out = r_in < cin, r_out < cout  # a full mode needs no 1x1 layer
+            params = has_in * cin * r_in + kh * kw * r_in * r_out + has_out * r_out * cout
+            macs = sum(_positions(i[1:3]) * cin * r_in * has_in
+                       + _positions(o[1:3]) * (kh * kw * r_in * r_out + has_out * r_out * cout)
                        for i, o in self.shapes)
         return int(params + self.bias), int(macs)
 
@@ -354,13 +356,22 @@ class Candidate:
                       **common)],
                 [[vertical], [horizontal, *weights_last]])
         reduce, core, expand = dec.tucker2_factors(self.kernel, *rank, iterations=iterations)
-        return Replacement(
-            [conv(rank[0], 1, use_bias=False, name=f"{name}_reduce", **common),
-             conv(rank[1], (kh, kw), strides=(sh, sw), padding=pad, dilation_rate=(dh, dw),
-                  use_bias=False, name=f"{name}_core", **common),
-             conv(layer.filters, 1, activation=layer.activation, use_bias=layer.use_bias,
-                  name=f"{name}_expand", **common)],
-            [[reduce], [core], [expand, *weights_last]])
+        cin, cout = self.kernel.shape[2:]
+        chain, weights = [], []
+        if rank[0] < cin:
+            chain.append(conv(rank[0], 1, use_bias=False, name=f"{name}_reduce", **common))
+            weights.append([reduce])
+        last = rank[1] == cout
+        chain.append(conv(rank[1], (kh, kw), strides=(sh, sw), padding=pad,
+                          dilation_rate=(dh, dw), name=f"{name}_core",
+                          activation=layer.activation if last else None,
+                          use_bias=layer.use_bias and last, **common))
+        weights.append([core, *weights_last] if last else [core])
+        if not last:
+            chain.append(conv(layer.filters, 1, activation=layer.activation,
+                              use_bias=layer.use_bias, name=f"{name}_expand", **common))
+            weights.append([expand, *weights_last])
+        return Replacement(chain, weights)
 
     def row(self, rank, reason: str = "") -> LayerFactorization:
         params, macs = self.costs(rank) if rank is not None else (self.params_before, self.macs_before)
@@ -368,7 +379,7 @@ class Candidate:
             layer=self.layer.name, method=self.method, rank=rank, full_rank=self.full_rank,
             params_before=self.params_before, params_after=params,
             macs_before=self.macs_before, macs_after=macs,
-            retained_energy=1.0 - (self.loss(rank) if rank is not None else 0.0),
+            retained_energy=max(0.0, 1.0 - (self.loss(rank) if rank is not None else 0.0)),
             factorized=rank is not None and not reason, reason=reason)
 
 

@@ -54,7 +54,7 @@ def test_full_rank_reproduces_outputs_and_leaves_input_alone(builder, method, rn
         assert "layers" in str(err) or not report
         return
     x = _inputs(model, rng)
-    for ref, out in zip(_predict(model, x), _predict(new, x)):
+    for ref, out in zip(_predict(model, x), _predict(new, x), strict=False):
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
     assert weights_fingerprint(model) == before
     assert type(new) is type(model)
@@ -117,7 +117,7 @@ def test_truncation_error_grows_monotonically_as_rank_falls(method, rng):
     name = "fc" if method == "svd" else "conv"
     errors = [np.linalg.norm(_predict(lowrank.factorize(model, method=method, rank={name: r},
                                                         force=True), x)[0] - ref) for r in ranks]
-    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert all(a > b for a, b in zip(errors, errors[1:], strict=False)), errors
 
 
 def test_decompose_reconstructs_kernels(rng):
@@ -209,7 +209,7 @@ def test_factorized_model_fine_tunes_and_reloads(tmp_path, rng):
     before = [w.copy() for w in new.get_weights()]
     hist = new.fit(x, y, epochs=1, batch_size=16, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
-    assert any(not np.array_equal(a, b) for a, b in zip(before, new.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, new.get_weights(), strict=False))
     path = tmp_path / "lr.keras"
     new.save(path)
     loaded = keras.models.load_model(path)
@@ -256,3 +256,29 @@ def test_tucker2_leaves_out_identity_1x1_layers(rank, layers, rng):
     if rank == (8, 16):
         x = _inputs(model, rng)
         np.testing.assert_allclose(_predict(new, x)[0], _predict(model, x)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_factorized_model_converts_to_int8_tflite(rng):
+    """Plain layers only: full-integer conversion works and agrees with Keras (until tflite_export)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgecompress._keras import tf
+
+    model = sequential_cnn()
+    _randomize(model, rng)
+    new = lowrank.factorize(model, energy=0.9)
+    x = rng.random((32, 12, 12, 1)).astype("float32")
+    converter = tf.lite.TFLiteConverter.from_keras_model(new)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    interp = Interpreter(model_content=converter.convert())
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    preds = []
+    for i in range(len(x)):
+        interp.set_tensor(inp["index"], x[i:i + 1])
+        interp.invoke()
+        preds.append(interp.get_tensor(out["index"])[0])
+    ref = _predict(new, [x])[0]
+    assert np.mean(np.argmax(preds, 1) == ref.argmax(1)) >= 0.85

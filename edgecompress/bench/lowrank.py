@@ -107,7 +107,7 @@ def run(train, test, quick=False, fc_ratio=0.18, conv_ratio=0.3) -> list[dict]:
     conv_macs = sum(r.macs_before for r in variants[0][2])
     rows.append(dict(model="LeNet-5", variant="float", ranks="-", conv_macs=conv_macs,
                      macs=keras_macs(base5), accuracy=base5_acc, tflite_us=lat[0]))
-    for (method, fact, rep, no_ft, acc), us in zip(variants, lat[1:]):
+    for (method, fact, rep, no_ft, acc), us in zip(variants, lat[1:], strict=False):
         after = sum(r.macs_after for r in rep)
         rows.append(dict(model="LeNet-5", variant=f"{method} convs, target_ratio={conv_ratio} MACs "
                          f"+ {ft_epochs}-epoch fine-tune", ranks=_ranks(rep), conv_macs=after,

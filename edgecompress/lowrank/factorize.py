@@ -255,7 +255,7 @@ class Candidate:
                 raise ValueError(f"A Tucker-2 `rank` must be an int or a (rank_in, rank_out) pair. "
                                  f"Received: rank={value!r} for layer '{self.layer.name}'")
             pair = tuple(_check_int_rank(v, "rank") for v in value)
-            if any(v > f for v, f in zip(pair, self.full_rank)):
+            if any(v > f for v, f in zip(pair, self.full_rank, strict=False)):
                 raise ValueError(
                     f"`rank` for layer '{self.layer.name}' must be <= its full rank "
                     f"{self.full_rank} (tucker2). Received: rank={value!r}")
@@ -446,7 +446,7 @@ def _choose_ranks(candidates, energy, rank, target_ratio, target) -> dict:
     options = [c.options(target) for c in candidates]
     budget = target_ratio * sum(opts[0][1] for opts in options)
     picks = allocate(options, cost_budget=budget)
-    return {c.layer.name: opts[j][0] for c, opts, j in zip(candidates, options, picks)
+    return {c.layer.name: opts[j][0] for c, opts, j in zip(candidates, options, picks, strict=True)
             if opts[j][0] is not None}
 
 

@@ -127,7 +127,8 @@ def ranks_for_accuracy(sensitivity: Sensitivity, max_drop: float, target: str = 
         names.append(name)
         options.append(opts)
     picks = allocate(options, loss_budget=max_drop)
-    return {n: opts[j][0] for n, opts, j in zip(names, options, picks) if opts[j][0] is not None}
+    chosen = zip(names, options, picks, strict=True)
+    return {n: opts[j][0] for n, opts, j in chosen if opts[j][0] is not None}
 
 
 def _rank_grid(cand, values) -> list:

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgecompress._keras import check_graph_model, keras
 from edgecompress.lowrank import decompose as dec
-from edgecompress.measure import _node_shapes, layer_macs
+from edgecompress.measure import node_shapes, layer_macs
 from edgecompress.surgery import Replacement, find_layers, iter_layers, layer_weights, rebuild
 
 METHODS = ("auto", "svd", "spatial_svd", "tucker2")
@@ -219,7 +219,7 @@ class Candidate:
         self.layer = layer
         self.method = method
         self.kernel = layer_weights(layer)["kernel"]
-        self.shapes = _node_shapes(layer)
+        self.shapes = node_shapes(layer)
         self.params_before = int(layer.count_params())
         self.macs_before = int(sum(layer_macs(layer, i, o) for i, o in self.shapes))
         self.bias = int(self.kernel.shape[-1]) if layer.use_bias else 0
@@ -399,7 +399,7 @@ def select(model, method: str = "auto", layers=None) -> tuple[list[Candidate], F
             if type(layer) in (keras.layers.Dense, keras.layers.Conv2D):  # noqa: E721
                 warnings.warn(f"lowrank: layer '{layer.name}' left alone: {problem}", stacklevel=3)
             params = int(layer.count_params())
-            macs = int(sum(layer_macs(layer, i, o) for i, o in _node_shapes(layer)))
+            macs = int(sum(layer_macs(layer, i, o) for i, o in node_shapes(layer)))
             report.append(LayerFactorization(layer.name, None, None, None, params, params, macs, macs,
                                              1.0, False, problem))
             continue

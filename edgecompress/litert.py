@@ -41,6 +41,8 @@ class ModelInfo:
         tensor_types: name -> type name ("FLOAT32", "INT8", ...) of every tensor.
         op_details: per operator, a dict with ``op``, ``inputs`` and ``outputs`` (tensor indices).
         tensors: per tensor, a dict with ``name``, ``type``, ``shape``, ``bytes``, ``constant``.
+        inputs: tensor indices of the graph inputs.
+        outputs: tensor indices of the graph outputs.
     """
 
     ops: list = field(default_factory=list)
@@ -49,6 +51,8 @@ class ModelInfo:
     tensor_types: dict = field(default_factory=dict)
     op_details: list = field(default_factory=list)
     tensors: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
 
     @property
     def op_types(self) -> list:
@@ -121,7 +125,10 @@ def inspect(path_or_bytes) -> ModelInfo:
     graph = model.subgraphs[0]
     opnames = [_op_name(oc, builtin_names) for oc in model.operatorCodes]
 
-    info = ModelInfo()
+    info = ModelInfo(
+        inputs=[int(i) for i in (graph.inputs if graph.inputs is not None else [])],
+        outputs=[int(i) for i in (graph.outputs if graph.outputs is not None else [])],
+    )
     raw = {}
     for index, tensor in enumerate(graph.tensors):
         name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
@@ -130,7 +137,8 @@ def inspect(path_or_bytes) -> ModelInfo:
         values = _buffer_values(model, tensor, tname, shape, data)
         info.tensor_types[name] = tname
         dtype = _NP_TYPES.get(tname)
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize if dtype is not None else 0
+        count = int(np.prod([max(d, 1) for d in shape]))
+        nbytes = count * np.dtype(dtype).itemsize if dtype is not None else 0
         info.tensors.append(
             {"name": name, "type": tname, "shape": shape, "bytes": nbytes, "constant": values is not None}
         )

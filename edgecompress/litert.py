@@ -310,12 +310,12 @@ class Runner:
             self.input_details = [
                 {"dtype": np.dtype(t), "shape": np.array(s), "quantization": _qparams(sc, zp)}
                 for t, s, sc, zp in zip(self._lce.input_types, self._lce.input_shapes,
-                                        self._lce.input_scales, self._lce.input_zero_points)
+                                        self._lce.input_scales, self._lce.input_zero_points, strict=False)
             ]
             self.output_details = [
                 {"dtype": np.dtype(t), "shape": np.array(s), "quantization": _qparams(sc, zp)}
                 for t, s, sc, zp in zip(self._lce.output_types, self._lce.output_shapes,
-                                        self._lce.output_scales, self._lce.output_zero_points)
+                                        self._lce.output_scales, self._lce.output_zero_points, strict=False)
             ]
         else:
             from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -359,7 +359,7 @@ class Runner:
                 f"`x` must hold {len(self.input_details)} input array(s). Received: {len(xs)}"
             )
         n = len(xs[0])
-        quantized = [_quantize(a, d) for a, d in zip(xs, self.input_details)]
+        quantized = [_quantize(a, d) for a, d in zip(xs, self.input_details, strict=False)]
         outputs = [[] for _ in self.output_details]
         step = 1 if self.backend == "lce" else batch_size
         for start in range(0, n, step):
@@ -367,7 +367,7 @@ class Runner:
             for i, out in enumerate(self._run(batch)):
                 outputs[i].append(out)
         results = [
-            _dequantize(np.concatenate(o), d) for o, d in zip(outputs, self.output_details)
+            _dequantize(np.concatenate(o), d) for o, d in zip(outputs, self.output_details, strict=False)
         ]
         return results[0] if len(results) == 1 else results
 
@@ -377,11 +377,11 @@ class Runner:
             return [np.asarray(o) for o in out]
         size = len(batch[0])
         if size != self._batch:
-            for d, a in zip(self.input_details, batch):
+            for d, a in zip(self.input_details, batch, strict=False):
                 self._interp.resize_tensor_input(d["index"], [size, *a.shape[1:]])
             self._interp.allocate_tensors()
             self._batch = size
-        for d, a in zip(self.input_details, batch):
+        for d, a in zip(self.input_details, batch, strict=False):
             self._interp.set_tensor(d["index"], np.ascontiguousarray(a))
         self._interp.invoke()
         return [self._interp.get_tensor(d["index"]).copy() for d in self.output_details]

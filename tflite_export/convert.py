@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress import litert
+from edgecompress._io import atomic_write
 from edgecompress._keras import check_graph_model, keras, tf
 from edgecompress.measure import gzip_size
 from tflite_export.verify import VerificationError, verify
@@ -172,41 +172,20 @@ def export(
                 report=report,
             )
     say(f"writing {out}")
-    write_atomic(out, raw, overwrite)
+    atomic_write(out, raw, overwrite)
     return report
 
 
 def load_model(model) -> keras.Model:
-    """``model`` itself if it is a tf_keras model (checked), or the model saved at a path."""
+    """``model`` itself if it is a tf_keras model (checked), or the model saved at a path.
+
+    Paths load through :func:`edgecompress.loading.load_model` (safe mode: Lambda layers refused).
+    """
     if isinstance(model, (str, os.PathLike)):
-        model = _load_path(Path(model))
+        from edgecompress.loading import load_model as load_file
+
+        model = load_file(model, argument="model")
     check_graph_model(model, "model")
-    return model
-
-
-def _load_path(path: Path) -> keras.Model:
-    if not path.exists():
-        raise FileNotFoundError(f"`model` must be an existing .keras, .h5 file or SavedModel folder. Received: {path}")
-    if path.is_dir():
-        if not (path / "saved_model.pb").is_file():
-            raise ValueError(f"`model` folder is not a SavedModel (no saved_model.pb). Received: {path}")
-    elif path.suffix not in (".keras", ".h5", ".hdf5"):
-        raise ValueError(f"`model` must be a .keras, .h5 file or SavedModel folder. Received: {path}")
-    elif path.stat().st_size == 0:
-        raise ValueError(f"`model` file is empty. Received: {path}")
-    try:
-        import larq  # noqa: F401  (registers larq's layers and quantizers)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as err:  # noqa: BLE001 - any loader failure is a bad input file
-        detail = " ".join(str(err).split())[:200]
-        raise ValueError(f"`model` could not be loaded ({type(err).__name__}: {detail}). Received: {path}") from None
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"`model` did not load as a tf_keras Model (got {type(model).__name__}). Received: {path}"
-        )
     return model
 
 
@@ -221,31 +200,6 @@ def _check_output(path, overwrite: bool) -> Path:
     if out.exists() and not overwrite:
         raise FileExistsError(f"`path` already exists; pass overwrite=True (CLI: --overwrite). Received: {out}")
     return out
-
-
-def write_atomic(path, data: bytes, overwrite: bool = True) -> None:
-    """Write ``data`` to a temporary file in ``path``'s folder, then rename it to ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if not overwrite and path.exists():
-            raise FileExistsError(f"`path` already exists. Received: {path}")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _has_larq_layers(model) -> bool:
@@ -366,8 +320,8 @@ def _inputs_of(item, n_inputs):
 
 def _split(arrays, ranks):
     """Batch-1 lists from one item: unbatched samples get a batch axis, batches are split."""
-    arrays = [a[None] if a.ndim == r - 1 else a for a, r in zip(arrays, ranks)]
-    for a, r in zip(arrays, ranks):
+    arrays = [a[None] if a.ndim == r - 1 else a for a, r in zip(arrays, ranks, strict=False)]
+    for a, r in zip(arrays, ranks, strict=False):
         if a.ndim != r:
             raise ValueError(
                 f"`representative_data` items must have rank {r} or {r - 1}. Received: shape {a.shape}"

@@ -128,6 +128,7 @@ STEPS: dict[str, dict[str, Param]] = {
         "energy": Param(_NUM, None, lambda x: 0 < x <= 1, "a number in (0, 1]"),
         "rank": Param((int,), None, _pos, "an int > 0"),
         "target_ratio": Param(_NUM, None, lambda x: 0 < x < 1, "a number in (0, 1)"),
+        "target": Param((str,), "params", lambda x: x in ("params", "macs"), "'params' or 'macs'"),
         "layers": LAYERS,
     },
     "distill": {
@@ -434,11 +435,11 @@ def _binarize(state, scheme, keep_first_last, layers):
                                   layers=layers)
 
 
-def _factorize(state, method, energy, rank, target_ratio, layers):
+def _factorize(state, method, energy, rank, target_ratio, target, layers):
     from edgecompress import lowrank
 
     state.model = lowrank.factorize(state.model, method=method, energy=energy, rank=rank,
-                                    target_ratio=target_ratio, layers=layers)
+                                    target_ratio=target_ratio, target=target, layers=layers)
 
 
 def _distill(state, teacher, temperature, alpha, epochs, learning_rate, batch_size):

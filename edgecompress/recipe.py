@@ -343,13 +343,9 @@ def _fit(state: RunState, epochs, learning_rate, batch_size):
 
     model = state.model
     model.compile(keras.optimizers.Adam(learning_rate), _loss_for(model), metrics=["accuracy"])
-    callbacks = []
-    if _has_pruning_wrappers(model):
-        import tensorflow_model_optimization as tfmot
-
-        callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
+    # A pruned model from edgecompress.pruning adds tfmot's UpdatePruningStep by itself.
     model.fit(*state.train, epochs=epochs, batch_size=batch_size, validation_data=state.test,
-              callbacks=callbacks, verbose=2 if state.verbose else 0)
+              verbose=2 if state.verbose else 0)
 
 
 def _has_pruning_wrappers(model) -> bool:
@@ -359,12 +355,9 @@ def _has_pruning_wrappers(model) -> bool:
 
 
 def _strip(state: RunState):
-    import tensorflow_model_optimization as tfmot
+    from edgecompress import pruning, quantization
 
-    model = state.model
-    model = tfmot.sparsity.keras.strip_pruning(model)
-    model = tfmot.clustering.keras.strip_clustering(model)
-    state.model = model
+    state.model = quantization.strip(pruning.strip(state.model))
 
 
 def _prune_low_magnitude(state, target_sparsity, initial_sparsity, schedule, m_by_n, block_size,
@@ -374,8 +367,7 @@ def _prune_low_magnitude(state, target_sparsity, initial_sparsity, schedule, m_b
     if schedule == "constant":
         sched = pruning.ConstantSparsity(target_sparsity)
     else:
-        sched = pruning.PolynomialDecay(initial_sparsity=initial_sparsity,
-                                        final_sparsity=target_sparsity)
+        sched = pruning.PolynomialDecay(target=target_sparsity, initial=initial_sparsity)
     kwargs = {"schedule": sched, "layers": layers}
     if m_by_n:
         kwargs["m_by_n"] = tuple(m_by_n)

@@ -299,3 +299,60 @@ def test_keras_save_and_plain_load(scheme, tmp_path, rng):
     np.testing.assert_allclose(_run(loaded, x), _run(bnn, x),
                                rtol=1e-5, atol=1e-5)
     assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in bnn.layers]
+
+
+# ---------------------------------------------------------------- LCE export
+
+
+def _trained_like(model, seed=0):
+    """Random BatchNorm statistics, as after training: untrained BN (mean 0, beta 0) turns the
+    integer binary-conv results that are exactly 0 into sign ties that LCE's fused threshold and
+    Keras break differently."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.3, n),
+                               rng.normal(0, 0.3, n), rng.uniform(0.5, 1.5, n)])
+    return model
+
+
+def _lce(model, x):
+    lce = pytest.importorskip("larq_compute_engine")
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    data = lce.convert_keras_model(model)
+    return data, Interpreter(data).predict(x)
+
+
+def _count(data, op):
+    """How many operators of custom kind ``op`` the flatbuffer's main graph holds."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    codes = [c.customCode for c in model.operatorCodes]
+    return sum(codes[o.opcodeIndex] == op.encode() for o in model.subgraphs[0].operators)
+
+
+def test_dense_as_conv_really_binarizes_in_lce(rng):
+    bnn = binary.binarize(_trained_like(_bnn("sequential")), "binarynet", layers=["c2", "d1", "d2"])
+    conv = binary.dense_as_conv(bnn)
+    x = rng.normal(size=(16, 12, 12, 1)).astype("float32")
+    fc_file, fc_out = _lce(bnn, x)
+    conv_file, conv_out = _lce(conv, x)
+    keras_out = _run(bnn, x)
+    np.testing.assert_allclose(conv_out, keras_out, rtol=1e-4, atol=1e-3)
+    assert len(conv_file) < len(fc_file) - 4 * 200 * 16 * 0.8  # d1's 200x16 float kernel is gone
+    assert _count(conv_file, "LceBconv2d") > _count(fc_file, "LceBconv2d")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_every_scheme_exports_through_lce_and_verifies(kind, scheme, rng):
+    bnn = binary.dense_as_conv(binary.binarize(_trained_like(_bnn(kind)), scheme))
+    x = rng.normal(size=(8, 12, 12, 1)).astype("float32")
+    data, out = _lce(bnn, x)
+    np.testing.assert_allclose(out, _run(bnn, x), rtol=1e-3, atol=1e-3)
+    if binary.get(scheme).binary_activations:
+        assert _count(data, "LceBconv2d") > 0

@@ -60,7 +60,9 @@ def _fit(model, train, epochs, lr, optimizer=None, batch=64):
     sched = keras.optimizers.schedules.CosineDecay(lr, epochs * -(-len(train[0]) // batch))
     model.compile(optimizer or keras.optimizers.legacy.Adam(sched),
                   "sparse_categorical_crossentropy", ["accuracy"])
-    model.fit(_augmented(*train, batch), epochs=epochs, verbose=0)
+    log = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: print(
+        f"  {model.name} epoch {e + 1}/{epochs}: {logs}", file=sys.stderr, flush=True))
+    model.fit(_augmented(*train, batch), epochs=epochs, verbose=0, callbacks=[log])
     return model
 
 
@@ -107,10 +109,11 @@ def run(train, test, quick: bool = False, hidden: int = 256, float_epochs: int =
     bnn = _fit(to_bnn(fmodel), train, bnn_epochs, 1e-3)
     train_seconds = time.perf_counter() - start
     deploy = binary.dense_as_conv(bnn)
-
     rows, tmp = [], tempfile.mkdtemp(prefix="ec_bench_binary_")
+    bnn.save(os.path.join(tmp, "bnn.keras"))  # kept for inspection / re-export
+    print(f"trained in {train_seconds:.0f} s; models in {tmp}", file=sys.stderr, flush=True)
+
     lat_x = x_te[:200]
-    sample = x_te[:2000]
 
     def acc(pred):
         return float(np.mean(np.argmax(pred, -1) == y_te[: len(pred)]))
@@ -148,7 +151,6 @@ def run(train, test, quick: bool = False, hidden: int = 256, float_epochs: int =
                  "params": small.count_params(), "bytes": len(small_lce),
                  "size_ratio": len(small_float) / len(small_lce),
                  "float_bytes": len(small_float)})
-    del sample
     return rows
 
 

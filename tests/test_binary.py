@@ -59,7 +59,7 @@ def test_every_scheme_binarizes_and_keeps_input(kind, scheme, rng):
     for layer in quant:
         assert layer.kernel_quantizer.precision == 1
         src = model.get_layer(layer.name)
-        for a, b in zip(src.get_weights(), layer.get_weights()):
+        for a, b in zip(src.get_weights(), layer.get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)  # float weights carried as latent weights
         assert (layer.input_quantizer is not None) == (scheme in ("xnor", "binarynet"))
     x = rng.random((3, 12, 12, 1), dtype=np.float32)

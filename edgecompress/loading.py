@@ -7,6 +7,7 @@ named as such.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import zipfile
@@ -19,19 +20,17 @@ class ModelFileError(ValueError):
     """A model file that cannot be loaded safely; the message names the argument and the file."""
 
 
-def custom_objects() -> dict:
-    """Classes that may appear in files written by edgecompress, larq or tfmot."""
-    objects = {}
-    try:
-        import larq
+@contextlib.contextmanager
+def custom_object_scope():
+    """Make the classes of files written by edgecompress, larq or tfmot loadable."""
+    import larq  # noqa: F401 - registers its layers and quantizers
+    import tensorflow_model_optimization as tfmot
 
-        objects.update({name: getattr(larq.layers, name) for name in larq.layers.__all__})
-        objects.update({name: getattr(larq.quantizers, name) for name in larq.quantizers.__all__
-                        if isinstance(getattr(larq.quantizers, name), type)})
-    except ImportError:  # pragma: no cover
-        pass
-    objects.update(keras.saving.get_custom_objects())
-    return objects
+    with contextlib.ExitStack() as stack:
+        for scope in (tfmot.sparsity.keras.prune_scope, tfmot.clustering.keras.cluster_scope,
+                      tfmot.quantization.keras.quantize_scope):
+            stack.enter_context(scope())
+        yield
 
 
 def load_model(path, argument: str = "model", unsafe: bool = False) -> keras.Model:
@@ -68,14 +67,11 @@ def load_model(path, argument: str = "model", unsafe: bool = False) -> keras.Mod
             f"Rebuild it without Lambda, or pass --unsafe if you trust the file. Received: {path}"
         )
     try:
-        with keras.utils.custom_object_scope(custom_objects()):
-            import tensorflow_model_optimization as tfmot
-
-            with tfmot.quantization.keras.quantize_scope():
-                if path.suffix == ".keras":
-                    model = keras.models.load_model(path, compile=False, safe_mode=not unsafe)
-                else:
-                    model = keras.models.load_model(path, compile=False)
+        with custom_object_scope():
+            if path.suffix == ".keras":
+                model = keras.models.load_model(path, compile=False, safe_mode=not unsafe)
+            else:
+                model = keras.models.load_model(path, compile=False)
     except Exception as err:  # noqa: BLE001 - any loader failure becomes one clear line
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise ModelFileError(f"`{argument}` could not be loaded ({first}). Received: {path}") from None

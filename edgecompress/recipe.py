@@ -128,6 +128,7 @@ STEPS: dict[str, dict[str, Param]] = {
         "energy": Param(_NUM, None, lambda x: 0 < x <= 1, "a number in (0, 1]"),
         "rank": Param((int,), None, _pos, "an int > 0"),
         "target_ratio": Param(_NUM, None, lambda x: 0 < x < 1, "a number in (0, 1)"),
+        "target": Param((str,), "params", lambda x: x in ("params", "macs"), "'params' or 'macs'"),
         "layers": LAYERS,
     },
     "distill": {
@@ -138,7 +139,15 @@ STEPS: dict[str, dict[str, Param]] = {
         "learning_rate": Param(_NUM, 1e-3, _pos, "a number > 0"),
         "batch_size": Param((int,), 64, lambda x: 1 <= x <= 65536, "an int in [1, 65536]"),
     },
+    "swap_backbone": {
+        "backbone": Param((str,), REQUIRED, None, "a builder in edgecompress.models"),
+        "width": Param(_NUM, None, _pos, "a width multiplier > 0 (alpha / scale)"),
+    },
     "strip": {},
+    "pack": {
+        "name": Param((str,), None, lambda x: bool(_NAME.match(x)),
+                      "a plain file name (letters, digits, _ . -; no path)"),
+    },
     "export": {
         "mode": Param((str,), "int8", lambda x: x in ("float32", "dynamic", "float16", "int8",
                                                        "int16x8", "binary"),
@@ -334,13 +343,9 @@ def _fit(state: RunState, epochs, learning_rate, batch_size):
 
     model = state.model
     model.compile(keras.optimizers.Adam(learning_rate), _loss_for(model), metrics=["accuracy"])
-    callbacks = []
-    if _has_pruning_wrappers(model):
-        import tensorflow_model_optimization as tfmot
-
-        callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
+    # A pruned model from edgecompress.pruning adds tfmot's UpdatePruningStep by itself.
     model.fit(*state.train, epochs=epochs, batch_size=batch_size, validation_data=state.test,
-              callbacks=callbacks, verbose=2 if state.verbose else 0)
+              verbose=2 if state.verbose else 0)
 
 
 def _has_pruning_wrappers(model) -> bool:
@@ -350,12 +355,9 @@ def _has_pruning_wrappers(model) -> bool:
 
 
 def _strip(state: RunState):
-    import tensorflow_model_optimization as tfmot
+    from edgecompress import pruning, quantization
 
-    model = state.model
-    model = tfmot.sparsity.keras.strip_pruning(model)
-    model = tfmot.clustering.keras.strip_clustering(model)
-    state.model = model
+    state.model = quantization.strip(pruning.strip(state.model))
 
 
 def _prune_low_magnitude(state, target_sparsity, initial_sparsity, schedule, m_by_n, block_size,
@@ -365,8 +367,7 @@ def _prune_low_magnitude(state, target_sparsity, initial_sparsity, schedule, m_b
     if schedule == "constant":
         sched = pruning.ConstantSparsity(target_sparsity)
     else:
-        sched = pruning.PolynomialDecay(initial_sparsity=initial_sparsity,
-                                        final_sparsity=target_sparsity)
+        sched = pruning.PolynomialDecay(target=target_sparsity, initial=initial_sparsity)
     kwargs = {"schedule": sched, "layers": layers}
     if m_by_n:
         kwargs["m_by_n"] = tuple(m_by_n)
@@ -426,11 +427,11 @@ def _binarize(state, scheme, keep_first_last, layers):
                                   layers=layers)
 
 
-def _factorize(state, method, energy, rank, target_ratio, layers):
+def _factorize(state, method, energy, rank, target_ratio, target, layers):
     from edgecompress import lowrank
 
     state.model = lowrank.factorize(state.model, method=method, energy=energy, rank=rank,
-                                    target_ratio=target_ratio, layers=layers)
+                                    target_ratio=target_ratio, target=target, layers=layers)
 
 
 def _distill(state, teacher, temperature, alpha, epochs, learning_rate, batch_size):
@@ -479,7 +480,39 @@ def _export(state, mode, int8_io, c_array, min_agreement, name):
         to_c_array(path, state.out_dir / "micro", name)
 
 
+def _swap_backbone(state, backbone, width):
+    from edgecompress import models
+
+    builder = getattr(models, backbone, None)
+    if backbone.startswith("_") or not callable(builder):
+        raise RecipeError(f"`backbone` must be one of {sorted(models.__all__)}. "
+                          f"Received: backbone={backbone!r}")
+    kwargs = {}
+    if width is not None:
+        kwargs[{"mobilenet_v2": "alpha", "shufflenet_v2": "scale"}.get(backbone, "width")] = width
+    shape = tuple(state.model.inputs[0].shape[1:])
+    classes = int(state.model.outputs[0].shape[-1])
+    state.model = builder(input_shape=shape, num_classes=classes, **kwargs)
+
+
+def _pack(state, name):
+    from edgecompress.measure import measure
+    from edgecompress.quantization import save_packed
+    from edgecompress.report import Artifact
+
+    name = name or f"{state.recipe.name}_packed"
+    path = state.out_dir / f"{name}.ecpk"
+    save_packed(state.model, path)
+    m = measure(state.model, state.test)
+    size = path.stat().st_size
+    state.artifacts.append(Artifact(
+        name=name, path=str(path), mode="packed", params=m.params, nonzero_params=m.nonzero_params,
+        macs=m.macs, file_bytes=size, gzip_bytes=size, deploy_bytes=size, accuracy=m.accuracy,
+        keras_accuracy=m.accuracy))
+
+
 _RUNNERS: dict[str, Callable] = {
+    "swap_backbone": _swap_backbone, "pack": _pack,
     "fit": _fit, "strip": _strip, "prune_low_magnitude": _prune_low_magnitude,
     "prune_filters": _prune_filters, "iterative_prune": _iterative_prune, "cluster": _cluster,
     "quantize_weights": _quantize_weights, "product_quantize": _product_quantize,

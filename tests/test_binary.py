@@ -334,16 +334,17 @@ def _count(data, op):
     return sum(codes[o.opcodeIndex] == op.encode() for o in model.subgraphs[0].operators)
 
 
-def test_dense_as_conv_really_binarizes_in_lce(rng):
+def test_dense_as_conv_really_binarizes_in_lce(rng, tmp_path):
+    """Through tflite_export's binary mode (LCE + verification in LCE's interpreter)."""
+    export = pytest.importorskip("tflite_export").export
     bnn = binary.binarize(_trained_like(_bnn("sequential")), "binarynet", layers=["c2", "d1", "d2"])
     conv = binary.dense_as_conv(bnn)
-    x = rng.normal(size=(16, 12, 12, 1)).astype("float32")
-    fc_file, fc_out = _lce(bnn, x)
-    conv_file, conv_out = _lce(conv, x)
-    keras_out = _run(bnn, x)
-    np.testing.assert_allclose(conv_out, keras_out, rtol=1e-4, atol=1e-3)
-    assert len(conv_file) < len(fc_file) - 4 * 200 * 16 * 0.8  # d1's 200x16 float kernel is gone
-    assert _count(conv_file, "LceBconv2d") > _count(fc_file, "LceBconv2d")
+    x = rng.normal(size=(32, 12, 12, 1)).astype("float32")
+    fc = export(bnn, tmp_path / "fc.tflite", mode="binary", verify_data=x)
+    as_conv = export(conv, tmp_path / "conv.tflite", mode="binary", verify_data=x)
+    assert as_conv.agreement == 1.0 and as_conv.max_abs_diff < 1e-3
+    assert as_conv.bytes < fc.bytes - 4 * 200 * 16 * 0.8  # d1's 200x16 float kernel is gone
+    assert "FULLY_CONNECTED" in fc.ops and "FULLY_CONNECTED" not in as_conv.ops
 
 
 @pytest.mark.slow

@@ -357,3 +357,15 @@ def test_every_scheme_exports_through_lce_and_verifies(kind, scheme, rng):
     np.testing.assert_allclose(out, _run(bnn, x), rtol=1e-3, atol=1e-3)
     if binary.get(scheme).binary_activations:
         assert _count(data, "LceBconv2d") > 0
+
+
+def test_nested_and_shared_layers(rng):
+    from conftest import multi_io_model, nested_model
+
+    nested = binary.binarize(nested_model(), "xnor", keep_first_last=False)
+    assert isinstance(nested.layers[1].layers[0], binary.XnorConv2D)
+    multi = binary.binarize(multi_io_model(), "bwn", keep_first_last=False)
+    shared = multi.get_layer("shared")
+    assert isinstance(shared, lq.layers.QuantDense) and len(shared._inbound_nodes) == 2
+    outs = multi([rng.random((2, 6)), rng.random((2, 4))])
+    assert [o.shape for o in outs] == [(2, 3), (2, 2)]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgecompress import models
-from edgecompress._keras import keras
+from edgecompress.models._checks import stride_plan
 
 
 def test_resnet8_matches_mlperf_tiny_count():
@@ -21,6 +21,51 @@ def test_resnet8_matches_mlperf_tiny_count():
 
 def test_resnet8_mnist_shape_and_softmax():
     model = models.resnet8((28, 28, 1), 10)
-    out = model.predict(np.random.rand(2, 28, 28, 1).astype("float32"), verbose=0)
+    out = model(np.random.rand(2, 28, 28, 1).astype("float32"), training=False).numpy()
     assert out.shape == (2, 10)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+MOBILENET_IMAGENET_PARAMS = 3_538_984  # paper's 3.4M (+BN stats); keras.applications, weights=None
+
+
+def test_mobilenet_v2_imagenet_config_matches_keras_applications():
+    model = models.mobilenet_v2((224, 224, 3), 1000, alpha=1.0)  # built by keras.applications
+    assert model.count_params() == MOBILENET_IMAGENET_PARAMS
+    assert model.get_layer("out_relu").output_shape == (None, 7, 7, 1280)
+    # Parameter counts do not depend on resolution or strides: our own small-input builder
+    # (3 stride-2 stages at 32x32) must carry exactly the same weights, under the same names.
+    own = models.mobilenet_v2((32, 32, 3), 1000, alpha=1.0)
+    assert own.get_layer("out_relu").output_shape == (None, 4, 4, 1280)
+    assert own.count_params() == MOBILENET_IMAGENET_PARAMS
+    assert {w.name: w.shape for w in own.weights} == {w.name: w.shape for w in model.weights}
+
+
+@pytest.mark.parametrize(
+    "shape, alpha, classes, final_map, params",
+    [
+        ((28, 28, 1), 0.35, 10, (4, 4), 422_730),  # MNIST: 3 stride-2 stages, own builder
+        ((96, 96, 3), 0.35, 2, (3, 3), 412_770),  # visual wake words: all 5, keras.applications
+    ],
+)
+def test_mobilenet_v2_small_inputs(shape, alpha, classes, final_map, params):
+    model = models.mobilenet_v2(shape, classes, alpha=alpha)
+    assert model.get_layer("out_relu").output_shape[1:3] == final_map
+    assert model.count_params() == params
+    out = model(np.random.rand(2, *shape).astype("float32"), training=False).numpy()
+    assert out.shape == (2, classes)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape, requested, kept",
+    [((224, 224, 3), None, 5), ((96, 96, 3), None, 5), ((32, 32, 3), None, 3),
+     ((28, 28, 1), None, 3), ((40, 24, 1), None, 3), ((12, 12, 1), None, 2), ((32, 32, 3), 5, 5)],
+)  # fmt: skip
+def test_stride_plan(shape, requested, kept):
+    assert stride_plan(shape, requested, total=5) == kept
+
+
+def test_mobilenet_v2_feature_extractor():
+    model = models.mobilenet_v2((16, 16, 3), 10, alpha=1.3, include_top=False)
+    assert model.output_shape == (None, 4, 4, 1664)  # 1280 widened for alpha > 1

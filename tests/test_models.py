@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from edgecompress import models
+from edgecompress._keras import keras
 from edgecompress.models._checks import stride_plan
 
 
@@ -69,3 +70,47 @@ def test_stride_plan(shape, requested, kept):
 def test_mobilenet_v2_feature_extractor():
     model = models.mobilenet_v2((16, 16, 3), 10, alpha=1.3, include_top=False)
     assert model.output_shape == (None, 4, 4, 1664)  # 1280 widened for alpha > 1
+
+
+# Trainable parameters of the ImageNet head (torchvision's counts; paper Table 5 rounds them).
+SHUFFLENET_PARAMS = {0.5: (1_366_792, 1.4e6), 1.0: (2_278_604, 2.3e6), 1.5: (3_503_624, 3.5e6),
+                     2.0: (7_393_996, 7.4e6)}  # fmt: skip
+
+
+@pytest.mark.parametrize("scale", sorted(SHUFFLENET_PARAMS))
+def test_shufflenet_v2_imagenet_head_matches_paper(scale):
+    # Counts do not depend on resolution: 32x32 builds faster than 224x224 and has the same weights.
+    model = models.shufflenet_v2((32, 32, 3), 1000, scale=scale)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    exact, paper = SHUFFLENET_PARAMS[scale]
+    assert trainable == exact
+    assert abs(trainable - paper) / paper < 0.03
+
+
+@pytest.mark.parametrize(
+    "shape, classes, final_map, has_pool",
+    [((28, 28, 1), 10, (4, 4), False), ((96, 96, 3), 2, (3, 3), True)],
+)
+def test_shufflenet_v2_small_inputs(shape, classes, final_map, has_pool):
+    model = models.shufflenet_v2(shape, classes, scale=0.5)
+    assert model.get_layer("conv5_relu").output_shape[1:3] == final_map
+    assert ("maxpool" in [layer.name for layer in model.layers]) == has_pool
+    out = model(np.random.rand(2, *shape).astype("float32"), training=False).numpy()
+    assert out.shape == (2, classes)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_channel_shuffle_and_split_match_numpy_and_reload(tmp_path):
+    x = np.random.rand(2, 3, 5, 12).astype("float32")
+    expect = x.reshape(2, 3, 5, 2, 6).transpose(0, 1, 2, 4, 3).reshape(2, 3, 5, 12)
+    np.testing.assert_array_equal(models.ChannelShuffle(2)(x).numpy(), expect)
+    inp = keras.Input((3, 5, 12))
+    a, b = models.ChannelSplit(2)(inp)
+    out = models.ChannelShuffle(2)(keras.layers.Concatenate()([b, a]))
+    model = keras.Model(inp, out)
+    expect = np.concatenate([x[..., 6:], x[..., :6]], -1)
+    expect = expect.reshape(2, 3, 5, 2, 6).transpose(0, 1, 2, 4, 3).reshape(2, 3, 5, 12)
+    np.testing.assert_array_equal(model(x).numpy(), expect)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(reloaded(x).numpy(), expect)

@@ -114,3 +114,44 @@ def test_channel_shuffle_and_split_match_numpy_and_reload(tmp_path):
     model.save(tmp_path / "m.keras")
     reloaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_array_equal(reloaded(x).numpy(), expect)
+
+
+@pytest.mark.parametrize(
+    "kwargs, params",
+    [
+        # conv 8 (3*3*1*8 + BN 32) + conv 16 (8*9*16 + BN 64) + fc 7*7*16*32+32 + 32*10+10
+        (dict(filters=(8, 16), dense=(32,)), 72 + 32 + 1152 + 64 + 25_120 + 330),
+        (dict(filters=(8,), dense=(), batch_norm=False, global_pool=True), 80 + 90),
+    ],
+)
+def test_small_cnn_counts_and_runs(kwargs, params):
+    model = models.small_cnn((28, 28, 1), 10, **kwargs)
+    assert model.count_params() == params
+    out = model(np.random.rand(2, 28, 28, 1).astype("float32")).numpy()
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+BAD_ARGS = [
+    (models.shufflenet_v2, dict(input_shape=(32, 32, 3), num_classes=10, scale=0.75), "`scale`"),
+    (models.mobilenet_v2, dict(input_shape=(32, 32, 3), num_classes=10, alpha=0.25), "`alpha`"),
+    (models.mobilenet_v2, dict(input_shape=(32, 32, 3), num_classes=10, alpha=1.5), "`alpha`"),
+    (models.mobilenet_v2, dict(input_shape=(6, 6, 3), num_classes=10), "too small"),
+    (models.mobilenet_v2, dict(input_shape=(16, 16, 3), num_classes=10, stride_stages=5),
+     "too small for 5 stride-2 stages"),
+    (models.shufflenet_v2, dict(input_shape=(32, 32, 3), num_classes=10, stride_stages=6),
+     "`stride_stages`"),
+    (models.resnet8, dict(input_shape=(4, 4, 3)), "too small"),
+    (models.small_cnn, dict(input_shape=(7, 7, 1), filters=(8, 8, 8)), "too small"),
+    (models.small_cnn, dict(filters=()), "`filters`"),
+    (models.small_cnn, dict(dense=(0,)), "`dense`"),
+    (models.lenet5, dict(input_shape=(28, 28)), "`input_shape`"),
+] + [(builder, dict(num_classes=1), "`num_classes` must be an int >= 2")
+     for builder in (models.lenet5, models.lenet_300_100, models.resnet8, models.mobilenet_v2,
+                     models.shufflenet_v2, models.small_cnn)]  # fmt: skip
+
+
+@pytest.mark.parametrize("builder, kwargs, message", BAD_ARGS)
+def test_bad_arguments_get_one_line_errors(builder, kwargs, message):
+    with pytest.raises(ValueError, match=message) as info:
+        builder(**kwargs)
+    assert "\n" not in str(info.value) and "Received:" in str(info.value)

@@ -89,7 +89,11 @@ def test_shufflenet_v2_imagenet_head_matches_paper(scale):
 
 @pytest.mark.parametrize(
     "shape, classes, final_map, has_pool",
-    [((28, 28, 1), 10, (4, 4), False), ((96, 96, 3), 2, (3, 3), True)],
+    [
+        ((28, 28, 1), 10, (4, 4), False),  # strides: conv1 1, pool dropped, stages 2-4 at 2
+        ((16, 16, 1), 3, (4, 4), False),  # stage 2 opens with a stride-1 two-branch unit
+        ((96, 96, 3), 2, (3, 3), True),  # the ImageNet strides
+    ],
 )
 def test_shufflenet_v2_small_inputs(shape, classes, final_map, has_pool):
     model = models.shufflenet_v2(shape, classes, scale=0.5)

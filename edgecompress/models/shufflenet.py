@@ -101,10 +101,14 @@ def _dw_bn(x, stride, name):
     return keras.layers.BatchNormalization(name=name + "_bn")(x)
 
 
-def _unit(x, out_channels, stride, name):
-    """ShuffleNetV2 unit: basic (stride 1, channel split) or down-sampling (stride 2)."""
+def _unit(x, out_channels, stride, first, name):
+    """ShuffleNetV2 unit: basic (channel split) or, first in a stage, the two-branch unit.
+
+    The two-branch (down-sampling) unit also changes the channel count, so it opens every stage
+    even where a small input turns its stride to 1.
+    """
     half = out_channels // 2
-    if stride == 1:
+    if not first:
         left, right = ChannelSplit(2, name=name + "_split")(x)
     else:
         left = _dw_bn(x, stride, name + "_l_dw")
@@ -171,7 +175,7 @@ def shufflenet_v2(
         x = keras.layers.MaxPooling2D(3, 2, padding="same", name="maxpool")(x)
     for stage, (out, repeats, stride) in enumerate(zip(channels[1:4], STAGE_REPEATS, strides[2:]), 2):
         for i in range(repeats):
-            x = _unit(x, out, stride if i == 0 else 1, f"stage{stage}_{i + 1}")
+            x = _unit(x, out, stride if i == 0 else 1, i == 0, f"stage{stage}_{i + 1}")
     x = _conv_bn(x, channels[4], "conv5")
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)

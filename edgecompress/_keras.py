@@ -10,7 +10,8 @@ import os
 import sys
 
 _KERAS3_MESSAGE = (
-    "TensorFlow was imported with Keras 3 before edgecompress, so tfmot and larq cannot work. "
+    "TensorFlow was imported with Keras 3 (TF_USE_LEGACY_KERAS unset; importing tfmot first "
+    "does this too) before edgecompress, so tfmot and larq cannot work. "
     "Set TF_USE_LEGACY_KERAS=1 before anything imports TensorFlow (for example `export "
     "TF_USE_LEGACY_KERAS=1` in the shell, or `os.environ['TF_USE_LEGACY_KERAS'] = '1'` as the "
     "first line of your script), or import edgecompress first."
@@ -18,8 +19,11 @@ _KERAS3_MESSAGE = (
 
 
 def _ensure_legacy_keras() -> None:
-    # tf.keras is resolved lazily on first access, so setting the variable after `import
-    # tensorflow` still works as long as nobody touched tf.keras yet; the check below tells.
+    # TensorFlow picks its Keras when it is imported: setting the variable later leaves
+    # `tensorflow.keras` (which larq imports from) on Keras 3 even if `tf.keras` looks right.
+    loaded = sys.modules.get("tensorflow")
+    if loaded is not None and not getattr(loaded, "_tf_uses_legacy_keras", True):
+        raise ImportError(_KERAS3_MESSAGE)
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 
@@ -30,7 +34,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from tf_keras.src.engine.keras_tensor import KerasTensor  # noqa: E402,F401
 
-if tf.keras.layers.Dense is not keras.layers.Dense:  # tf.keras is Keras 3 after all
+if tf.keras.layers.Dense is not keras.layers.Dense:  # pragma: no cover - guarded above
     raise ImportError(_KERAS3_MESSAGE)
 
 SEQUENTIAL = "sequential"

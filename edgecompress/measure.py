@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -164,7 +165,9 @@ def _serialized_sizes(model) -> tuple[int | None, int | None]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.h5"
         try:
-            model.save(path, include_optimizer=False, save_format="h5")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "h5 is legacy": it is the tfmot tutorial's yardstick
+                model.save(path, include_optimizer=False, save_format="h5")
         except Exception:  # noqa: BLE001 - some custom layers cannot go to h5
             return None, None
         return path.stat().st_size, gzip_size(path)

@@ -1,0 +1,135 @@
+"""The jobs behind the command line: baselines, the demo, and measuring artifacts.
+
+Like :mod:`edgecompress.recipe` and :mod:`edgecompress.report`, this module bridges the families and
+``tflite_export``; the families themselves never import it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from edgecompress._io import atomic_path
+from edgecompress._keras import keras
+from edgecompress.report import Artifact
+
+log = logging.getLogger("edgecompress")
+
+CALIBRATION_SAMPLES = 256
+
+
+def save_model(model, path) -> Path:
+    """Save ``model`` to a ``.keras`` file atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        keras_tmp = tmp.with_suffix(".keras")
+        model.save(keras_tmp)
+        keras_tmp.replace(tmp)
+    return path
+
+
+def export_artifact(model, path, mode, train, test, name=None, **kwargs) -> Artifact:
+    """Export ``model`` with ``tflite_export.export``, verify it on ``test`` and measure it."""
+    from edgecompress.measure import measure
+    from tflite_export import export
+
+    calibration = train[0][:CALIBRATION_SAMPLES] if mode in ("int8", "int16x8") else None
+    rep = export(model, path, mode, representative_data=calibration, verify_data=test, **kwargs)
+    m = measure(model)
+    return Artifact(
+        name=name or Path(path).stem, path=str(path), mode=mode, params=m.params,
+        nonzero_params=m.nonzero_params, macs=m.macs, file_bytes=rep.bytes,
+        gzip_bytes=rep.gzip_bytes, deploy_bytes=rep.gzip_bytes, accuracy=rep.accuracy,
+        keras_accuracy=rep.keras_accuracy, agreement=rep.agreement,
+        ops=",".join(sorted(set(rep.ops))),
+    )
+
+
+def baseline_artifacts(model, train, test, out_dir) -> list[Artifact]:
+    """The float32 TFLite file and plain int8 post-training quantization of the input model."""
+    out_dir = Path(out_dir)
+    return [
+        export_artifact(model, out_dir / "baseline_float32.tflite", "float32", train, test),
+        export_artifact(model, out_dir / "baseline_int8_ptq.tflite", "int8", train, test),
+    ]
+
+
+def measure_artifact(path, test, unsafe: bool = False) -> Artifact:
+    """Measure a ``.tflite`` file or a saved Keras model on ``test``."""
+    from edgecompress.loading import load_model
+    from edgecompress.measure import measure
+
+    path = Path(path)
+    if path.suffix == ".tflite":
+        m = measure(path, test)
+        return Artifact(name=path.stem, path=str(path), mode="tflite", params=m.params,
+                        nonzero_params=m.nonzero_params, macs=m.macs, file_bytes=m.file_bytes,
+                        gzip_bytes=m.gzip_bytes, deploy_bytes=m.gzip_bytes, accuracy=m.accuracy)
+    model = load_model(path, argument="artifacts", unsafe=unsafe)
+    m = measure(model, test)
+    return Artifact(name=path.stem, path=str(path), mode="keras", params=m.params,
+                    nonzero_params=m.nonzero_params, macs=m.macs, file_bytes=m.file_bytes,
+                    gzip_bytes=m.gzip_bytes, deploy_bytes=m.gzip_bytes, accuracy=m.accuracy)
+
+
+def train_baseline(train, test, epochs: int = 6, seed: int = 0, verbose: int = 2):
+    """LeNet-5 trained on ``train`` with Adam; returns the compiled, trained model."""
+    from edgecompress import models
+
+    keras.utils.set_random_seed(seed)
+    model = models.lenet5(input_shape=train[0].shape[1:], num_classes=int(train[1].max()) + 1)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(*train, epochs=epochs, batch_size=64, validation_data=test, verbose=verbose)
+    return model
+
+
+DEMO_RECIPES = ("lowrank", "pruning", "filter_pruning", "quantization", "qat", "binary",
+                "distillation", "deep_compression")
+
+
+def shipped_recipe(name: str) -> Path:
+    return Path(__file__).parent / "recipes" / f"{name}.toml"
+
+
+def demo(out_dir, epochs: int = 6, quick: bool = False, recipes=DEMO_RECIPES) -> list[Artifact]:
+    """Train LeNet-5 on MNIST-5k, run one shipped recipe per family plus Deep Compression,
+    export and verify everything, and write the report into ``out_dir``.
+
+    ``quick`` trims data and epochs to a smoke test (the numbers then mean little).
+    """
+    from edgecompress import datasets, recipe as recipe_mod
+    from edgecompress.report import write_report
+
+    out_dir = Path(out_dir)
+    train, test = datasets.load("mnist5k")
+    if quick:
+        train, test = (train[0][:800], train[1][:800]), (test[0][:200], test[1][:200])
+        epochs = 1
+    log.info("training the LeNet-5 baseline on %d MNIST-5k digits (%d epochs)", len(train[0]), epochs)
+    model = train_baseline(train, test, epochs=epochs, verbose=2)
+    save_model(model, out_dir / "baseline.keras")
+    artifacts = baseline_artifacts(model, train, test, out_dir)
+    for name in recipes:
+        recipe = recipe_mod.load(shipped_recipe(name))
+        if quick:
+            recipe = _quick(recipe)
+        log.info("recipe %s: %s", recipe.name, " -> ".join(s.kind for s in recipe.steps))
+        _, produced = recipe_mod.run(recipe, model, train, test, out_dir, verbose=1)
+        artifacts += produced
+    write_report(out_dir, artifacts, "edgecompress demo: LeNet-5 on MNIST-5k",
+                 baseline="baseline_float32",
+                 notes=f"Baseline: LeNet-5, {epochs} epochs on {len(train[0])} digits; accuracy on "
+                       f"{len(test[0])} held-out digits. deploy B = gzip of the verified file.")
+    return artifacts
+
+
+def _quick(recipe):
+    """The same recipe with every epoch count cut to 1 (for smoke tests)."""
+    for step in recipe.steps:
+        for key in ("epochs", "finetune_epochs"):
+            if key in step.params:
+                step.params[key] = min(step.params[key], 1)
+        if "rounds" in step.params:
+            step.params["rounds"] = min(step.params["rounds"], 2)
+    return recipe

@@ -1,0 +1,98 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from edgecompress import datasets
+
+
+def test_mnist5k_split_is_real_stratified_and_fixed(mnist5k):
+    (x_tr, y_tr), (x_te, y_te) = mnist5k
+    assert x_tr.shape == (4000, 28, 28, 1) and x_te.shape == (1000, 28, 28, 1)
+    assert x_tr.dtype == np.float32 and 0.0 <= x_tr.min() and x_tr.max() <= 1.0
+    assert np.bincount(y_te).tolist() == [100] * 10  # 500 per class in the source, stratified
+    (x_tr2, _), _ = datasets.load("mnist5k")
+    np.testing.assert_array_equal(x_tr, x_tr2)
+
+
+def test_digits():
+    (x_tr, y_tr), (x_te, y_te) = datasets.load("digits")
+    assert x_tr.shape[1:] == (8, 8, 1) and len(x_tr) + len(x_te) == 1797
+    assert x_tr.max() <= 1.0 and set(np.unique(y_tr)) == set(range(10))
+
+
+def test_unknown_name():
+    with pytest.raises(ValueError, match="`name` must be one of"):
+        datasets.load("cifar10")
+
+
+def _write_idx(path, array, code=0x08, compress=False):
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    data = header + array.astype(">u1").tobytes()
+    (gzip.open if compress else open)(path, "wb").write(data)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_roundtrip(tmp_path, compress, rng):
+    images = rng.integers(0, 256, (7, 5, 4)).astype("uint8")
+    labels = rng.integers(0, 10, 7).astype("uint8")
+    suffix = ".gz" if compress else ""
+    _write_idx(tmp_path / f"i{suffix}", images, compress=compress)
+    _write_idx(tmp_path / f"l{suffix}", labels, compress=compress)
+    x, y = datasets.load_idx(tmp_path / f"i{suffix}", tmp_path / f"l{suffix}")
+    assert x.shape == (7, 5, 4, 1)
+    np.testing.assert_allclose(x[..., 0] * 255, images, atol=1e-4)
+    np.testing.assert_array_equal(y, labels)
+
+
+def test_idx_errors(tmp_path, rng):
+    _write_idx(tmp_path / "i", rng.integers(0, 256, (7, 5, 4)).astype("uint8"))
+    _write_idx(tmp_path / "l", rng.integers(0, 10, 6).astype("uint8"))
+    with pytest.raises(ValueError, match="one label per image"):
+        datasets.load_idx(tmp_path / "i", tmp_path / "l")
+    (tmp_path / "bad").write_bytes(b"hello world")
+    with pytest.raises(ValueError, match="IDX"):
+        datasets.load_idx(tmp_path / "bad", tmp_path / "l")
+    with pytest.raises(FileNotFoundError, match="images_path"):
+        datasets.load_idx(tmp_path / "missing", tmp_path / "l")
+    (tmp_path / "trunc").write_bytes((tmp_path / "i").read_bytes()[:-3])
+    with pytest.raises(ValueError, match="truncated"):
+        datasets.load_idx(tmp_path / "trunc", tmp_path / "l")
+
+
+def test_npz(tmp_path, rng):
+    x = rng.integers(0, 256, (6, 4, 4)).astype("uint8")
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(6))
+    xs, ys = datasets.load_npz(tmp_path / "d.npz")
+    assert xs.shape == (6, 4, 4, 1) and xs.dtype == np.float32 and xs.max() <= 1
+    np.savez(tmp_path / "bad.npz", x=x, y=np.arange(5))
+    with pytest.raises(ValueError, match="one label per image"):
+        datasets.load_npz(tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match="x_key"):
+        datasets.load_npz(tmp_path / "d.npz", x_key="images")
+    np.savez(tmp_path / "nan.npz", x=np.full((2, 3, 3), np.nan), y=np.arange(2))
+    with pytest.raises(ValueError, match="finite"):
+        datasets.load_npz(tmp_path / "nan.npz")
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(ValueError, match="could not be read"):
+        datasets.load_npz(tmp_path / "corrupt.npz")
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            Image.new("RGB", (10, 6), color=(i * 100, 0, 0)).save(tmp_path / cls / f"{i}.png")
+    x, y, names = datasets.load_image_folder(tmp_path, (4, 5))
+    assert x.shape == (4, 4, 5, 3) and names == ["cat", "dog"] and y.tolist() == [0, 0, 1, 1]
+
+
+def test_calibration_set(rng):
+    x = rng.random((50, 4, 4, 1)).astype("float32")
+    batches = list(datasets.calibration_set(x, count=10))
+    assert len(batches) == 10 and batches[0][0].shape == (1, 4, 4, 1)
+    with pytest.raises(ValueError, match="`count`"):
+        list(datasets.calibration_set(x, count=0))

@@ -1,0 +1,86 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import Subclassed, residual_cnn
+
+from edgecompress import measure, model_kind, models
+from edgecompress._keras import keras
+
+
+def test_lenet5_counts_by_hand():
+    m = measure(models.lenet5())
+    conv1, conv2, fc1, fc2 = 20 * (25 + 1), 50 * (20 * 25 + 1), 800 * 500 + 500, 500 * 10 + 10
+    assert m.params == conv1 + conv2 + fc1 + fc2 == 431_080
+    assert m["params"] == m.params and m.float32_bytes == 4 * 431_080
+    macs = 24 * 24 * 20 * 25 + 8 * 8 * 50 * (5 * 5 * 20) + 800 * 500 + 500 * 10
+    assert m.macs == macs == 2_293_000
+    assert m.file_bytes > m.float32_bytes and 0 < m.gzip_bytes < m.file_bytes
+    assert m.unique_values["fc1"] > 1000
+
+
+def test_lenet_300_100_counts():
+    assert measure(models.lenet_300_100()).params == 266_610
+
+
+def test_nonzero_and_unique_after_zeroing():
+    model = models.lenet_300_100()
+    k, b = model.get_layer("fc1").get_weights()
+    k[:, :150] = 0.0
+    model.get_layer("fc1").set_weights([k, b])
+    m = measure(model)
+    assert m.params - m.nonzero_params == 784 * 150 + 300 + 100 + 10  # zero biases count too
+    assert m.sparsity == pytest.approx((784 * 150 + 410) / 266_610)
+
+
+def test_depthwise_and_accuracy():
+    model = residual_cnn()
+    m = measure(model, data=(np.zeros((4, 12, 12, 1), "float32"), np.zeros(4, "int64")))
+    dw = 12 * 12 * 8 * 9
+    assert m.macs > dw and 0.0 <= m.accuracy <= 1.0
+
+
+def test_model_kind():
+    assert model_kind(models.lenet5()) == "functional"
+    assert model_kind(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])) == "sequential"
+    assert model_kind(Subclassed()) == "subclassed"
+    inner = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    inp = keras.Input((2,))
+    assert model_kind(keras.Model(inp, inner(inp))) == "nested"
+
+
+def test_keras3_model_is_named():
+    code = (
+        "import os; os.environ.pop('TF_USE_LEGACY_KERAS', None)\n"
+        "import keras\n"
+        "m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])\n"
+        "os.environ['TF_USE_LEGACY_KERAS'] = '1'\n"
+        "from edgecompress._keras import model_kind, check_graph_model\n"
+        "print(model_kind(m))\n"
+        "try:\n    check_graph_model(m)\nexcept TypeError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "keras3" in out.stdout and "Keras 3 model" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("first", ["tensorflow", "tensorflow_model_optimization"])
+def test_guard_refuses_tensorflow_loaded_with_keras3(first):
+    code = (
+        "import os; os.environ.pop('TF_USE_LEGACY_KERAS', None)\n"
+        f"import {first}\n"
+        "import edgecompress\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "ImportError" in out.stderr and "TF_USE_LEGACY_KERAS=1" in out.stderr
+
+
+def test_guard_sets_variable_before_tensorflow():
+    code = "import os; os.environ.pop('TF_USE_LEGACY_KERAS', None)\nimport edgecompress, tensorflow as tf\nprint(tf.keras.layers.Dense.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().startswith("tf_keras"), out.stderr[-2000:]
+
+
+def test_measure_rejects_other_objects():
+    with pytest.raises(TypeError, match="model_or_path"):
+        measure(42)

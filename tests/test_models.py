@@ -159,3 +159,38 @@ def test_bad_arguments_get_one_line_errors(builder, kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
         builder(**kwargs)
     assert "\n" not in str(info.value) and "Received:" in str(info.value)
+
+
+try:  # tflite_export is a sibling package (tests may import it; the families may not)
+    import tflite_export
+    from tflite_export.micro import to_c_array
+except ImportError:  # pragma: no cover - until the exporter lands on main
+    tflite_export = None
+
+TINY_BUILDS = [
+    ("lenet5", lambda: models.lenet5((16, 16, 1), 3)),
+    ("lenet_300_100", lambda: models.lenet_300_100((8, 8, 1), 3)),
+    ("resnet8", lambda: models.resnet8((8, 8, 1), 3)),
+    ("mobilenet_v2", lambda: models.mobilenet_v2((8, 8, 1), 3, alpha=0.35)),
+    ("shufflenet_v2", lambda: models.shufflenet_v2((8, 8, 1), 3, scale=0.5)),
+    ("small_cnn", lambda: models.small_cnn((8, 8, 1), 3, filters=(4, 8), dense=(8,))),
+]
+
+
+@pytest.mark.slow  # the converter needs 10-60 s per backbone (minutes on a loaded machine)
+@pytest.mark.skipif(tflite_export is None, reason="tflite_export is not installed (not merged yet)")
+@pytest.mark.parametrize("name, build", TINY_BUILDS, ids=[n for n, _ in TINY_BUILDS])
+def test_every_builder_exports_full_int8_for_tflite_micro(name, build, tmp_path):
+    model = build()
+    rng = np.random.default_rng(0)
+    x = rng.random((32, *model.input_shape[1:]), dtype=np.float32)
+    y = rng.integers(0, 3, 32)
+    report = tflite_export.export(
+        model, tmp_path / f"{name}.tflite", mode="int8", int8_io=True,
+        representative_data=x, verify_data=(x, y),
+    )  # fmt: skip
+    # int8_io=True: export refuses any float op, boundary included (FloatOpsError).
+    assert report.agreement is not None and report.max_abs_diff < 0.05
+    micro = to_c_array(report.path, tmp_path, name=f"g_{name}")
+    assert micro.unsupported_ops == [], micro.unsupported_ops
+    assert micro.flash_bytes == report.bytes

@@ -173,7 +173,8 @@ def shufflenet_v2(
     x = keras.layers.ReLU(name="conv1_relu")(x)
     if strides[1] == 2:
         x = keras.layers.MaxPooling2D(3, 2, padding="same", name="maxpool")(x)
-    for stage, (out, repeats, stride) in enumerate(zip(channels[1:4], STAGE_REPEATS, strides[2:]), 2):
+    plan = zip(channels[1:4], STAGE_REPEATS, strides[2:], strict=True)
+    for stage, (out, repeats, stride) in enumerate(plan, start=2):
         for i in range(repeats):
             x = _unit(x, out, stride if i == 0 else 1, i == 0, f"stage{stage}_{i + 1}")
     x = _conv_bn(x, channels[4], "conv5")

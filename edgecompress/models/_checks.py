@@ -17,7 +17,9 @@ def check_builder_args(input_shape, num_classes, min_size: int) -> None:
             f">= {min_size}. Received: input_shape={shape}"
         )
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}")
+        raise ValueError(
+            f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}"
+        )
 
 
 def stride_plan(input_shape, stride_stages, total: int, min_final: int = 3) -> int:
@@ -48,6 +50,6 @@ def stride_plan(input_shape, stride_stages, total: int, min_final: int = 3) -> i
     if side < 2**stride_stages:
         raise ValueError(
             f"`input_shape` is too small for {stride_stages} stride-2 stages: height and width must "
-            f"be >= {2 ** stride_stages}. Received: input_shape={tuple(input_shape)}"
+            f"be >= {2**stride_stages}. Received: input_shape={tuple(input_shape)}"
         )
     return stride_stages

@@ -32,7 +32,9 @@ def _inverted_residual(x, expansion, filters, stride, block_id):
     prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
     inputs = x
     if block_id:
-        x = keras.layers.Conv2D(expansion * in_channels, 1, use_bias=False, name=prefix + "expand")(x)
+        x = keras.layers.Conv2D(expansion * in_channels, 1, use_bias=False, name=prefix + "expand")(
+            x
+        )
         x = _bn(prefix + "expand_BN")(x)
         x = keras.layers.ReLU(6.0, name=prefix + "expand_relu")(x)
     x = keras.layers.DepthwiseConv2D(
@@ -112,8 +114,10 @@ def mobilenet_v2(
         >>> model = mobilenet_v2((96, 96, 3), num_classes=2, alpha=0.35)   # visual wake words
     """
     check_builder_args(input_shape, num_classes, min_size=8)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (
-        ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]
+    if (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, (int, float))
+        or not (ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1])
     ):
         raise ValueError(f"`alpha` must be a float in [0.35, 1.4]. Received: alpha={alpha!r}")
     if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:

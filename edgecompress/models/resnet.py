@@ -42,7 +42,9 @@ def resnet8(
     """
     check_builder_args(input_shape, num_classes, min_size=8)
     if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-        raise ValueError(f"`weight_decay` must be a float >= 0. Received: weight_decay={weight_decay!r}")
+        raise ValueError(
+            f"`weight_decay` must be a float >= 0. Received: weight_decay={weight_decay!r}"
+        )
 
     def conv(filters, kernel, strides, label):
         return keras.layers.Conv2D(

@@ -11,7 +11,9 @@ def _positive_ints(value, argument, allow_empty):
     ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
     if not ok:
         what = "a tuple" if allow_empty else "a non-empty tuple"
-        raise ValueError(f"`{argument}` must be {what} of positive ints. Received: {argument}={value!r}")
+        raise ValueError(
+            f"`{argument}` must be {what} of positive ints. Received: {argument}={value!r}"
+        )
     return tuple(value)
 
 
@@ -59,7 +61,9 @@ def small_cnn(
     dense = _positive_ints(dense, "dense", allow_empty=True)
     check_builder_args(input_shape, num_classes, min_size=2 ** len(filters))
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-        raise ValueError(f"`kernel_size` must be a positive int. Received: kernel_size={kernel_size!r}")
+        raise ValueError(
+            f"`kernel_size` must be a positive int. Received: kernel_size={kernel_size!r}"
+        )
     if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
     inp = keras.Input(tuple(input_shape), name="image")

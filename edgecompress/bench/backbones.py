@@ -44,18 +44,20 @@ def _train(model, train, epochs, seed=0):
     return time.perf_counter() - start
 
 
-def run(train, test, quick: bool = False, runs: int = 100) -> list[dict]:
+def run(train, test, quick: bool = False, runs: int = 100, epochs: int = 3, log=None) -> list[dict]:
     """Train, export and measure every backbone; returns one row per backbone.
 
     Args:
         train: ``(x, y)`` 28x28x1 images in [0, 1] and integer labels.
         test: ``(x, y)`` to measure accuracy on.
-        quick: 1 epoch and 20 latency runs instead of 3 epochs and ``runs``.
+        quick: 1 epoch and 20 latency runs instead of ``epochs`` and ``runs``.
         runs: latency runs (the median is reported).
+        epochs: training epochs per backbone.
+        log: called with each finished row (e.g. ``print``).
     """
     import tflite_export  # benchmarks may bridge to the exporter
 
-    epochs, runs = (1, 20) if quick else (3, runs)
+    epochs, runs = (1, 20) if quick else (epochs, runs)
     rows = []
     calib = train[0][np.random.default_rng(0).choice(len(train[0]), 200, replace=False)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,6 +75,8 @@ def run(train, test, quick: bool = False, runs: int = 100) -> list[dict]:
                 keras_accuracy=m.accuracy, int8_accuracy=report.accuracy,
                 agreement=report.agreement, train_s=seconds, epochs=epochs,
             ))  # fmt: skip
+            if log:
+                log(rows[-1])
     return rows
 
 
@@ -137,12 +141,17 @@ def main(argv=None) -> None:
     parser.add_argument("--test-idx", nargs=2, metavar=("IMAGES", "LABELS"),
                         help="MNIST IDX test files (default: MNIST-5k's 1,000 held-out digits)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="1 epoch, 20 latency runs")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs per backbone")
     parser.add_argument("--no-vww", action="store_true", help="skip the 96x96 latency table")
     args = parser.parse_args(argv)
     train, held_out = datasets.load("mnist5k")
     test = datasets.load_idx(*args.test_idx) if args.test_idx else held_out
+    rows = run(
+        train, test, quick=args.quick, epochs=args.epochs, log=lambda r: print(r, flush=True)
+    )
     vww = None if args.no_vww else vww_latency(train, quick=args.quick)
-    print(to_markdown(run(train, test, quick=args.quick), vww))
+    print(vww, flush=True)
+    print(to_markdown(rows, vww))
 
 
 if __name__ == "__main__":

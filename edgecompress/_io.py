@@ -30,12 +30,19 @@ def atomic_path(path, overwrite: bool = True, argument: str = "path"):
         raise PermissionError(f"`{argument}` is in a folder that is not writable. Received: {path}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
     try:
         yield Path(tmp)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path, data: bytes | str, overwrite: bool = True, argument: str = "path") -> Path:

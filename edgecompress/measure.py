@@ -117,7 +117,7 @@ def keras_macs(model: keras.Model) -> int:
     total = 0
     for layer in _leaf_layers(model):
         core = _unwrap(layer)
-        for input_shape, output_shape in _node_shapes(layer):
+        for input_shape, output_shape in node_shapes(layer):
             total += layer_macs(core, input_shape, output_shape)
     return int(total)
 
@@ -200,7 +200,8 @@ def _short(weight) -> str:
     return weight.name.split("/")[-1].split(":")[0]
 
 
-def _node_shapes(layer):
+def node_shapes(layer):
+    """(input shape, output shape) of each call of ``layer`` (batch axis included)."""
     shapes = []
     for node in layer._inbound_nodes:
         try:

@@ -128,6 +128,7 @@ STEPS: dict[str, dict[str, Param]] = {
         "energy": Param(_NUM, None, lambda x: 0 < x <= 1, "a number in (0, 1]"),
         "rank": Param((int,), None, _pos, "an int > 0"),
         "target_ratio": Param(_NUM, None, lambda x: 0 < x < 1, "a number in (0, 1)"),
+        "target": Param((str,), "params", lambda x: x in ("params", "macs"), "'params' or 'macs'"),
         "layers": LAYERS,
     },
     "distill": {
@@ -342,13 +343,9 @@ def _fit(state: RunState, epochs, learning_rate, batch_size):
 
     model = state.model
     model.compile(keras.optimizers.Adam(learning_rate), _loss_for(model), metrics=["accuracy"])
-    callbacks = []
-    if _has_pruning_wrappers(model):
-        import tensorflow_model_optimization as tfmot
-
-        callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
+    # A pruned model from edgecompress.pruning adds tfmot's UpdatePruningStep by itself.
     model.fit(*state.train, epochs=epochs, batch_size=batch_size, validation_data=state.test,
-              callbacks=callbacks, verbose=2 if state.verbose else 0)
+              verbose=2 if state.verbose else 0)
 
 
 def _has_pruning_wrappers(model) -> bool:
@@ -358,12 +355,9 @@ def _has_pruning_wrappers(model) -> bool:
 
 
 def _strip(state: RunState):
-    import tensorflow_model_optimization as tfmot
+    from edgecompress import pruning, quantization
 
-    model = state.model
-    model = tfmot.sparsity.keras.strip_pruning(model)
-    model = tfmot.clustering.keras.strip_clustering(model)
-    state.model = model
+    state.model = quantization.strip(pruning.strip(state.model))
 
 
 def _prune_low_magnitude(state, target_sparsity, initial_sparsity, schedule, m_by_n, block_size,
@@ -373,8 +367,7 @@ def _prune_low_magnitude(state, target_sparsity, initial_sparsity, schedule, m_b
     if schedule == "constant":
         sched = pruning.ConstantSparsity(target_sparsity)
     else:
-        sched = pruning.PolynomialDecay(initial_sparsity=initial_sparsity,
-                                        final_sparsity=target_sparsity)
+        sched = pruning.PolynomialDecay(target=target_sparsity, initial=initial_sparsity)
     kwargs = {"schedule": sched, "layers": layers}
     if m_by_n:
         kwargs["m_by_n"] = tuple(m_by_n)
@@ -434,11 +427,11 @@ def _binarize(state, scheme, keep_first_last, layers):
                                   layers=layers)
 
 
-def _factorize(state, method, energy, rank, target_ratio, layers):
+def _factorize(state, method, energy, rank, target_ratio, target, layers):
     from edgecompress import lowrank
 
     state.model = lowrank.factorize(state.model, method=method, energy=energy, rank=rank,
-                                    target_ratio=target_ratio, layers=layers)
+                                    target_ratio=target_ratio, target=target, layers=layers)
 
 
 def _distill(state, teacher, temperature, alpha, epochs, learning_rate, batch_size):

@@ -1,0 +1,71 @@
+"""`edgecompress bench`: the families side by side, in one process, on the same data.
+
+Each module here has ``run(train, test, quick=False) -> list[dict]``. The rows become one Markdown
+table per family, ready for BENCHMARKS.md. Like the CLI, this package bridges the families and
+``tflite_export``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+
+FAMILIES = ("export", "lowrank", "pruning", "quantization", "binary", "distillation", "backbones")
+
+log = logging.getLogger("edgecompress.bench")
+
+
+def load_data(test_images=None, test_labels=None, quick=False):
+    """MNIST-5k for training; the held-out 1,000 digits, or the given IDX test set, to evaluate."""
+    from edgecompress import datasets
+
+    train, test = datasets.load("mnist5k")
+    if test_images:
+        test = datasets.load_idx(test_images, test_labels)
+    if quick:
+        train = (train[0][:1000], train[1][:1000])
+        test = (test[0][:300], test[1][:300])
+    return train, test
+
+
+def run_bench(families="all", test_images=None, test_labels=None, quick=False) -> str:
+    """Run the benchmark of each named family and return the Markdown tables."""
+    names = FAMILIES if families in ("all", "", None) else tuple(f.strip() for f in families.split(","))
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown:
+        raise ValueError(f"`--families` must be 'all' or a comma list of {list(FAMILIES)}. "
+                         f"Received: {unknown}")
+    train, test = load_data(test_images, test_labels, quick)
+    sections = [f"Evaluated on {len(test[0])} images"
+                f" ({'IDX ' + str(test_images) if test_images else 'MNIST-5k held-out'});"
+                f" trained on {len(train[0])} MNIST-5k digits.{' QUICK MODE.' if quick else ''}\n"]
+    for name in names:
+        module = importlib.import_module(f"edgecompress.bench.{name}")
+        start = time.time()
+        rows = module.run(train, test, quick=quick)
+        sections.append(f"## {name}\n\n{table(rows)}\n\n({time.time() - start:.0f} s)\n")
+    return "\n".join(sections)
+
+
+def table(rows: list[dict]) -> str:
+    """A Markdown table with the union of the rows' keys as columns (in first-seen order)."""
+    if not rows:
+        return "(no rows)"
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(k)) for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -10,3 +10,8 @@ from edgecompress.surgery.graph import (  # noqa: F401
     layer_weights,
     rebuild,
 )
+from edgecompress.surgery.channels import (  # noqa: F401
+    ChannelGraph,
+    ChannelGroup,
+    channel_groups,
+)

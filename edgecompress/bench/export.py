@@ -1,0 +1,139 @@
+"""Export benchmark: LeNet-5 float32 vs int8 (size, accuracy, latency) and a binary net through LCE.
+
+Command (writes a Markdown table to stdout)::
+
+    nice python -m edgecompress.bench.export \\
+        [--test-images ../shared/data/mnist/t10k-images-idx3-ubyte.gz \\
+         --test-labels ../shared/data/mnist/t10k-labels-idx1-ubyte.gz] [--quick]
+
+Float32 and int8 latencies are measured side by side: the two interpreters alternate in rounds
+and each reports the median over all its runs, single thread, batch 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgecompress._keras import keras
+
+
+def _train(model, train, epochs, seed=0):
+    keras.utils.set_random_seed(seed)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(*train, batch_size=64, epochs=epochs, verbose=0)
+    return model
+
+
+def small_bnn(input_shape=(28, 28, 1), classes=10):
+    """A small larq binary conv net (Courbariaux-style: first layer real-valued input)."""
+    import larq as lq
+
+    kw = dict(kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False)
+    inp = keras.Input(input_shape)
+    x = lq.layers.QuantConv2D(32, 3, padding="same", **kw)(inp)
+    x = keras.layers.BatchNormalization(momentum=0.9, scale=False)(x)
+    for filters in (64, 64):
+        x = lq.layers.QuantConv2D(filters, 3, padding="same", input_quantizer="ste_sign", **kw)(x)
+        x = keras.layers.MaxPooling2D()(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, scale=False)(x)
+    x = lq.layers.QuantConv2D(128, 3, padding="same", input_quantizer="ste_sign", **kw)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, scale=False)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(classes, activation="softmax")(x)
+    return keras.Model(inp, out, name="small_bnn")
+
+
+def side_by_side(paths, rounds=10, runs=50, warmup=20) -> dict:
+    """Median µs per batch-1 inference of each file, alternating files round by round."""
+    from edgecompress.litert import Runner
+
+    runners = {name: Runner(path, num_threads=1) for name, path in paths.items()}
+    for runner in runners.values():
+        runner.benchmark(runs=1, warmup=warmup)
+    times = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            times[name].append(runner.benchmark(runs=runs, warmup=0))
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def run(train, test, quick: bool = False) -> list[dict]:
+    """Rows: LeNet-5 float32 / int8 and small BNN float32 / binary, with ratios to float32."""
+    from edgecompress.models import lenet5
+    from tflite_export import export
+
+    epochs = 1 if quick else 3
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        lenet = _train(lenet5(), train, epochs)
+        f32 = export(lenet, tmp / "lenet_f32.tflite", "float32", verify_data=test)
+        i8 = export(lenet, tmp / "lenet_int8.tflite", "int8", representative_data=train[0],
+                    verify_data=test)
+        lat = side_by_side({"float32": f32.path, "int8": i8.path},
+                           rounds=3 if quick else 10, runs=20 if quick else 50)
+        for rep in (f32, i8):
+            rows.append(_row("lenet5", rep, lat[rep.mode], f32, lat["float32"]))
+
+        bnn = _train(small_bnn(train[0].shape[1:]), train, epochs)
+        small_test = (test[0][: 200 if quick else 1000], test[1][: 200 if quick else 1000])
+        bf = export(bnn, tmp / "bnn_f32.tflite", "float32", verify_data=small_test)
+        bb = export(bnn, tmp / "bnn_lce.tflite", "binary", verify_data=small_test)
+        lat = side_by_side({"float32": bf.path, "binary": bb.path},
+                           rounds=3 if quick else 5, runs=5 if quick else 20)
+        for rep in (bf, bb):
+            rows.append(_row("small_bnn", rep, lat[rep.mode], bf, lat["float32"]))
+    return rows
+
+
+def _row(name, rep, latency, base, base_latency) -> dict:
+    return {
+        "name": name,
+        "mode": rep.mode,
+        "bytes": rep.bytes,
+        "gzip_bytes": rep.gzip_bytes,
+        "size_ratio": base.bytes / rep.bytes,
+        "accuracy": rep.accuracy,
+        "keras_accuracy": rep.keras_accuracy,
+        "agreement": rep.agreement,
+        "accuracy_delta_pp": 100 * (rep.accuracy - base.accuracy),
+        "latency_us": latency,
+        "speedup": base_latency / latency,
+    }
+
+
+def markdown(rows) -> str:
+    head = ("| model | mode | bytes | size vs float32 | accuracy | Keras acc. | agreement | "
+            "Δ acc. vs float32 (pp) | latency µs (median, 1 thread) | speed-up vs float32 |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | {r['mode']} | {r['bytes']:,} | {r['size_ratio']:.2f}× | "
+            f"{100 * r['accuracy']:.2f} % | {100 * r['keras_accuracy']:.2f} % | "
+            f"{100 * r['agreement']:.2f} % | {r['accuracy_delta_pp']:+.2f} | "
+            f"{r['latency_us']:.0f} | {r['speedup']:.2f}× |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from edgecompress import datasets
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--test-images")
+    parser.add_argument("--test-labels")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    train, test = datasets.load("mnist5k")
+    if args.test_images:
+        test = datasets.load_idx(args.test_images, args.test_labels)
+    print(markdown(run(train, test, quick=args.quick)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""Low-rank benchmark: SVD of LeNet-300-100's FC layers, Tucker-2 / spatial SVD of LeNet-5's convs.
+
+Everything runs side by side in one process on the same data. Float TFLite latency is measured
+with the LiteRT interpreter (1 thread, batch 1), interleaving the models, and quoted as medians.
+
+Command (MNIST t10k as the test set)::
+
+    PYTHONPATH=. python -m edgecompress.bench.lowrank --mnist-dir /path/to/mnist
+
+Without ``--mnist-dir`` the 1,000 held-out MNIST-5k digits are the test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from edgecompress import lowrank, models
+from edgecompress._keras import keras, tf
+from edgecompress.measure import keras_accuracy, keras_macs
+
+
+def _train(model, train, epochs, lr=1e-3, seed=0):
+    keras.utils.set_random_seed(seed)
+    model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy")
+    model.fit(*train, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+def _params(model, names):
+    return int(sum(model.get_layer(n).count_params() for n in names))
+
+
+def _tflite(model, folder, name):
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    path = os.path.join(folder, f"{name}.tflite")
+    with open(path, "wb") as f:
+        f.write(converter.convert())
+    return path
+
+
+def latency_us(paths, rounds=15, invokes=50) -> list[float]:
+    """Median microseconds per batch-1 invoke for each float TFLite file, measured interleaved."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runners = []
+    for path in paths:
+        interp = Interpreter(model_path=path, num_threads=1)
+        interp.allocate_tensors()
+        detail = interp.get_input_details()[0]
+        interp.set_tensor(detail["index"], np.random.default_rng(0).random(detail["shape"], np.float32))
+        for _ in range(20):
+            interp.invoke()
+        runners.append(interp)
+    times = [[] for _ in paths]
+    for _ in range(rounds):
+        for i, interp in enumerate(runners):
+            start = time.perf_counter()
+            for _ in range(invokes):
+                interp.invoke()
+            times[i].append((time.perf_counter() - start) / invokes * 1e6)
+    return [float(np.median(t)) for t in times]
+
+
+def run(train, test, quick=False, fc_ratio=0.18, conv_ratio=0.3) -> list[dict]:
+    """Rows for the Markdown table (see module docstring)."""
+    epochs, ft_epochs = (2, 1) if quick else (12, 4)
+    rows = []
+
+    # --- LeNet-300-100: SVD of every FC layer to `fc_ratio` of their parameters ---------------
+    fc = ["fc1", "fc2", "fc3"]
+    base = _train(models.lenet_300_100(), train, epochs)
+    small, report = lowrank.factorize(base, method="svd", target_ratio=fc_ratio, return_report=True)
+    acc_before_ft = keras_accuracy(small, test)
+    _train(small, train, ft_epochs, lr=3e-4)
+    base_acc, small_acc = keras_accuracy(base, test), keras_accuracy(small, test)
+    fc_after = sum(r.params_after for r in report)
+    rows.append(dict(model="LeNet-300-100", variant="float", ranks="-", fc_params=_params(base, fc),
+                     macs=keras_macs(base), accuracy=base_acc))
+    rows.append(dict(model="LeNet-300-100", variant=f"SVD target_ratio={fc_ratio}, no fine-tune",
+                     ranks=_ranks(report), fc_params=fc_after, macs=keras_macs(small),
+                     accuracy=acc_before_ft))
+    rows.append(dict(model="LeNet-300-100", variant=f"SVD + {ft_epochs}-epoch fine-tune",
+                     ranks=_ranks(report), fc_params=fc_after, macs=keras_macs(small),
+                     accuracy=small_acc, fc_param_ratio=_params(base, fc) / fc_after,
+                     delta_pp=100 * (small_acc - base_acc)))
+
+    # --- LeNet-5: conv layers by MAC target, "auto" (spatial SVD conv1, Tucker-2 conv2) and
+    # spatial SVD for both -----------------------------------------------------------------------
+    convs = ["conv1", "conv2"]
+    base5 = _train(models.lenet5(), train, epochs)
+    base5_acc = keras_accuracy(base5, test)
+    variants = []
+    for method in ("auto", "spatial_svd"):
+        fact, rep = lowrank.factorize(base5, method=method, layers=convs, target="macs",
+                                      target_ratio=conv_ratio, return_report=True)
+        no_ft = keras_accuracy(fact, test)
+        _train(fact, train, ft_epochs, lr=3e-4)
+        variants.append((method, fact, rep, no_ft, keras_accuracy(fact, test)))
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [_tflite(base5, tmp, "base")] + [_tflite(v[1], tmp, v[0]) for v in variants]
+        lat = latency_us(paths, rounds=5 if quick else 15)
+    conv_macs = sum(r.macs_before for r in variants[0][2])
+    rows.append(dict(model="LeNet-5", variant="float", ranks="-", conv_macs=conv_macs,
+                     macs=keras_macs(base5), accuracy=base5_acc, tflite_us=lat[0]))
+    for (method, fact, rep, no_ft, acc), us in zip(variants, lat[1:], strict=False):
+        after = sum(r.macs_after for r in rep)
+        rows.append(dict(model="LeNet-5", variant=f"{method} convs, target_ratio={conv_ratio} MACs "
+                         f"+ {ft_epochs}-epoch fine-tune", ranks=_ranks(rep), conv_macs=after,
+                         macs=keras_macs(fact), accuracy=acc, accuracy_no_ft=no_ft, tflite_us=us,
+                         conv_mac_ratio=conv_macs / after, latency_ratio=lat[0] / us,
+                         delta_pp=100 * (acc - base5_acc)))
+    return rows
+
+
+def _ranks(report) -> str:
+    return ", ".join(f"{r.layer}:{r.method}@{r.rank}" for r in report.factorized) or "-"
+
+
+def to_markdown(rows) -> str:
+    cols = ["model", "variant", "ranks", "fc_params", "conv_macs", "macs", "accuracy",
+            "accuracy_no_ft", "delta_pp", "fc_param_ratio", "conv_mac_ratio", "tflite_us",
+            "latency_ratio"]
+    cols = [c for c in cols if any(c in r for r in rows)]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            cells.append(f"{v:,.3f}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v)))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    from edgecompress import datasets
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mnist-dir", help="folder with t10k-images-idx3-ubyte.gz / labels")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    train, test = datasets.load("mnist5k")
+    if args.mnist_dir:
+        test = datasets.load_idx(os.path.join(args.mnist_dir, "t10k-images-idx3-ubyte.gz"),
+                                 os.path.join(args.mnist_dir, "t10k-labels-idx1-ubyte.gz"))
+    print(to_markdown(run(train, test, quick=args.quick)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Pruning benchmark: filter pruning speed/accuracy and unstructured sparsity vs the tfmot recipe.
+
+Rows (one process, same data, side by side):
+* ``lenet5``: the float baseline; ``lenet5_filters50``: 50% of the filters of every prunable group
+  removed with ``prune_filters`` (l1) and fine-tuned. int8 TFLite latency (LiteRT, batch 1, median)
+  and accuracy for both.
+* ``ours_poly80``: ``prune_low_magnitude`` with the default ``PolynomialDecay(0.8)`` fitted to the
+  run; ``tfmot_tutorial``: tfmot's tutorial recipe (PolynomialDecay 0.5 -> 0.8, end_step = the
+  run, its default frequency=100, batch 128, UpdatePruningStep). gzip of the float and int8
+  TFLite files, and the wall time of each pruning ``fit``.
+
+Command::
+
+    nice python -m edgecompress.bench.pruning [--quick] [--mnist-dir DIR]
+
+The int8/float conversion is done here with the TFLite converter (the benchmark may; the pruning
+package never imports ``tflite_export``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import math
+import time
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+
+from edgecompress import datasets, models, pruning
+from edgecompress._keras import keras, tf
+from edgecompress.measure import keras_accuracy
+
+
+def _tflite(model, calib=None, sparse=False) -> bytes:
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    opts = []
+    if calib is not None:
+        opts.append(tf.lite.Optimize.DEFAULT)
+        conv.representative_dataset = lambda: ([c[None]] for c in calib)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if sparse:
+        opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    conv.optimizations = opts
+    return conv.convert()
+
+
+def _interpreter(blob):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=blob, num_threads=1)
+    it.allocate_tensors()
+    return it
+
+
+def _latency_us(blob, x, runs=300, repeats=5) -> float:
+    it = _interpreter(blob)
+    inp = it.get_input_details()[0]["index"]
+    sample = x[:1].astype(np.float32)
+    for _ in range(20):
+        it.set_tensor(inp, sample)
+        it.invoke()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(runs):
+            it.set_tensor(inp, sample)
+            it.invoke()
+        times.append((time.perf_counter() - start) / runs * 1e6)
+    return float(np.median(times))
+
+
+def _tflite_accuracy(blob, data, limit=1000) -> float:
+    x, y = data
+    it = _interpreter(blob)
+    inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+    hits = 0
+    for i in range(min(limit, len(x))):
+        it.set_tensor(inp, x[i:i + 1].astype(np.float32))
+        it.invoke()
+        hits += int(it.get_tensor(out).argmax() == y[i])
+    return hits / min(limit, len(x))
+
+
+def _gz(blob: bytes) -> int:
+    return len(gzip.compress(blob, compresslevel=9, mtime=0))
+
+
+def _compile(model):
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def run(train, test, quick=False) -> list[dict]:
+    x_tr, y_tr = train
+    calib = x_tr[:100]
+    epochs = 2 if quick else 4
+    keras.utils.set_random_seed(0)
+    base = _compile(models.lenet5(input_shape=x_tr.shape[1:]))
+    base.fit(x_tr, y_tr, epochs=epochs, batch_size=64, verbose=0)
+    rows = []
+
+    def row(name, model, **extra):
+        int8 = _tflite(model, calib)
+        r = {"name": name, "params": int(model.count_params()),
+             "accuracy": keras_accuracy(model, test), "int8_accuracy": _tflite_accuracy(int8, test),
+             "int8_latency_us": _latency_us(int8, x_tr), "int8_gzip": _gz(int8), **extra}
+        rows.append(r)
+        return r
+
+    # structured: 50% of the filters, fine-tuned
+    b = row("lenet5", base)
+    small = _compile(pruning.prune_filters(base, 0.5, "l1"))
+    small.fit(x_tr, y_tr, epochs=2 if quick else 3, batch_size=64, verbose=0)
+    s = row("lenet5_filters50", small)
+    s["speedup"] = b["int8_latency_us"] / s["int8_latency_us"]
+    s["accuracy_drop_pp"] = 100 * (b["accuracy"] - s["accuracy"])
+
+    # unstructured 80%: ours (default schedule) vs the tfmot tutorial recipe, same epochs/batch
+    steps = math.ceil(len(x_tr) / 128) * 2
+    reps = 1 if quick else 3
+    times = {"ours": [], "tfmot": []}
+    results = {}
+    for _ in range(reps):
+        ours = _compile(pruning.prune_low_magnitude(base))
+        t0 = time.perf_counter()
+        ours.fit(x_tr, y_tr, epochs=2, batch_size=128, verbose=0)
+        times["ours"].append(time.perf_counter() - t0)
+        raw = _compile(tfmot.sparsity.keras.prune_low_magnitude(
+            keras.models.clone_model(base), tfmot.sparsity.keras.PolynomialDecay(0.5, 0.8, 0, steps)))
+        _load_base(raw, base)
+        t0 = time.perf_counter()
+        raw.fit(x_tr, y_tr, epochs=2, batch_size=128, verbose=0,
+                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+        times["tfmot"].append(time.perf_counter() - t0)
+        results = {"ours": pruning.strip(ours), "tfmot": tfmot.sparsity.keras.strip_pruning(raw)}
+    base_float = _tflite(base)
+    for name, model in (("ours_poly80", results["ours"]), ("tfmot_tutorial", results["tfmot"])):
+        key = "ours" if name.startswith("ours") else "tfmot"
+        flt, sparse_flt = _tflite(model), _tflite(model, sparse=True)
+        int8 = _tflite(model, calib)
+        kernels = [w for w in model.get_weights() if w.ndim > 1]
+        rows.append({
+            "name": name, "params": int(model.count_params()),
+            "sparsity": 1 - sum(np.count_nonzero(k) for k in kernels) / sum(k.size for k in kernels),
+            "accuracy": keras_accuracy(model, test), "float_gzip": _gz(flt),
+            "float_gzip_ratio": _gz(base_float) / _gz(flt), "sparse_float_bytes": len(sparse_flt),
+            "int8_gzip": _gz(int8), "int8_gzip_ratio": _gz(base_float) / _gz(int8),
+            "fit_s_median": float(np.median(times[key])),
+        })
+    rows[-2]["fit_time_ratio_vs_tfmot"] = rows[-2]["fit_s_median"] / rows[-1]["fit_s_median"]
+    rows.insert(2, {"name": "lenet5_float_tflite", "float_gzip": _gz(base_float)})
+    return rows
+
+
+def _load_base(wrapped, base):
+    """Load ``base``'s weights into tfmot's wrapped clone (inner layers, by name)."""
+    for layer in wrapped.layers:
+        inner = getattr(layer, "layer", layer)
+        src = base.get_layer(inner.name)
+        inner.set_weights(src.get_weights())
+
+
+def to_markdown(rows) -> str:
+    keys = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        cells = [f"{r[k]:.4g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--mnist-dir", help="folder with the MNIST t10k IDX files (test set)")
+    args = parser.parse_args(argv)
+    train, test = datasets.load("mnist5k")
+    if args.mnist_dir:
+        test = datasets.load_idx(f"{args.mnist_dir}/t10k-images-idx3-ubyte.gz",
+                                 f"{args.mnist_dir}/t10k-labels-idx1-ubyte.gz")
+    print(to_markdown(run(train, test, quick=args.quick)))
+
+
+if __name__ == "__main__":
+    main()

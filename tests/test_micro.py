@@ -1,0 +1,89 @@
+"""tflite_export.micro: C array that compiles, TFLM op check, flash and arena estimates."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from _export_models import tiny_larq, tiny_lenet
+
+from edgecompress import litert
+from edgecompress._keras import keras, tf
+from tflite_export.micro import TFLM_OPS, arena_estimate, to_c_array
+
+
+def _write(model, path, quantize=False):
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantize:
+        x = np.random.default_rng(0).random((10, *model.inputs[0].shape[1:]), dtype=np.float32)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([s[None]] for s in x)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    path.write_bytes(conv.convert())
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_file(tmp_path_factory):
+    return _write(tiny_lenet(), tmp_path_factory.mktemp("m") / "lenet.tflite", quantize=True)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_c_array_compiles_and_round_trips(int8_file, tmp_path):
+    report = to_c_array(int8_file, tmp_path, "g_lenet")
+    assert report.flash_bytes == int8_file.stat().st_size
+    assert report.unsupported_ops == [] and report.micro_ready
+    source = (tmp_path / "g_lenet.cc").read_text()
+    assert "alignas(16) const unsigned char g_lenet[]" in source
+    assert f"const unsigned int g_lenet_len = {report.flash_bytes};" in source
+    assert "extern const unsigned char g_lenet[];" in (tmp_path / "g_lenet.h").read_text()
+    # The bytes in the array are the file's bytes.
+    body = source[source.index("{") + 1 : source.index("}")]
+    values = bytes(int(v, 16) for v in body.replace("\n", "").split(","))
+    assert values == int8_file.read_bytes()
+    subprocess.run(["g++", "-std=c++11", "-Wall", "-Werror", "-c", "g_lenet.cc", "-o", "g_lenet.o"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    # A second translation unit links against the array through the header.
+    (tmp_path / "main.cc").write_text(
+        '#include "g_lenet.h"\nint main() { return g_lenet_len > 0 && g_lenet[4] == 0x54 ? 0 : 1; }\n'
+    )
+    subprocess.run(["g++", "main.cc", "g_lenet.o", "-o", "main"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    assert subprocess.run([str(tmp_path / "main")]).returncode == 0  # 'T' of TFL3
+
+
+def test_arena_estimate_by_hand(tmp_path):
+    # 64 -> 32 -> 16 floats: op 1 holds input (256 B) + hidden (128 B); op 2 hidden + output (64 B).
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32), keras.layers.Dense(16)])
+    path = _write(model, tmp_path / "mlp.tflite")
+    info = litert.inspect(path)
+    assert info.ops == ["FULLY_CONNECTED", "FULLY_CONNECTED"]
+    assert arena_estimate(info) == 256 + 128
+    assert to_c_array(path, tmp_path, "mlp").arena_bytes == 384
+
+
+def test_lce_ops_are_named_as_missing(tmp_path):
+    import larq_compute_engine as lce
+
+    path = tmp_path / "bnn.tflite"
+    path.write_bytes(lce.convert_keras_model(tiny_larq()))
+    report = to_c_array(path, tmp_path, "bnn")
+    assert "LceBconv2d" in report.unsupported_ops and not report.micro_ready
+    assert all(op not in TFLM_OPS for op in report.unsupported_ops)
+    assert "FULLY_CONNECTED" in report.ops and "FULLY_CONNECTED" not in report.unsupported_ops
+
+
+@pytest.mark.parametrize(
+    "name, out_dir, tflite, error, match",
+    [
+        ("1bad", None, None, ValueError, "C identifier"),
+        ("has-dash", None, None, ValueError, "C identifier"),
+        ("ok", "missing", None, FileNotFoundError, "out_dir"),
+        ("ok", None, "missing.tflite", FileNotFoundError, "tflite_path"),
+    ],
+)
+def test_bad_arguments(int8_file, tmp_path, name, out_dir, tflite, error, match):
+    with pytest.raises(error, match=match):
+        to_c_array(tmp_path / tflite if tflite else int8_file,
+                   tmp_path / out_dir if out_dir else tmp_path, name)
+    assert not list(tmp_path.glob("*.cc"))

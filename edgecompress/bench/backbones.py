@@ -29,7 +29,7 @@ from edgecompress._keras import keras, tf
 BACKBONES = [
     ("lenet_300_100", lambda: models.lenet_300_100((28, 28, 1), 10)),
     ("lenet5", lambda: models.lenet5((28, 28, 1), 10)),
-    ("small_cnn(8,16|32)", lambda: models.small_cnn((28, 28, 1), 10, (8, 16), (32,))),
+    ("small_cnn (8,16)+32", lambda: models.small_cnn((28, 28, 1), 10, (8, 16), (32,))),
     ("resnet8", lambda: models.resnet8((28, 28, 1), 10)),
     ("mobilenet_v2 a=0.35", lambda: models.mobilenet_v2((28, 28, 1), 10, alpha=0.35)),
     ("shufflenet_v2 0.5x", lambda: models.shufflenet_v2((28, 28, 1), 10, scale=0.5)),

@@ -1,5 +1,18 @@
 """Reference and lightweight backbones, all plain tf_keras Functional models."""
 
 from edgecompress.models.lenet import lenet5, lenet_300_100  # noqa: F401
+from edgecompress.models.mobilenet import mobilenet_v2  # noqa: F401
+from edgecompress.models.resnet import resnet8  # noqa: F401
+from edgecompress.models.shufflenet import ChannelShuffle, ChannelSplit, shufflenet_v2  # noqa: F401
+from edgecompress.models.small import small_cnn  # noqa: F401
 
-__all__ = ["lenet5", "lenet_300_100"]
+__all__ = [
+    "lenet5",
+    "lenet_300_100",
+    "mobilenet_v2",
+    "resnet8",
+    "shufflenet_v2",
+    "small_cnn",
+    "ChannelShuffle",
+    "ChannelSplit",
+]

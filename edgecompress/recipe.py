@@ -142,6 +142,10 @@ STEPS: dict[str, dict[str, Param]] = {
     "swap_backbone": {
         "backbone": Param((str,), REQUIRED, None, "a builder in edgecompress.models"),
         "width": Param(_NUM, None, _pos, "a width multiplier > 0 (alpha / scale)"),
+        "filters": Param((list,), None, lambda x: all(isinstance(v, int) and v > 0 for v in x),
+                         "a list of positive ints (small_cnn)"),
+        "dense": Param((list,), None, lambda x: all(isinstance(v, int) and v > 0 for v in x),
+                       "a list of positive ints (small_cnn)"),
     },
     "strip": {},  # removes pruning/clustering wrappers and decodes PQ layers
     "pack": {
@@ -481,14 +485,14 @@ def _export(state, mode, int8_io, c_array, min_agreement, name):
         to_c_array(path, state.out_dir / "micro", name)
 
 
-def _swap_backbone(state, backbone, width):
+def _swap_backbone(state, backbone, width, filters, dense):
     from edgecompress import models
 
     builder = getattr(models, backbone, None)
     if backbone.startswith("_") or not callable(builder):
         raise RecipeError(f"`backbone` must be one of {sorted(models.__all__)}. "
                           f"Received: backbone={backbone!r}")
-    kwargs = {}
+    kwargs = {k: tuple(v) for k, v in (("filters", filters), ("dense", dense)) if v is not None}
     if width is not None:
         kwargs[{"mobilenet_v2": "alpha", "shufflenet_v2": "scale"}.get(backbone, "width")] = width
     shape = tuple(state.model.inputs[0].shape[1:])

@@ -136,7 +136,8 @@ def staged_output(out: str, overwrite: bool):
 
 
 def _cmd_compress(args) -> int:
-    from edgecompress import datasets, recipe as recipes
+    from edgecompress import datasets
+    from edgecompress import recipe as recipes
     from edgecompress.loading import load_model
     from edgecompress.pipeline import baseline_artifacts, save_model
     from edgecompress.report import write_report

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress._keras import keras
+from edgecompress.surgery.graph import iter_layers
 
 KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
 # Variables of tfmot wrappers (QAT ranges, pruning masks, cluster codebooks) that are not
@@ -94,7 +95,7 @@ def measure(model_or_path, data=None, batch_size: int = 256) -> Measurement:
     model = model_or_path
     params = nonzero = 0
     unique: dict[str, int] = {}
-    for layer in _leaf_layers(model):
+    for layer in iter_layers(model):
         weights = [w for w in layer.weights if not any(t in _short(w) for t in _WRAPPER_STATE)]
         for weight in weights:
             values = weight.numpy()
@@ -119,7 +120,7 @@ def measure(model_or_path, data=None, batch_size: int = 256) -> Measurement:
 def keras_macs(model: keras.Model) -> int:
     """Multiply-accumulates of one inference of ``model`` (batch 1)."""
     total = 0
-    for layer in _leaf_layers(model):
+    for layer in iter_layers(model):
         core = _unwrap(layer)
         for input_shape, output_shape in node_shapes(layer):
             total += layer_macs(core, input_shape, output_shape)
@@ -177,12 +178,6 @@ def _serialized_sizes(model) -> tuple[int | None, int | None]:
         return path.stat().st_size, gzip_size(path)
 
 
-def _leaf_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _leaf_layers(layer)
-        else:
-            yield layer
 
 
 def _unwrap(layer):

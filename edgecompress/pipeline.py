@@ -98,7 +98,8 @@ def demo(out_dir, epochs: int = 6, quick: bool = False, recipes=DEMO_RECIPES) ->
 
     ``quick`` trims data and epochs to a smoke test (the numbers then mean little).
     """
-    from edgecompress import datasets, recipe as recipe_mod
+    from edgecompress import datasets
+    from edgecompress import recipe as recipe_mod
     from edgecompress.report import write_report
 
     out_dir = Path(out_dir)

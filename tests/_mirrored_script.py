@@ -3,15 +3,14 @@
 import json
 import sys
 
-import edgecompress  # noqa: F401  (legacy-Keras guard first)
 import numpy as np
-import tensorflow as tf
+
+from edgecompress._keras import keras, tf  # the legacy-Keras guard runs before TensorFlow loads
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from edgecompress import binary, datasets, models, pruning, quantization  # noqa: E402
-from edgecompress._keras import keras  # noqa: E402
+from edgecompress import binary, datasets, pruning, quantization  # noqa: E402
 
 (x, y), _ = datasets.load("digits")
 x, y = x[:256], y[:256]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from edgecompress._keras import keras, tf
 from edgecompress import quantization as Q
+from edgecompress._keras import keras, tf
 from edgecompress.quantization import _entropy
 from tests.conftest import residual_cnn, sequential_cnn, weights_fingerprint
 

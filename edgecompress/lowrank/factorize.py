@@ -19,7 +19,7 @@ import numpy as np
 
 from edgecompress._keras import check_graph_model, keras
 from edgecompress.lowrank import decompose as dec
-from edgecompress.measure import node_shapes, layer_macs
+from edgecompress.measure import layer_macs, node_shapes
 from edgecompress.surgery import Replacement, find_layers, iter_layers, layer_weights, rebuild
 
 METHODS = ("auto", "svd", "spatial_svd", "tucker2")

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from edgecompress._keras import check_graph_model, keras
-from edgecompress.surgery import clone, find_layers
+from edgecompress.surgery import clone, find_layers, iter_layers
 
 _cluster = tfmot.clustering.keras
 _CI = _cluster.CentroidInitialization
@@ -133,7 +133,7 @@ def strip(model: keras.Model) -> keras.Model:
     Returns a new model (the input is not modified). A model without wrappers comes back as a clone.
     """
     check_graph_model(model)
-    if not any(isinstance(layer, _cluster_wrapper_types()) for layer in _all_layers(model)):
+    if not any(isinstance(layer, _cluster_wrapper_types()) for layer in iter_layers(model)):
         return clone(model)
     return clone(_cluster.strip_clustering(model))
 
@@ -144,9 +144,3 @@ def _cluster_wrapper_types():
     return (cluster_wrapper.ClusterWeights,)
 
 
-def _all_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer

@@ -1,5 +1,10 @@
 """The graph-surgery core shared by every graph-rewriting family."""
 
+from edgecompress.surgery.channels import (  # noqa: F401
+    ChannelGraph,
+    ChannelGroup,
+    channel_groups,
+)
 from edgecompress.surgery.graph import (  # noqa: F401
     DROP,
     Replacement,
@@ -9,9 +14,4 @@ from edgecompress.surgery.graph import (  # noqa: F401
     iter_layers,
     layer_weights,
     rebuild,
-)
-from edgecompress.surgery.channels import (  # noqa: F401
-    ChannelGraph,
-    ChannelGroup,
-    channel_groups,
 )

@@ -259,7 +259,7 @@ def _join(graph, layer, ins, outs):
     """Elementwise merge: the inputs' groups become one group with one shared mask."""
     graph.kinds[name := layer.name] = "pass"
     first_g, first_i = ins[0]
-    for gids, idx in ins:
+    for gids, _ in ins:
         if len(gids) != len(first_g):
             return _unknown(graph, layer, ins, outs, "broadcasting merge")[0]
     layouts = []

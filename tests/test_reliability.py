@@ -1,6 +1,5 @@
 """Cross-family guarantees: no transform changes its input, outputs survive a kill, runs repeat."""
 
-import os
 import signal
 import subprocess
 import sys

@@ -23,7 +23,7 @@ KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
 # Variables of tfmot wrappers (QAT ranges, pruning masks, cluster codebooks) that are not
 # model parameters: the wrapped kernel is counted instead.
 _WRAPPER_STATE = ("_min", "_max", "optimizer_step", "mask", "threshold", "pruning_step",
-                  "pulling_indices", "cluster_centroids")
+                  "pulling_indices", "cluster_centroids", "ori_weights")
 
 
 @dataclass

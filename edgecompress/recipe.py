@@ -463,57 +463,21 @@ def _distill(state, teacher, temperature, alpha, epochs, learning_rate, batch_si
 
 
 def _export(state, mode, int8_io, c_array, min_agreement, name):
-    from edgecompress.report import Artifact
-    from tflite_export import export
+    from edgecompress.pipeline import export_artifact
     from tflite_export.micro import to_c_array
 
     name = name or f"{state.recipe.name}_{mode}"
     path = state.out_dir / f"{name}.tflite"
-    calibration = state.train[0][:256] if mode in ("int8", "int16x8") else None
-    rep = export(state.model, path, mode, representative_data=calibration, int8_io=int8_io,
-                 verify_data=state.test, min_agreement=min_agreement)
-    from edgecompress.measure import measure
+    if mode == "binary":  # LCE leaves Dense float; as 1x1 binary convs they are bit-packed
+        from edgecompress import binary
 
-    m = measure(state.model)
-    state.artifacts.append(Artifact(
-        name=name, path=str(path), mode=mode, params=m.params, nonzero_params=m.nonzero_params,
-        macs=m.macs, file_bytes=rep.bytes, gzip_bytes=rep.gzip_bytes, deploy_bytes=rep.gzip_bytes,
-        accuracy=rep.accuracy, keras_accuracy=rep.keras_accuracy, agreement=rep.agreement,
-        ops=",".join(sorted(set(rep.ops))),
-    ))
+        state.model = binary.dense_as_conv(state.model)
+    state.artifacts.append(export_artifact(state.model, path, mode, state.train, state.test,
+                                           int8_io=int8_io, min_agreement=min_agreement))
     if c_array:
-        to_c_array(path, state.out_dir / "micro", name)
-
-
-def _swap_backbone(state, backbone, width, filters, dense):
-    from edgecompress import models
-
-    builder = getattr(models, backbone, None)
-    if backbone.startswith("_") or not callable(builder):
-        raise RecipeError(f"`backbone` must be one of {sorted(models.__all__)}. "
-                          f"Received: backbone={backbone!r}")
-    kwargs = {k: tuple(v) for k, v in (("filters", filters), ("dense", dense)) if v is not None}
-    if width is not None:
-        kwargs[{"mobilenet_v2": "alpha", "shufflenet_v2": "scale"}.get(backbone, "width")] = width
-    shape = tuple(state.model.inputs[0].shape[1:])
-    classes = int(state.model.outputs[0].shape[-1])
-    state.model = builder(input_shape=shape, num_classes=classes, **kwargs)
-
-
-def _pack(state, name):
-    from edgecompress.measure import measure
-    from edgecompress.quantization import save_packed
-    from edgecompress.report import Artifact
-
-    name = name or f"{state.recipe.name}_packed"
-    path = state.out_dir / f"{name}.ecpk"
-    save_packed(state.model, path)
-    m = measure(state.model, state.test)
-    size = path.stat().st_size
-    state.artifacts.append(Artifact(
-        name=name, path=str(path), mode="packed", params=m.params, nonzero_params=m.nonzero_params,
-        macs=m.macs, file_bytes=size, gzip_bytes=size, deploy_bytes=size, accuracy=m.accuracy,
-        keras_accuracy=m.accuracy))
+        micro = state.out_dir / "micro"
+        micro.mkdir(exist_ok=True)
+        to_c_array(path, micro, re.sub(r"\W", "_", name))
 
 
 _RUNNERS: dict[str, Callable] = {

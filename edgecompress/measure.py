@@ -19,6 +19,10 @@ import numpy as np
 from edgecompress._keras import keras
 
 KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
+# Variables of tfmot wrappers (QAT ranges, pruning masks, cluster codebooks) that are not
+# model parameters: the wrapped kernel is counted instead.
+_WRAPPER_STATE = ("_min", "_max", "optimizer_step", "mask", "threshold", "pruning_step",
+                  "pulling_indices", "cluster_centroids")
 
 
 @dataclass
@@ -91,12 +95,12 @@ def measure(model_or_path, data=None, batch_size: int = 256) -> Measurement:
     params = nonzero = 0
     unique: dict[str, int] = {}
     for layer in _leaf_layers(model):
-        core = _unwrap(layer)
-        for weight in _real_weights(layer, core):
+        weights = [w for w in layer.weights if not any(t in _short(w) for t in _WRAPPER_STATE)]
+        for weight in weights:
             values = weight.numpy()
             params += values.size
             nonzero += int(np.count_nonzero(values))
-        kernels = [w.numpy() for w in core.weights if _short(w) in KERNEL_NAMES]
+        kernels = [w.numpy() for w in weights if _short(w) in KERNEL_NAMES]
         if kernels:
             unique[layer.name] = int(np.unique(np.concatenate([k.ravel() for k in kernels])).size)
     file_bytes, gzip_bytes = _serialized_sizes(model)
@@ -186,14 +190,6 @@ def _unwrap(layer):
     while isinstance(layer, keras.layers.Wrapper):
         layer = layer.layer
     return layer
-
-
-def _real_weights(layer, core):
-    """The model parameters of ``layer``: the core layer's weights, without wrapper state."""
-    if core is layer:
-        return layer.weights
-    # QAT and clustering wrappers hold quantizer ranges / codebooks beside the core weights.
-    return core.weights
 
 
 def _short(weight) -> str:

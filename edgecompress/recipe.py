@@ -143,7 +143,7 @@ STEPS: dict[str, dict[str, Param]] = {
         "backbone": Param((str,), REQUIRED, None, "a builder in edgecompress.models"),
         "width": Param(_NUM, None, _pos, "a width multiplier > 0 (alpha / scale)"),
     },
-    "strip": {},
+    "strip": {},  # removes pruning/clustering wrappers and decodes PQ layers
     "pack": {
         "name": Param((str,), None, lambda x: bool(_NAME.match(x)),
                       "a plain file name (letters, digits, _ . -; no path)"),
@@ -357,7 +357,7 @@ def _has_pruning_wrappers(model) -> bool:
 def _strip(state: RunState):
     from edgecompress import pruning, quantization
 
-    state.model = quantization.strip(pruning.strip(state.model))
+    state.model = quantization.decode(quantization.strip(pruning.strip(state.model)))
 
 
 def _prune_low_magnitude(state, target_sparsity, initial_sparsity, schedule, m_by_n, block_size,
@@ -417,7 +417,8 @@ def _product_quantize(state, subvector_size, codebook_size, calibrate, layers):
 def _quantize_aware(state, preserve):
     from edgecompress import quantization
 
-    state.model = quantization.quantize_aware(state.model, preserve=preserve)
+    state.model = quantization.quantize_aware(state.model, preserve=preserve,
+                                              calibration_data=state.train[0][:512])
 
 
 def _binarize(state, scheme, keep_first_last, layers):

@@ -86,3 +86,14 @@ def test_guard_sets_variable_before_tensorflow():
 def test_measure_rejects_other_objects():
     with pytest.raises(TypeError, match="model_or_path"):
         measure(42)
+
+
+@pytest.mark.parametrize("wrap", ["qat", "prune", "cluster"])
+def test_wrapped_models_count_the_same_parameters(wrap):
+    from edgecompress import pruning, quantization
+
+    model = models.lenet_300_100()
+    wrapped = {"qat": quantization.quantize_aware, "prune": pruning.prune_low_magnitude,
+               "cluster": quantization.cluster_weights}[wrap](model)
+    m = measure(wrapped)
+    assert m.params == 266_610 and m.macs == measure(model).macs

@@ -103,6 +103,7 @@ class _Plan:
         self.rule = rule
         self.by_layer: dict[int, RuleResult | keras.Model] = {}
         self.pending: list[tuple[keras.layers.Layer, list]] = []
+        self.copies: list[tuple[keras.layers.Layer, list]] = []
 
     def resolve(self, layer: keras.layers.Layer):
         key = id(layer)
@@ -114,7 +115,8 @@ class _Plan:
                 result = rebuild(layer, self.rule)  # weights already loaded by the inner call
             else:
                 new = copy_layer(layer)
-                self.pending.append((new, layer.get_weights()))
+                # every variable, not get_weights(): tfmot's cluster wrapper hides its state there
+                self.copies.append((new, [w.numpy() for w in layer.weights]))
                 result = Replacement([new], [None])
         elif isinstance(result, keras.layers.Layer):
             result = Replacement([result], [None])
@@ -148,6 +150,14 @@ class _Plan:
         return out
 
     def load_weights(self):
+        for new, values in self.copies:
+            if len(new.weights) != len(values) or any(
+                tuple(v.shape) != tuple(a.shape) for v, a in zip(new.weights, values)
+            ):
+                self.pending.append((new, values))  # let set_weights explain the mismatch
+                continue
+            for variable, value in zip(new.weights, values):
+                variable.assign(value)
         for new, weights in self.pending:
             try:
                 new.set_weights(weights)

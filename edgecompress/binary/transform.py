@@ -1,0 +1,167 @@
+"""Turn a float Keras model into a larq binarized network, on the surgery core."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import larq as lq
+
+from edgecompress._keras import check_graph_model, keras
+from edgecompress.binary import schemes
+from edgecompress.binary.layers import XnorConv2D, XnorDense
+from edgecompress.surgery import Replacement, find_layers, iter_layers, rebuild
+
+BINARIZABLE = (keras.layers.Conv2D, keras.layers.Dense)
+_RELU_LIKE = {"relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "softplus", "leaky_relu"}
+
+
+def is_binarizable(layer) -> bool:
+    """A plain float Conv2D (groups=1, channels_last) or Dense; larq layers and transposed,
+    depthwise or separable convolutions are not (LCE has no binary kernel for them)."""
+    if type(layer) is keras.layers.Dense:
+        return True
+    return (
+        type(layer) is keras.layers.Conv2D
+        and layer.groups == 1
+        and layer.data_format == "channels_last"
+    )
+
+
+def binarize(
+    model: keras.Model,
+    scheme="binarynet",
+    keep_first_last: bool = True,
+    layers: Iterable[str] | None = None,
+) -> keras.Model:
+    """A larq copy of ``model`` with Conv2D/Dense layers binarized by ``scheme``.
+
+    Each selected layer becomes a larq ``QuantConv2D``/``QuantDense`` (``XnorConv2D``/``XnorDense``
+    for ``"xnor"``) with the same config; its float weights are carried over as the latent weights
+    that training updates. Schemes with binary activations (``xnor``, ``binarynet``) drop a
+    ReLU-like ``activation`` of the binarized layers: a ReLU before a sign makes every input +1,
+    and the sign is the network's non-linearity. The result must be fine-tuned (``compile`` +
+    ``fit``; see :func:`bop_optimizer`).
+
+    Args:
+        model: a built Sequential or Functional tf_keras model (nested models are handled).
+        scheme: ``"binaryconnect"``, ``"bwn"``, ``"xnor"``, ``"binarynet"``, ``"stochastic"`` or a
+            :class:`Scheme`.
+        keep_first_last: keep the first and last binarizable layers in float (common BNN practice;
+            they hold few weights and lose the most accuracy). Only used when ``layers`` is None.
+        layers: names of the layers to binarize; None for every binarizable layer.
+
+    Returns:
+        A new, uncompiled model. ``model`` is not changed.
+
+    Raises:
+        ValueError: for an unknown scheme, a named layer that cannot be binarized, or a model with
+            no layer to binarize.
+        TypeError: for a subclassed or Keras 3 model.
+
+    Example:
+        >>> bnn = binarize(float_model, "binarynet")
+        >>> bnn.compile(bop_optimizer(keras.optimizers.Adam(1e-3)), "sparse_categorical_crossentropy")
+
+    References:
+        - Courbariaux et al. BinaryConnect. NeurIPS 2015. https://arxiv.org/abs/1511.00363
+        - Rastegari et al. XNOR-Net. ECCV 2016. https://arxiv.org/abs/1603.05279
+        - Hubara et al. Binarized Neural Networks. NeurIPS 2016. https://arxiv.org/abs/1602.02830
+    """
+    scheme = schemes.get(scheme)
+    check_graph_model(model)
+    if layers is not None:
+        selected = find_layers(model, layers, BINARIZABLE, argument="layers")
+        for layer in selected:
+            if not is_binarizable(layer):
+                raise ValueError(
+                    "`layers` must name plain Conv2D (groups=1, channels_last) or Dense layers. "
+                    f"Received: '{layer.name}' of class {type(layer).__name__}"
+                )
+    else:
+        candidates = [layer for layer in iter_layers(model) if is_binarizable(layer)]
+        selected = candidates[1:-1] if keep_first_last else candidates
+        if not selected:
+            raise ValueError(
+                "`model` has no layer to binarize: it needs Conv2D/Dense layers"
+                + (" besides the first and last (or pass keep_first_last=False)"
+                   if keep_first_last and candidates else "")
+                + f". Received: model '{model.name}' with {len(candidates)} binarizable layer(s)"
+            )
+    chosen = {id(layer) for layer in selected}
+
+    def rule(layer):
+        if id(layer) not in chosen:
+            return None
+        return Replacement([_binary_layer(layer, scheme)], [layer.get_weights()])
+
+    return rebuild(model, rule)
+
+
+def _binary_layer(layer, scheme: schemes.Scheme):
+    config = layer.get_config()
+    if scheme.binary_activations and config.get("activation") in _RELU_LIKE:
+        config["activation"] = "linear"
+    config.update(scheme.layer_kwargs())
+    if isinstance(layer, keras.layers.Conv2D):
+        cls = XnorConv2D if scheme.activation_scaling else lq.layers.QuantConv2D
+    else:
+        cls = XnorDense if scheme.activation_scaling else lq.layers.QuantDense
+    return cls(**config)
+
+
+def dense_as_conv(model: keras.Model, layers: Iterable[str] | None = None) -> keras.Model:
+    """Rewrite larq ``QuantDense`` layers as ``Reshape -> 1x1 QuantConv2D -> Reshape``.
+
+    Same function, same weights (kernel reshaped to 1x1xInxOut), but Larq Compute Engine turns a
+    binary 1x1 convolution into its bit-packed ``LceBconv2d``, while it leaves a ``QuantDense`` as a
+    float ``FULLY_CONNECTED`` with 32-bit weights (larq/compute-engine #631, #744). Apply it to a
+    trained binary model right before LCE export. Beyond larq/LCE: neither does this rewrite.
+
+    Args:
+        model: a Sequential or Functional model with ``QuantDense`` layers on 2-D inputs.
+        layers: names of QuantDense layers to rewrite; None for every one with binary weights.
+
+    Returns:
+        A new model; ``model`` is not changed.
+
+    Raises:
+        ValueError: for a named layer that is not a 2-D-input QuantDense, or no layer to rewrite.
+    """
+    check_graph_model(model)
+    if layers is not None:
+        selected = find_layers(model, layers, (lq.layers.QuantDense,), argument="layers")
+    else:
+        selected = [
+            layer for layer in iter_layers(model)
+            if isinstance(layer, lq.layers.QuantDense)
+            and getattr(layer.kernel_quantizer, "precision", None) == 1
+        ]
+    for layer in selected:
+        if len(layer.input_shape) != 2:
+            raise ValueError(
+                "`layers` must name QuantDense layers with 2-D inputs (batch, features). "
+                f"Received: '{layer.name}' with input shape {layer.input_shape}"
+            )
+    if not selected:
+        raise ValueError(
+            "`model` has no binary QuantDense layer to rewrite. "
+            f"Received: model '{model.name}'"
+        )
+    chosen = {id(layer) for layer in selected}
+
+    def rule(layer):
+        if id(layer) not in chosen:
+            return None
+        config = layer.get_config()
+        units, features = config.pop("units"), layer.input_shape[-1]
+        cls = XnorConv2D if isinstance(layer, XnorDense) else lq.layers.QuantConv2D
+        conv = cls(filters=units, kernel_size=1, **config)
+        weights = layer.get_weights()
+        weights[0] = weights[0].reshape(1, 1, features, units)
+        return Replacement(
+            [keras.layers.Reshape((1, 1, features), name=f"{layer.name}_to_map"), conv,
+             keras.layers.Reshape((units,), name=f"{layer.name}_from_map")],
+            [[], weights, []],
+        )
+
+    return rebuild(model, rule)

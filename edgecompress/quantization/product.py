@@ -1,0 +1,324 @@
+"""Product quantization of Dense / Conv2D kernels, with Q-CNN codebook refinement.
+
+Each kernel, seen as a ``(D, out)`` matrix (``D = kh * kw * cin`` for a Conv2D), is cut along the
+input dimension into ``M = D / d`` sub-spaces of ``d`` rows. In sub-space ``m`` every output unit
+owns one ``d``-dimensional sub-vector; k-means (scikit-learn) learns a codebook of ``K`` of them and
+each unit keeps only the index of its nearest codeword. With calibration data the codebooks and
+assignments are then refined to minimise the error of the layer's *output* (Q-CNN) instead of the
+weights. PQ layers are real Keras layers (subclasses of Dense / Conv2D) with trainable codebooks and
+fixed integer assignments; the kernel is decoded on the fly, so ``fit`` fine-tunes the codebooks.
+:func:`decode` turns them back into plain layers for TFLite export. No TF tool offers PQ; this goes
+beyond tfmot.
+
+References:
+    Jegou, Douze, Schmid, "Product Quantization for Nearest Neighbor Search", TPAMI 2011.
+    Gong et al., "Compressing Deep Convolutional Networks using Vector Quantization", 2014.
+    Wu et al., "Quantized Convolutional Neural Networks for Mobile Devices" (Q-CNN), CVPR 2016.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgecompress._keras import check_graph_model, keras, tf
+from edgecompress.surgery import Replacement, find_layers, iter_layers, rebuild
+
+
+class _PQMixin:
+    """Codebooks ``(M, K, d)`` (trainable) + assignments ``(M, out)`` (int32, fixed) -> kernel."""
+
+    def _init_pq(self, subvector_size, codebook_size):
+        self.subvector_size = int(subvector_size)
+        self.codebook_size = int(codebook_size)
+
+    def _build_pq(self, kernel_shape):
+        self.kernel_shape = tuple(int(s) for s in kernel_shape)
+        depth = int(np.prod(self.kernel_shape[:-1]))
+        subspaces = depth // self.subvector_size
+        self.codebooks = self.add_weight(
+            name="codebooks", shape=(subspaces, self.codebook_size, self.subvector_size),
+            initializer="glorot_uniform", trainable=True, dtype=self.dtype)
+        self.assignments = self.add_weight(
+            name="assignments", shape=(subspaces, self.kernel_shape[-1]), dtype=tf.int32,
+            initializer="zeros", trainable=False)
+
+    @property
+    def kernel(self):
+        gathered = tf.gather(self.codebooks, self.assignments, batch_dims=1)  # (M, out, d)
+        return tf.reshape(tf.transpose(gathered, [0, 2, 1]), self.kernel_shape)
+
+    def _pq_config(self):
+        return {"subvector_size": self.subvector_size, "codebook_size": self.codebook_size}
+
+
+@keras.utils.register_keras_serializable(package="edgecompress")
+class PQDense(_PQMixin, keras.layers.Dense):
+    """A Dense layer whose kernel is product-quantized (see the module docstring).
+
+    Args:
+        units: output units.
+        subvector_size: rows per sub-space ``d`` (must divide the input dimension).
+        codebook_size: codewords per sub-space ``K``.
+        **kwargs: the other Dense arguments.
+    """
+
+    def __init__(self, units, subvector_size=4, codebook_size=16, **kwargs):
+        super().__init__(units, **kwargs)
+        self._init_pq(subvector_size, codebook_size)
+
+    def build(self, input_shape):
+        last = int(tf.TensorShape(input_shape)[-1])
+        _check_divides(self.name, "input dimension", last, self.subvector_size)
+        self._build_pq((last, self.units))
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer=self.bias_initializer,
+                                    dtype=self.dtype) if self.use_bias else None
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: last})
+        self.built = True
+
+    def call(self, inputs):
+        kernel = tf.cast(self.kernel, inputs.dtype)
+        if inputs.shape.rank == 2:
+            out = tf.matmul(inputs, kernel)
+        else:
+            out = tf.tensordot(inputs, kernel, [[inputs.shape.rank - 1], [0]])
+        if self.use_bias:
+            out = tf.nn.bias_add(out, self.bias)
+        return self.activation(out) if self.activation is not None else out
+
+    def get_config(self):
+        return {**super().get_config(), **self._pq_config()}
+
+
+@keras.utils.register_keras_serializable(package="edgecompress")
+class PQConv2D(_PQMixin, keras.layers.Conv2D):
+    """A Conv2D layer (channels_last, groups=1) whose kernel is product-quantized.
+
+    Sub-vectors run along the input channels, so ``subvector_size`` must divide them.
+    """
+
+    def __init__(self, filters, kernel_size, subvector_size=4, codebook_size=16, **kwargs):
+        super().__init__(filters, kernel_size, **kwargs)
+        self._init_pq(subvector_size, codebook_size)
+
+    def build(self, input_shape):
+        cin = int(tf.TensorShape(input_shape)[-1])
+        _check_divides(self.name, "input channels", cin, self.subvector_size)
+        self._build_pq(tuple(self.kernel_size) + (cin, self.filters))
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
+                                    dtype=self.dtype) if self.use_bias else None
+        self.input_spec = keras.layers.InputSpec(min_ndim=4, axes={-1: cin})
+        self.built = True
+
+    def call(self, inputs):
+        out = self.convolution_op(inputs, tf.cast(self.kernel, inputs.dtype))
+        if self.use_bias:
+            out = tf.nn.bias_add(out, self.bias)
+        return self.activation(out) if self.activation is not None else out
+
+    def get_config(self):
+        return {**super().get_config(), **self._pq_config()}
+
+
+def _check_divides(name, what, size, d):
+    if d < 1 or size % d:
+        raise ValueError(
+            f"`subvector_size` must divide the {what} of layer '{name}' ({size}). "
+            f"Received: subvector_size={d}")
+
+
+PQ_LAYERS = (PQDense, PQConv2D)
+SUPPORTED = (keras.layers.Dense, keras.layers.Conv2D)
+
+
+def _supported(layer) -> bool:
+    return (isinstance(layer, SUPPORTED) and not isinstance(layer, keras.layers.DepthwiseConv2D)
+            and not isinstance(layer, PQ_LAYERS))
+
+
+def _quantize_matrix(w2d: np.ndarray, d: int, k: int, seed: int = 0, iters: int = 30):
+    """PQ of a (D, out) matrix: codebooks (M, k, d), assignments (M, out).
+
+    k-means++ seeding per sub-space (scikit-learn), then Lloyd iterations batched over all
+    sub-spaces in numpy. With ``k >= out`` every sub-vector is its own codeword (exact).
+    """
+    from sklearn.cluster import kmeans_plusplus
+
+    depth, out = w2d.shape
+    subs = w2d.reshape(depth // d, d, out).transpose(0, 2, 1).astype(np.float64)  # (M, out, d)
+    M = len(subs)
+    if k >= out:
+        books = np.concatenate([subs, np.repeat(subs[:, :1], k - out, axis=1)], axis=1)
+        return books.astype(np.float32), np.tile(np.arange(out, dtype=np.int32), (M, 1))
+    rng = np.random.RandomState(seed)
+    books = np.stack([kmeans_plusplus(subs[m], k, random_state=rng)[0] for m in range(M)])
+    rows = np.arange(M)[:, None]
+    for _ in range(iters):
+        dist = (np.einsum("mkd,mkd->mk", books, books)[:, None, :]
+                - 2 * np.einsum("mnd,mkd->mnk", subs, books))
+        assign = np.argmin(dist, axis=-1)  # (M, out)
+        sums = np.zeros_like(books)
+        np.add.at(sums, (rows, assign), subs)
+        counts = np.zeros((M, k))
+        np.add.at(counts, (rows, assign), 1)
+        new = np.where((counts > 0)[..., None], sums / np.maximum(counts, 1)[..., None], books)
+        if np.allclose(new, books):
+            break
+        books = new
+    return books.astype(np.float32), assign.astype(np.int32)
+
+
+def _decode_matrix(books, assign):
+    gathered = np.take_along_axis(books, assign[:, :, None], axis=1)  # (M, out, d)
+    return gathered.transpose(0, 2, 1).reshape(-1, assign.shape[1])
+
+
+def _qcnn_refine(x: np.ndarray, w2d: np.ndarray, books, assign, sweeps: int = 2):
+    """Q-CNN: alternate assignment and codebook updates to minimise ||X W - X W_hat||^2."""
+    x = x.astype(np.float64)
+    target = x @ w2d
+    books = books.astype(np.float64)
+    assign = assign.copy()
+    M, K, d = books.shape
+    approx = _decode_matrix(books, assign)
+    resid = target - x @ approx
+    for _ in range(sweeps):
+        for m in range(M):
+            xm = x[:, m * d:(m + 1) * d]
+            rm = resid + xm @ approx[m * d:(m + 1) * d]
+            gram = xm.T @ xm + 1e-6 * np.trace(xm.T @ xm) / d * np.eye(d) + 1e-12 * np.eye(d)
+            proj = xm.T @ rm  # (d, out)
+            cost = np.einsum("kd,de,ke->k", books[m], gram, books[m])[:, None] - 2 * books[m] @ proj
+            assign[m] = np.argmin(cost, axis=0)
+            sums = np.zeros((K, d))
+            np.add.at(sums, assign[m], proj.T)
+            counts = np.bincount(assign[m], minlength=K)
+            live = counts > 0
+            books[m, live] = np.linalg.solve(gram, (sums[live] / counts[live, None]).T).T
+            approx[m * d:(m + 1) * d] = books[m][assign[m]].T
+            resid = rm - xm @ approx[m * d:(m + 1) * d]
+    return books.astype(np.float32), assign.astype(np.int32)
+
+
+def _layer_inputs(model, layer, data, max_rows: int, seed: int):
+    """The layer's input as a (rows, D) matrix (im2col for Conv2D), from the original model."""
+    feed = keras.Model(model.inputs, layer.input)
+    x = feed.predict(data, verbose=0, batch_size=256)
+    if isinstance(layer, keras.layers.Conv2D):
+        kh, kw = layer.kernel_size
+        x = tf.image.extract_patches(
+            x, sizes=[1, kh, kw, 1], strides=[1, *layer.strides, 1],
+            rates=[1, *layer.dilation_rate, 1], padding=layer.padding.upper()).numpy()
+    x = x.reshape(-1, x.shape[-1])
+    if len(x) > max_rows:
+        x = x[np.random.default_rng(seed).choice(len(x), max_rows, replace=False)]
+    return x
+
+
+def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size: int = 16,
+                     layers=None, calibration_data=None, sweeps: int = 2,
+                     max_rows: int = 4096, seed: int = 0) -> keras.Model:
+    """Replace Dense / Conv2D layers by :class:`PQDense` / :class:`PQConv2D`.
+
+    Args:
+        model: a built Sequential or Functional tf_keras model (never modified).
+        subvector_size: ``d``, rows per sub-space; must divide each selected Dense layer's input
+            dimension and each Conv2D's input channels.
+        codebook_size: ``K`` >= 2 codewords per sub-space; a layer with fewer output units than
+            ``K`` keeps all its sub-vectors (exact).
+        layers: names of Dense / Conv2D layers to quantize; None for all of them.
+        calibration_data: input samples; when given, codebooks and assignments are refined Q-CNN
+            style against each layer's output error (top-level layers).
+        sweeps: Q-CNN refinement passes over the sub-spaces.
+        max_rows: at most this many input rows (pixels for a Conv2D) are used for refinement.
+        seed: k-means seed.
+
+    Returns:
+        A new, uncompiled model; ``fit`` fine-tunes the codebooks (assignments stay fixed).
+
+    Raises:
+        ValueError: for ``subvector_size`` that does not divide a layer, ``codebook_size`` < 2,
+            or a bad layer name.
+
+    References:
+        Wu et al., "Quantized Convolutional Neural Networks for Mobile Devices", CVPR 2016.
+    """
+    check_graph_model(model)
+    for arg, val in (("subvector_size", subvector_size), ("codebook_size", codebook_size)):
+        if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
+            raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={val!r}")
+    if codebook_size < 2:
+        raise ValueError(f"`codebook_size` must be an int >= 2. Received: codebook_size={codebook_size}")
+    selected = [layer for layer in find_layers(model, layers, SUPPORTED) if _supported(layer)]
+    for layer in selected:
+        if isinstance(layer, keras.layers.Conv2D) and (layer.groups != 1 or
+                                                        layer.data_format != "channels_last"):
+            raise ValueError(
+                f"`layers` must name channels_last, groups=1 Conv2D layers. Received: '{layer.name}'")
+        kshape = layer.kernel.shape
+        _check_divides(layer.name, "input channels" if len(kshape) == 4 else "input dimension",
+                       int(kshape[-2]), int(subvector_size))
+    top = set(id(layer) for layer in model.layers)
+    plans = {}
+    for layer in selected:
+        kernel = layer.kernel.numpy()
+        w2d = kernel.reshape(-1, kernel.shape[-1])
+        k = int(codebook_size)
+        books, assign = _quantize_matrix(w2d, int(subvector_size), k, seed)
+        if calibration_data is not None and id(layer) in top:
+            x = _layer_inputs(model, layer, calibration_data, max_rows, seed)
+            books, assign = _qcnn_refine(x, w2d, books, assign, sweeps)
+        plans[layer.name] = (books, assign)
+
+    def rule(layer):
+        if layer.name not in plans or not _supported(layer):
+            return None
+        books, assign = plans[layer.name]
+        config = layer.get_config()
+        config.update(subvector_size=int(subvector_size), codebook_size=int(books.shape[1]))
+        cls = PQDense if isinstance(layer, keras.layers.Dense) else PQConv2D
+        new = cls.from_config(config)
+        weights = [books] + ([layer.bias.numpy()] if layer.use_bias else []) + [assign]
+        return Replacement([new], [weights])
+
+    return rebuild(model, rule)
+
+
+def decode(model: keras.Model) -> keras.Model:
+    """Replace every PQ layer by a plain Dense / Conv2D holding the decoded kernel (for TFLite)."""
+    check_graph_model(model)
+
+    def rule(layer):
+        if not isinstance(layer, PQ_LAYERS):
+            return None
+        config = layer.get_config()
+        config.pop("subvector_size")
+        config.pop("codebook_size")
+        cls = keras.layers.Dense if isinstance(layer, PQDense) else keras.layers.Conv2D
+        weights = [layer.kernel.numpy()] + ([layer.bias.numpy()] if layer.use_bias else [])
+        return Replacement([cls.from_config(config)], [weights])
+
+    return rebuild(model, rule)
+
+
+def pq_size(model: keras.Model) -> dict:
+    """Packed bytes of each PQ layer: float32 codebooks + ceil(log2 K)-bit assignments + bias.
+
+    Returns:
+        ``{layer name: {"bytes", "float32_bytes"}}`` for the PQ layers, plus a ``"total"`` entry.
+    """
+    sizes, total, total_f = {}, 0, 0
+    for layer in iter_layers(model):
+        if not isinstance(layer, PQ_LAYERS):
+            continue
+        M, K, d = layer.codebooks.shape
+        bits = max(1, math.ceil(math.log2(K)))
+        bias = 4 * int(layer.bias.shape[0]) if layer.use_bias else 0
+        nbytes = 4 * M * K * d + -(-M * layer.kernel_shape[-1] * bits // 8) + bias
+        fbytes = 4 * int(np.prod(layer.kernel_shape)) + bias
+        sizes[layer.name] = {"bytes": int(nbytes), "float32_bytes": int(fbytes)}
+        total += nbytes
+        total_f += fbytes
+    sizes["total"] = {"bytes": int(total), "float32_bytes": int(total_f)}
+    return sizes

@@ -332,13 +332,18 @@ def run(recipe: Recipe, model, train, test, out_dir, baseline=None, verbose: int
 
 
 def _loss_for(model):
+    """Sparse cross-entropy, from logits unless the model ends in a softmax (seen through
+    tfmot wrappers, whose QAT activation wraps the original one)."""
     from edgecompress._keras import keras
 
     last = model.layers[-1]
     while hasattr(last, "layer"):
         last = last.layer
-    softmax = getattr(getattr(last, "activation", None), "__name__", "") == "softmax" or (
-        type(last).__name__ == "Softmax")
+    activation = getattr(last, "activation", None)
+    while hasattr(activation, "activation"):
+        activation = activation.activation
+    name = getattr(activation, "__name__", "") or getattr(activation, "name", "")
+    softmax = name == "softmax" or type(last).__name__ == "Softmax"
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax)
 
 

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train LeNet-5 on shipped MNIST digits and run every family")
     demo.add_argument("-o", "--out", default="edgecompress-report", help="report folder")
-    demo.add_argument("--epochs", type=int, default=6, help="baseline training epochs")
+    demo.add_argument("--epochs", type=int, default=10, help="baseline training epochs")
     demo.add_argument("--quick", action="store_true", help="tiny settings (for smoke tests)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing report")
 

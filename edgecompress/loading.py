@@ -23,8 +23,14 @@ class ModelFileError(ValueError):
 @contextlib.contextmanager
 def custom_object_scope():
     """Make the classes of files written by edgecompress, larq or tfmot loadable."""
+    import importlib
+
     import larq  # noqa: F401 - registers its layers and quantizers
     import tensorflow_model_optimization as tfmot
+
+    # Our registered layers, quantizers and losses live in these packages.
+    for package in ("binary", "distillation", "models", "pruning", "quantization"):
+        importlib.import_module(f"edgecompress.{package}")
 
     with contextlib.ExitStack() as stack:
         for scope in (tfmot.sparsity.keras.prune_scope, tfmot.clustering.keras.cluster_scope,

@@ -332,13 +332,18 @@ def run(recipe: Recipe, model, train, test, out_dir, baseline=None, verbose: int
 
 
 def _loss_for(model):
+    """Sparse cross-entropy, from logits unless the model ends in a softmax (seen through
+    tfmot wrappers, whose QAT activation wraps the original one)."""
     from edgecompress._keras import keras
 
     last = model.layers[-1]
     while hasattr(last, "layer"):
         last = last.layer
-    softmax = getattr(getattr(last, "activation", None), "__name__", "") == "softmax" or (
-        type(last).__name__ == "Softmax")
+    activation = getattr(last, "activation", None)
+    while hasattr(activation, "activation"):
+        activation = activation.activation
+    name = getattr(activation, "__name__", "") or getattr(activation, "name", "")
+    softmax = name == "softmax" or type(last).__name__ == "Softmax"
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax)
 
 
@@ -478,6 +483,37 @@ def _export(state, mode, int8_io, c_array, min_agreement, name):
         micro = state.out_dir / "micro"
         micro.mkdir(exist_ok=True)
         to_c_array(path, micro, re.sub(r"\W", "_", name))
+
+
+def _swap_backbone(state, backbone, width, filters, dense):
+    from edgecompress import models
+
+    builder = getattr(models, backbone, None)
+    if backbone.startswith("_") or not callable(builder):
+        raise RecipeError(f"`backbone` must be one of {sorted(models.__all__)}. "
+                          f"Received: backbone={backbone!r}")
+    kwargs = {k: tuple(v) for k, v in (("filters", filters), ("dense", dense)) if v is not None}
+    if width is not None:
+        kwargs[{"mobilenet_v2": "alpha", "shufflenet_v2": "scale"}.get(backbone, "width")] = width
+    shape = tuple(state.model.inputs[0].shape[1:])
+    classes = int(state.model.outputs[0].shape[-1])
+    state.model = builder(input_shape=shape, num_classes=classes, **kwargs)
+
+
+def _pack(state, name):
+    from edgecompress.measure import measure
+    from edgecompress.quantization import save_packed
+    from edgecompress.report import Artifact
+
+    name = name or f"{state.recipe.name}_packed"
+    path = state.out_dir / f"{name}.ecpk"
+    save_packed(state.model, path)
+    m = measure(state.model, state.test)
+    size = path.stat().st_size
+    state.artifacts.append(Artifact(
+        name=name, path=str(path), mode="packed", params=m.params, nonzero_params=m.nonzero_params,
+        macs=m.macs, file_bytes=size, gzip_bytes=size, deploy_bytes=size, accuracy=m.accuracy,
+        keras_accuracy=m.accuracy))
 
 
 _RUNNERS: dict[str, Callable] = {

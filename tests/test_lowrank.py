@@ -282,3 +282,59 @@ def test_factorized_model_converts_to_int8_tflite(rng):
         preds.append(interp.get_tensor(out["index"])[0])
     ref = _predict(new, [x])[0]
     assert np.mean(np.argmax(preds, 1) == ref.argmax(1)) >= 0.85
+
+
+def test_data_weighted_energy_follows_the_input_activations(rng):
+    """With ``data``, a direction the inputs never excite costs no energy, whatever its singular value."""
+    inp = keras.Input((6,))
+    out = keras.layers.Dense(6, use_bias=False, name="fc")(inp)
+    model = keras.Model(inp, out)
+    q = np.linalg.qr(rng.standard_normal((6, 6)))[0]
+    s = np.array([6.0, 5.0, 4.0, 3.0, 2.0, 1.0])
+    model.get_layer("fc").set_weights([(np.eye(6) * s) @ q])  # u_i = e_i, singular values s
+    x = np.zeros((50, 6), np.float32)
+    x[:, 3:] = rng.standard_normal((50, 3))  # only the 3 weakest directions are excited
+    _, plain = lowrank.factorize(model, method="svd", energy=0.5, return_report=True, force=True)
+    _, aware = lowrank.factorize(model, method="svd", energy=0.5, data=x, return_report=True, force=True)
+    assert plain[0].rank == 2  # 36+25 = 61 of 91 squared values
+    assert aware[0].rank == 4  # directions 1..3 carry no response; 4 carries ~9/14 of it
+    # the reported energy is the response share, checked against a direct computation
+    _, r5 = lowrank.factorize(model, method="svd", rank=5, data=x, return_report=True, force=True)
+    resp = s**2 * np.sum(x**2, 0)
+    assert r5[0].retained_energy == pytest.approx(1 - resp[5:].sum() / resp.sum())
+
+
+def test_data_weighting_spreads_a_budget_over_layers():
+    """A ``target_ratio`` with ``data`` is met, the model is untouched, and the choice differs from plain energy."""
+    from edgecompress import datasets
+
+    (x, y), _ = datasets.load("digits")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(x.shape[1:])
+    h = keras.layers.Flatten()(inp)
+    h = keras.layers.Dense(64, activation="relu", name="fc1")(h)
+    h = keras.layers.Dense(48, activation="relu", name="fc2")(h)
+    model = keras.Model(inp, keras.layers.Dense(10, activation="softmax", name="fc3")(h))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=5, batch_size=128, verbose=0)
+    before = weights_fingerprint(model)
+    _, aware = lowrank.factorize(model, method="svd", target_ratio=0.4, data=x[:300], return_report=True)
+    assert weights_fingerprint(model) == before
+    assert sum(r.params_after for r in aware) <= 0.4 * sum(r.params_before for r in aware)
+    for row in aware.factorized:
+        assert 0 <= row.retained_energy <= 1
+    _, plain = lowrank.factorize(model, method="svd", target_ratio=0.4, return_report=True)
+    assert [r.rank for r in plain] != [r.rank for r in aware]
+
+
+def test_ranks_for_target_spends_a_cost_budget_on_the_smallest_measured_drops():
+    pts = lowrank.SensitivityPoint
+    sens = lowrank.Sensitivity(baseline=0.9, method="svd", before={"a": (1000, 1000), "b": (1000, 1000)},
+                               curves={"a": [pts(8, 0.9, 0.0, 800, 800), pts(2, 0.6, 0.3, 200, 200)],
+                                       "b": [pts(8, 0.89, 0.01, 800, 800), pts(2, 0.88, 0.02, 200, 200)]})
+    assert lowrank.ranks_for_target(sens, 0.6) == {"a": 8, "b": 2}  # 800 + 200 <= 1200, drop 0.02
+    assert lowrank.ranks_for_target(sens, 0.9) == {"a": 8}  # 800 + 1000 <= 1800, no drop
+    with pytest.warns(UserWarning, match="cannot be reached"):
+        assert lowrank.ranks_for_target(sens, 0.1) == {"a": 2, "b": 2}
+    with pytest.raises(ValueError, match="target_ratio"):
+        lowrank.ranks_for_target(sens, 1.5)

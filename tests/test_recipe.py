@@ -72,3 +72,10 @@ def test_shipped_recipes_validate():
 
     for name in DEMO_RECIPES:
         assert recipe.load(shipped_recipe(name)).steps
+
+
+def test_fit_loss_sees_softmax_through_tfmot_wrappers():
+    from edgecompress import models, pruning, quantization
+
+    for wrap in (lambda m: m, quantization.quantize_aware, pruning.prune_low_magnitude):
+        assert not recipe._loss_for(wrap(models.lenet_300_100())).get_config()["from_logits"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import re
 import sys
@@ -23,9 +22,6 @@ from pathlib import Path
 PROG = "tflite-export"
 MODES = ("float32", "dynamic", "float16", "int8", "int16x8", "binary")
 SHIPPED = ("mnist5k", "digits")
-# Families whose layers a saved model may hold; imported (if present) so they deserialize.
-_LAYER_PACKAGES = ("larq", "edgecompress.lowrank", "edgecompress.pruning",
-                   "edgecompress.quantization", "edgecompress.binary", "edgecompress.distillation")
 
 
 class UsageError(Exception):
@@ -165,9 +161,6 @@ def _run(args, err) -> int:
         say("loading TensorFlow")
         from tflite_export.convert import export, load_model
 
-        for package in _LAYER_PACKAGES:
-            with contextlib.suppress(Exception):
-                importlib.import_module(package)
         say(f"loading {args.model}")
         model = load_model(args.model)
         calibration = verify_data = None

@@ -11,7 +11,8 @@ import importlib
 import logging
 import time
 
-FAMILIES = ("export", "lowrank", "pruning", "quantization", "binary", "distillation", "backbones")
+FAMILIES = ("export", "lowrank", "pruning", "quantization", "binary", "distillation", "backbones",
+            "deep_compression")
 
 log = logging.getLogger("edgecompress.bench")
 

@@ -17,9 +17,10 @@ from edgecompress.lowrank.sensitivity import (  # noqa: F401
     SensitivityPoint,
     rank_sensitivity,
     ranks_for_accuracy,
+    ranks_for_target,
 )
 
 __all__ = [
-    "factorize", "rank_sensitivity", "ranks_for_accuracy", "FactorizationReport",
+    "factorize", "rank_sensitivity", "ranks_for_accuracy", "ranks_for_target", "FactorizationReport",
     "LayerFactorization", "Sensitivity", "SensitivityPoint", "METHODS", "TUCKER_MIN_CHANNELS",
 ]

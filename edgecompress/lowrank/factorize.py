@@ -108,6 +108,7 @@ def factorize(
     layers=None,
     force: bool = False,
     iterations: int = 2,
+    data=None,
     return_report: bool = False,
 ):
     """Replace Dense / Conv2D layers of a clone of ``model`` by low-rank chains of plain layers.
@@ -148,6 +149,9 @@ def factorize(
         layers: names of the layers to consider (default: every layer the method handles).
         force: replace the chosen layers even when it costs more (e.g. to check full rank).
         iterations: HOOI sweeps for Tucker-2 (0 = plain HOSVD).
+        data: optional model inputs (an array, e.g. a few hundred training images) to weight the
+            energy of Dense (``svd``) layers by their input activations, for ``energy`` and
+            ``target_ratio``. Conv layers keep the plain spectrum energy.
         return_report: also return a :class:`FactorizationReport`.
 
     Returns:
@@ -163,7 +167,8 @@ def factorize(
         >>> print(report.to_markdown())
 
     References:
-        Denton et al., NeurIPS 2014; Jaderberg et al., BMVC 2014; Kim et al., ICLR 2016.
+        Denton et al., NeurIPS 2014; Jaderberg et al., BMVC 2014; Kim et al., ICLR 2016;
+        Zhang et al., TPAMI 2016 (response-based, data-driven low-rank approximation).
     """
     check_graph_model(model)
     method = _check_choice(method, METHODS, "method")
@@ -191,6 +196,8 @@ def factorize(
         layers = list(rank)
 
     candidates, report = select(model, method, layers)
+    if data is not None:
+        _weight_by_inputs(model, [c for c in candidates if c.method == "svd"], data)
     ranks = _choose_ranks(candidates, energy, rank, target_ratio, target)
     rules = {}
     for cand in candidates:
@@ -261,6 +268,14 @@ class Candidate:
                     f"{self.full_rank} (tucker2). Received: rank={value!r}")
             return pair
         return self.rank_from_int(_check_int_rank(value, "rank"), strict=True)
+
+    def weight_by_inputs(self, inputs: np.ndarray) -> None:
+        """SVD only: count direction ``i`` as ``s_i^2 ||X u_i||^2`` (its output response on ``X``)."""
+        u, s, _ = np.linalg.svd(self.kernel, full_matrices=False)
+        x = np.asarray(inputs, np.float64).reshape(-1, self.kernel.shape[0])
+        response = s.astype(np.float64) ** 2 * np.sum((x @ u) ** 2, axis=0)
+        self.spectrum = np.sqrt(response)  # pseudo singular values, so energy = response share
+        self.dropped = dec.discarded_energy(self.spectrum)
 
     def rank_for_energy(self, energy: float):
         if self.method == "tucker2":
@@ -487,6 +502,21 @@ def allocate(options, cost_budget=None, loss_budget=None) -> list[int]:
         total_cost += neg_saved
         total_loss += added
     return state
+
+
+def _weight_by_inputs(model, candidates, data) -> None:
+    """Feed ``data`` through ``model`` and weight each SVD candidate's energy by its inputs."""
+    if not candidates:
+        return
+    try:
+        probe = keras.Model(model.inputs, [c.layer.input for c in candidates])
+    except Exception as err:  # nested models / shared layers: no single input tensor
+        raise ValueError("`data` needs every Dense layer to be called once in the top-level model. "
+                         f"Received: {type(err).__name__}: {err}") from None
+    inputs = probe.predict(data, batch_size=256, verbose=0)
+    inputs = inputs if isinstance(inputs, list) else [inputs]
+    for cand, x in zip(candidates, inputs, strict=True):
+        cand.weight_by_inputs(x)
 
 
 def _positions(dims) -> int:

@@ -113,6 +113,42 @@ def ranks_for_accuracy(sensitivity: Sensitivity, max_drop: float, target: str = 
     """
     if not (isinstance(max_drop, (int, float)) and not isinstance(max_drop, bool) and max_drop >= 0):
         raise ValueError(f"`max_drop` must be a number >= 0. Received: max_drop={max_drop!r}")
+    names, options = _options(sensitivity, target)
+    picks = allocate(options, loss_budget=max_drop)
+    return _chosen(names, options, picks)
+
+
+def ranks_for_target(sensitivity: Sensitivity, target_ratio: float, target: str = "params") -> dict:
+    """Per-layer ranks that keep ``target_ratio`` of the scanned layers' cost for the least accuracy drop.
+
+    The data-driven counterpart of ``factorize(..., target_ratio=...)``: the same greedy allocator,
+    but each cut is charged the accuracy drop measured by :func:`rank_sensitivity` (additive,
+    monotone in rank) instead of the singular-value energy it discards. Relative energy is not
+    comparable across layers (on LeNet-300-100 it spends a whole budget on the largest layer);
+    measured drops are. Only the scanned ranks are available, so the cost reached can be below
+    the target (a warning is raised if it cannot be reached).
+
+    Args:
+        sensitivity: from :func:`rank_sensitivity`.
+        target_ratio: fraction of the scanned layers' ``target`` cost to keep, in (0, 1).
+        target: ``"params"`` or ``"macs"``.
+
+    Returns:
+        ``{layer_name: rank}`` for ``factorize(model, rank=..., method=sensitivity.method)``.
+
+    References:
+        Zhang et al., TPAMI 2016 (rank selection under a global budget).
+    """
+    if not (isinstance(target_ratio, (int, float)) and not isinstance(target_ratio, bool)
+            and 0 < target_ratio < 1):
+        raise ValueError(f"`target_ratio` must be in (0, 1). Received: target_ratio={target_ratio!r}")
+    names, options = _options(sensitivity, target)
+    budget = target_ratio * sum(opts[0][1] for opts in options)
+    return _chosen(names, options, allocate(options, cost_budget=budget))
+
+
+def _options(sensitivity: Sensitivity, target: str):
+    """Per scanned layer, ``(rank, cost, drop)`` choices for :func:`allocate`, unchanged first."""
     target = _check_choice(target, TARGETS, "target")
     col = 0 if target == "params" else 1
     names, options = [], []
@@ -126,7 +162,10 @@ def ranks_for_accuracy(sensitivity: Sensitivity, max_drop: float, target: str = 
                 opts.append((p.rank, cost, drop))
         names.append(name)
         options.append(opts)
-    picks = allocate(options, loss_budget=max_drop)
+    return names, options
+
+
+def _chosen(names, options, picks) -> dict:
     chosen = zip(names, options, picks, strict=True)
     return {n: opts[j][0] for n, opts, j in chosen if opts[j][0] is not None}
 

@@ -1,0 +1,43 @@
+"""The headline: the shipped Deep-Compression recipe on LeNet-5, against the float32 TFLite file.
+
+    python -m edgecompress.bench.deep_compression --test-images T10K_IMAGES --test-labels T10K_LABELS
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+
+from edgecompress import recipe as recipes
+from edgecompress.pipeline import baseline_artifacts, shipped_recipe, train_baseline
+from edgecompress.report import rows_with_ratios
+
+
+def run(train, test, quick: bool = False) -> list[dict]:
+    """Baseline float32 / int8 PTQ and every artifact of ``deep_compression.toml``, on ``test``."""
+    recipe = recipes.load(shipped_recipe("deep_compression"))
+    if quick:
+        from edgecompress.pipeline import _quick
+
+        recipe = _quick(recipe)
+    model = train_baseline(train, test, epochs=1 if quick else 10, verbose=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = baseline_artifacts(model, train, test, tmp)
+        artifacts += recipes.run(recipe, model, train, test, tmp, verbose=0)[1]
+    rows = rows_with_ratios(artifacts, "baseline_float32")
+    return [{"artifact": r["name"], "mode": r["mode"], "non-zero params": r["nonzero_params"],
+             "deploy bytes": r["deploy_bytes"],
+             "x smaller than float32 TFLite": round(r["ratio"], 1) if r["ratio"] else None,
+             "accuracy": r["accuracy"], "delta pp": round(r["delta"], 2)} for r in rows]
+
+
+if __name__ == "__main__":
+    from edgecompress.bench import load_data, table
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--test-images")
+    parser.add_argument("--test-labels")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    train, test = load_data(args.test_images, args.test_labels, args.quick)
+    print(table(run(train, test, quick=args.quick)))

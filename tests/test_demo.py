@@ -1,0 +1,28 @@
+"""The README's main command, `edgecompress demo`, and the baseline it trains."""
+
+import json
+
+from edgecompress.cli import main
+from edgecompress.pipeline import DEMO_RECIPES
+
+
+def test_demo_quick_runs_every_family(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["demo", "--quick", "-o", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "report.md" in stdout and "baseline_float32" in stdout
+    report = json.loads((out / "report.json").read_text())
+    names = {a["name"] for a in report["artifacts"]}
+    for recipe in DEMO_RECIPES:
+        assert any(n.startswith(recipe + "_") for n in names), recipe
+    assert all(a["accuracy"] is not None for a in report["artifacts"])
+    assert (out / "baseline.keras").exists() and (out / "pareto.png").exists()
+
+
+def test_baseline_reaches_98_percent_on_held_out_digits(mnist5k):
+    from edgecompress.measure import keras_accuracy
+    from edgecompress.pipeline import train_baseline
+
+    train, test = mnist5k
+    model = train_baseline(train, test, verbose=0)
+    assert keras_accuracy(model, test) >= 0.98

@@ -272,3 +272,16 @@ def from_spec(spec: str, argument: str = "data"):
 
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=_SEED)
     return (x_tr, y_tr), (x_te, y_te)
+
+
+def shifted_batches(x, y, batch_size: int = 64, pixels: int = 2, seed: int = 0):
+    """A shuffled ``tf.data`` pipeline of ``(x, y)`` batches with random shifts of up to
+    ``pixels`` (zero fill): the augmentation that lets small data sets like MNIST-5k train well."""
+    from edgecompress._keras import keras, tf
+
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(batch_size)
+    if pixels:
+        shift = keras.layers.RandomTranslation(pixels / x.shape[1], pixels / x.shape[2],
+                                               fill_mode="constant", seed=seed)
+        data = data.map(lambda a, b: (shift(a, training=True), b))
+    return data.prefetch(2)

@@ -75,6 +75,7 @@ STEPS: dict[str, dict[str, Param]] = {
         "epochs": Param((int,), 1, lambda x: 1 <= x <= 1000, "an int in [1, 1000]"),
         "learning_rate": Param(_NUM, 1e-3, _pos, "a number > 0"),
         "batch_size": Param((int,), 64, lambda x: 1 <= x <= 65536, "an int in [1, 65536]"),
+        "shift": Param((int,), 0, lambda x: 0 <= x <= 16, "an int in [0, 16] (pixels)"),
     },
     "prune_low_magnitude": {
         "target_sparsity": Param(_NUM, 0.8, _unit, "a number in [0, 1)"),
@@ -347,14 +348,15 @@ def _loss_for(model):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax)
 
 
-def _fit(state: RunState, epochs, learning_rate, batch_size):
+def _fit(state: RunState, epochs, learning_rate, batch_size, shift):
+    from edgecompress import datasets
     from edgecompress._keras import keras
 
     model = state.model
     model.compile(keras.optimizers.Adam(learning_rate), _loss_for(model), metrics=["accuracy"])
     # A pruned model from edgecompress.pruning adds tfmot's UpdatePruningStep by itself.
-    model.fit(*state.train, epochs=epochs, batch_size=batch_size, validation_data=state.test,
-              verbose=2 if state.verbose else 0)
+    data = datasets.shifted_batches(*state.train, batch_size, pixels=shift, seed=state.seed)
+    model.fit(data, epochs=epochs, validation_data=state.test, verbose=2 if state.verbose else 0)
 
 
 def _has_pruning_wrappers(model) -> bool:

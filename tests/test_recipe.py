@@ -23,7 +23,7 @@ def test_parse_good_recipe_fills_defaults():
     r = recipe.parse(GOOD)
     assert r.name == "dc" and [s.kind for s in r.steps] == ["prune_low_magnitude", "fit", "strip", "export"]
     assert r.steps[0].params["target_sparsity"] == 0.9
-    assert r.steps[1].params == {"epochs": 2, "learning_rate": 1e-3, "batch_size": 64}
+    assert r.steps[1].params == {"epochs": 2, "learning_rate": 1e-3, "batch_size": 64, "shift": 0}
     assert len(r.digest) == 16
 
 

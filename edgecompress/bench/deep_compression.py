@@ -1,4 +1,4 @@
-"""The headline: the shipped Deep-Compression recipe on LeNet-5, against the float32 TFLite file.
+"""The headline: the shipped Deep-Compression recipes on LeNet-5, against the float32 TFLite file.
 
     python -m edgecompress.bench.deep_compression --test-images T10K_IMAGES --test-labels T10K_LABELS
 """
@@ -14,16 +14,17 @@ from edgecompress.report import rows_with_ratios
 
 
 def run(train, test, quick: bool = False) -> list[dict]:
-    """Baseline float32 / int8 PTQ and every artifact of ``deep_compression.toml``, on ``test``."""
-    recipe = recipes.load(shipped_recipe("deep_compression"))
-    if quick:
-        from edgecompress.pipeline import _quick
+    """Baseline float32 / int8 PTQ and every artifact of the demo's ``deep_compression.toml``
+    and of ``deep_compression_long.toml`` (longer fine-tuning), on ``test``."""
+    from edgecompress.pipeline import _quick
 
-        recipe = _quick(recipe)
     model = train_baseline(train, test, epochs=1 if quick else 10, verbose=0)
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = baseline_artifacts(model, train, test, tmp)
-        artifacts += recipes.run(recipe, model, train, test, tmp, verbose=0)[1]
+        for name in ("deep_compression", "deep_compression_long"):
+            recipe = recipes.load(shipped_recipe(name))
+            recipe = _quick(recipe) if quick else recipe
+            artifacts += recipes.run(recipe, model, train, test, tmp, verbose=0)[1]
     rows = rows_with_ratios(artifacts, "baseline_float32")
     return [{"artifact": r["name"], "mode": r["mode"], "non-zero params": r["nonzero_params"],
              "deploy bytes": r["deploy_bytes"],

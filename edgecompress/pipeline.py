@@ -122,7 +122,7 @@ def demo(out_dir, epochs: int = 10, quick: bool = False, recipes=DEMO_RECIPES) -
     for name in recipes:
         recipe = recipe_mod.load(shipped_recipe(name))
         if quick:
-            recipe = _quick(recipe)
+            recipe = quick_recipe(recipe)
         log.info("recipe %s: %s", recipe.name, " -> ".join(s.kind for s in recipe.steps))
         _, produced = recipe_mod.run(recipe, model, train, test, out_dir, verbose=1)
         artifacts += produced
@@ -133,7 +133,7 @@ def demo(out_dir, epochs: int = 10, quick: bool = False, recipes=DEMO_RECIPES) -
     return artifacts
 
 
-def _quick(recipe):
+def quick_recipe(recipe):
     """The same recipe with every epoch count cut to 1 (for smoke tests)."""
     for step in recipe.steps:
         for key in ("epochs", "finetune_epochs"):

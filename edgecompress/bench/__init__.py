@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import time
 
 FAMILIES = ("export", "lowrank", "pruning", "quantization", "binary", "distillation", "backbones",
@@ -28,6 +29,16 @@ def load_data(test_images=None, test_labels=None, quick=False):
         train = (train[0][:1000], train[1][:1000])
         test = (test[0][:300], test[1][:300])
     return train, test
+
+
+T10K_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def load_mnist_dir(mnist_dir=None):
+    """:func:`load_data` with the MNIST t10k IDX files of ``mnist_dir`` (if given) as the test set."""
+    if not mnist_dir:
+        return load_data()
+    return load_data(*(os.path.join(mnist_dir, name) for name in T10K_FILES))
 
 
 def run_bench(families="all", test_images=None, test_labels=None, quick=False) -> str:

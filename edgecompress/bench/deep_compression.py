@@ -9,21 +9,24 @@ import argparse
 import tempfile
 
 from edgecompress import recipe as recipes
-from edgecompress.pipeline import baseline_artifacts, shipped_recipe, train_baseline
+from edgecompress.pipeline import (
+    baseline_artifacts,
+    quick_recipe,
+    shipped_recipe,
+    train_baseline,
+)
 from edgecompress.report import rows_with_ratios
 
 
 def run(train, test, quick: bool = False) -> list[dict]:
     """Baseline float32 / int8 PTQ and every artifact of the demo's ``deep_compression.toml``
     and of ``deep_compression_long.toml`` (longer fine-tuning), on ``test``."""
-    from edgecompress.pipeline import _quick
-
     model = train_baseline(train, test, epochs=1 if quick else 10, verbose=0)
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = baseline_artifacts(model, train, test, tmp)
         for name in ("deep_compression", "deep_compression_long"):
             recipe = recipes.load(shipped_recipe(name))
-            recipe = _quick(recipe) if quick else recipe
+            recipe = quick_recipe(recipe) if quick else recipe
             artifacts += recipes.run(recipe, model, train, test, tmp, verbose=0)[1]
     rows = rows_with_ratios(artifacts, "baseline_float32")
     return [{"artifact": r["name"], "mode": r["mode"], "non-zero params": r["nonzero_params"],

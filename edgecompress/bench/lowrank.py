@@ -140,16 +140,13 @@ def to_markdown(rows) -> str:
 
 
 def main(argv=None):
-    from edgecompress import datasets
+    from edgecompress.bench import load_mnist_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist-dir", help="folder with t10k-images-idx3-ubyte.gz / labels")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    train, test = datasets.load("mnist5k")
-    if args.mnist_dir:
-        test = datasets.load_idx(os.path.join(args.mnist_dir, "t10k-images-idx3-ubyte.gz"),
-                                 os.path.join(args.mnist_dir, "t10k-labels-idx1-ubyte.gz"))
+    train, test = load_mnist_dir(args.mnist_dir)
     print(to_markdown(run(train, test, quick=args.quick)))
 
 

@@ -27,7 +27,7 @@ import time
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
-from edgecompress import datasets, models, pruning
+from edgecompress import models, pruning
 from edgecompress._keras import keras, tf
 from edgecompress.measure import keras_accuracy
 
@@ -161,27 +161,15 @@ def _load_base(wrapped, base):
         inner.set_weights(src.get_weights())
 
 
-def to_markdown(rows) -> str:
-    keys = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for r in rows:
-        cells = [f"{r[k]:.4g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--mnist-dir", help="folder with the MNIST t10k IDX files (test set)")
     args = parser.parse_args(argv)
-    train, test = datasets.load("mnist5k")
-    if args.mnist_dir:
-        test = datasets.load_idx(f"{args.mnist_dir}/t10k-images-idx3-ubyte.gz",
-                                 f"{args.mnist_dir}/t10k-labels-idx1-ubyte.gz")
-    print(to_markdown(run(train, test, quick=args.quick)))
+    from edgecompress.bench import load_mnist_dir, table
+
+    train, test = load_mnist_dir(args.mnist_dir)
+    print(table(run(train, test, quick=args.quick)))
 
 
 if __name__ == "__main__":

@@ -96,3 +96,29 @@ def test_calibration_set(rng):
     assert len(batches) == 10 and batches[0][0].shape == (1, 4, 4, 1)
     with pytest.raises(ValueError, match="`count`"):
         list(datasets.calibration_set(x, count=0))
+
+
+def test_augmented_batches_shift_rotate_and_zoom(rng):
+    x = np.zeros((8, 28, 28, 1), "float32")
+    x[:, 10:18, 10:18] = 1.0
+    y = np.arange(8)
+    plain = next(iter(datasets.shifted_batches(x, y, batch_size=8, pixels=0)))
+    assert sorted(plain[1].numpy().tolist()) == y.tolist()
+    np.testing.assert_array_equal(plain[0].numpy(), x)  # every image is the same square
+    images, labels = next(iter(datasets.shifted_batches(x, y, batch_size=8, pixels=2,
+                                                        rotation=15, zoom=0.1, seed=3)))
+    assert images.shape == x.shape and sorted(labels.numpy().tolist()) == y.tolist()
+    moved = images.numpy()
+    assert not np.allclose(moved, x) and 0.6 < moved.sum() / x.sum() < 1.4  # distorted, not lost
+    assert len({m.tobytes() for m in moved}) > 1  # each image gets its own distortion
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(rotation=-1), "`rotation` must be a number >= 0 and < 180. Received: rotation=-1"),
+    (dict(zoom=1.0), "`zoom` must be a number >= 0 and < 1"),
+    (dict(pixels="2"), "`pixels` must be a number >= 0"),
+])
+def test_augmented_batches_bad_arguments(kwargs, message):
+    x = np.zeros((4, 8, 8, 1), "float32")
+    with pytest.raises(ValueError, match=message):
+        datasets.shifted_batches(x, np.arange(4), **kwargs)

@@ -149,9 +149,20 @@ BAD_ARGS = [
     (models.small_cnn, dict(filters=()), "`filters`"),
     (models.small_cnn, dict(dense=(0,)), "`dense`"),
     (models.lenet5, dict(input_shape=(28, 28)), "`input_shape`"),
+    (models.lenet5, dict(dropout=1.0), "`dropout` must be a number in"),
 ] + [(builder, dict(num_classes=1), "`num_classes` must be an int >= 2")
      for builder in (models.lenet5, models.lenet_300_100, models.resnet8, models.mobilenet_v2,
                      models.shufflenet_v2, models.small_cnn)]  # fmt: skip
+
+
+def test_lenet5_dropout_adds_no_parameters_and_is_inactive_at_inference():
+    plain, dropped = models.lenet5(), models.lenet5(dropout=0.5)
+    assert dropped.count_params() == plain.count_params() == 431_080
+    assert [layer.name for layer in dropped.layers if "drop" in layer.name] == ["drop1", "drop2"]
+    dropped.set_weights(plain.get_weights())
+    x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(dropped(x, training=False), plain(x), rtol=1e-6)
+    assert not np.allclose(dropped(x, training=True), plain(x))
 
 
 @pytest.mark.parametrize("builder, kwargs, message", BAD_ARGS)

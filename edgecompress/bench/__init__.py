@@ -12,6 +12,8 @@ import logging
 import os
 import time
 
+import numpy as np
+
 FAMILIES = ("export", "lowrank", "pruning", "quantization", "binary", "distillation", "backbones",
             "deep_compression")
 
@@ -34,11 +36,28 @@ def load_data(test_images=None, test_labels=None, quick=False):
 T10K_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
-def load_mnist_dir(mnist_dir=None):
-    """:func:`load_data` with the MNIST t10k IDX files of ``mnist_dir`` (if given) as the test set."""
+def load_mnist_dir(mnist_dir=None, quick=False, train_on_all=False):
+    """:func:`load_data` with the MNIST t10k IDX files of ``mnist_dir`` (if given) as the test set.
+
+    ``train_on_all`` then trains on all 5,000 MNIST-5k digits (none of them is in t10k)."""
     if not mnist_dir:
-        return load_data()
-    return load_data(*(os.path.join(mnist_dir, name) for name in T10K_FILES))
+        return load_data(quick=quick)
+    train, test = load_data(*(os.path.join(mnist_dir, name) for name in T10K_FILES))
+    if train_on_all:
+        from edgecompress import datasets
+
+        (x_a, y_a), (x_b, y_b) = datasets.load("mnist5k")
+        train = (np.concatenate([x_a, x_b]), np.concatenate([y_a, y_b]))
+    if quick:
+        train, test = (train[0][:1000], train[1][:1000]), (test[0][:300], test[1][:300])
+    return train, test
+
+
+def data_arguments(parser):
+    """Add the ``--mnist-dir`` and ``--quick`` options every benchmark module takes."""
+    parser.add_argument("--mnist-dir", help="folder with the MNIST t10k IDX files, the test set "
+                                            "(default: the 1,000 held-out MNIST-5k digits)")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run on a subset")
 
 
 def run_bench(families="all", test_images=None, test_labels=None, quick=False) -> str:

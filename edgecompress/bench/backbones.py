@@ -7,10 +7,9 @@ MobileNetV2-0.35 at 96x96x3 (the visual-wake-words configuration) as int8 and fl
 
 Run (from the repository root)::
 
-    nice python -m edgecompress.bench.backbones \
-        --test-idx /path/t10k-images-idx3-ubyte.gz /path/t10k-labels-idx1-ubyte.gz
+    nice python -m edgecompress.bench.backbones --mnist-dir /path/to/mnist
 
-Without ``--test-idx`` it evaluates on MNIST-5k's 1,000 held-out digits.
+Without ``--mnist-dir`` it evaluates on MNIST-5k's 1,000 held-out digits.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompress import datasets, measure, models
+from edgecompress import measure, models
 from edgecompress._keras import keras, tf
 
 # (name, builder) on 28x28x1 / 10 classes.
@@ -144,14 +143,13 @@ def to_markdown(rows: list[dict], vww: dict | None = None) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--test-idx", nargs=2, metavar=("IMAGES", "LABELS"),
-                        help="MNIST IDX test files (default: MNIST-5k's 1,000 held-out digits)")  # fmt: skip
-    parser.add_argument("--quick", action="store_true", help="1 epoch, 20 latency runs")
+    from edgecompress.bench import data_arguments, load_mnist_dir
+
+    data_arguments(parser)
     parser.add_argument("--epochs", type=int, default=3, help="training epochs per backbone")
     parser.add_argument("--no-vww", action="store_true", help="skip the 96x96 latency table")
     args = parser.parse_args(argv)
-    train, held_out = datasets.load("mnist5k")
-    test = datasets.load_idx(*args.test_idx) if args.test_idx else held_out
+    train, test = load_mnist_dir(args.mnist_dir)
     rows = run(
         train, test, quick=args.quick, epochs=args.epochs, log=lambda r: print(r, flush=True)
     )

@@ -5,14 +5,14 @@ The float net is larq's MNIST tutorial architecture (3 conv + 2 dense, BN after 
 the rest: binary weights and activations), which is fine-tuned with augmentation.
 ``dense_as_conv`` then makes the Dense layers LCE bit-packed convolutions.
 
-Command (test set = canonical MNIST t10k IDX files)::
+Command (trains on all 5,000 MNIST-5k digits, tests on the MNIST t10k IDX files)::
 
-    nice -n 10 python -m edgecompress.bench.binary \\
-        DATA/t10k-images-idx3-ubyte.gz DATA/t10k-labels-idx1-ubyte.gz
+    nice -n 10 python -m edgecompress.bench.binary --mnist-dir ../shared/data/mnist
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from edgecompress import binary, datasets
+from edgecompress import binary
 from edgecompress._keras import keras, tf
 
 
@@ -185,16 +185,14 @@ def markdown(rows) -> str:
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    quick = "--quick" in argv
-    paths = [a for a in argv if not a.startswith("--")]
-    if len(paths) != 2:
-        raise SystemExit("usage: python -m edgecompress.bench.binary IMAGES_IDX LABELS_IDX [--quick]")
+    from edgecompress.bench import data_arguments, load_mnist_dir
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    data_arguments(parser)
+    args = parser.parse_args(argv)
     tf.config.threading.set_intra_op_parallelism_threads(2)
-    (x_a, y_a), (x_b, y_b) = datasets.load("mnist5k")
-    train = (np.concatenate([x_a, x_b]), np.concatenate([y_a, y_b]))  # all 5000, none in t10k
-    test = datasets.load_idx(*paths)
-    rows = run(train, test, quick=quick)
+    train, test = load_mnist_dir(args.mnist_dir, train_on_all=True)
+    rows = run(train, test, quick=args.quick)
     print(markdown(rows))
     for r in rows:
         print(r)

@@ -1,6 +1,6 @@
 """The headline: the shipped Deep-Compression recipes on LeNet-5, against the float32 TFLite file.
 
-    python -m edgecompress.bench.deep_compression --test-images T10K_IMAGES --test-labels T10K_LABELS
+    python -m edgecompress.bench.deep_compression --mnist-dir ../shared/data/mnist
 """
 
 from __future__ import annotations
@@ -36,12 +36,10 @@ def run(train, test, quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    from edgecompress.bench import load_data, table
+    from edgecompress.bench import data_arguments, load_mnist_dir, table
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--test-images")
-    parser.add_argument("--test-labels")
-    parser.add_argument("--quick", action="store_true")
+    data_arguments(parser)
     args = parser.parse_args()
-    train, test = load_data(args.test_images, args.test_labels, args.quick)
+    train, test = load_mnist_dir(args.mnist_dir, quick=args.quick)
     print(table(run(train, test, quick=args.quick)))

@@ -145,12 +145,10 @@ def to_markdown(rows) -> str:
 
 
 def main(argv=None):
-    from edgecompress.bench import load_mnist_dir
+    from edgecompress.bench import data_arguments, load_mnist_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist-dir", help="folder with MNIST t10k IDX files (default: MNIST-5k "
-                                            "held-out digits)")
-    parser.add_argument("--quick", action="store_true")
+    data_arguments(parser)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--teacher-epochs", type=int, default=40)
     parser.add_argument("--seeds", type=int, default=3)

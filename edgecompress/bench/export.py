@@ -2,9 +2,7 @@
 
 Command (writes a Markdown table to stdout)::
 
-    nice python -m edgecompress.bench.export \\
-        [--test-images ../shared/data/mnist/t10k-images-idx3-ubyte.gz \\
-         --test-labels ../shared/data/mnist/t10k-labels-idx1-ubyte.gz] [--quick]
+    nice python -m edgecompress.bench.export [--mnist-dir ../shared/data/mnist] [--quick]
 
 Float32 and int8 latencies are measured side by side: the two interpreters alternate in rounds
 and each reports the median over all its runs, single thread, batch 1.
@@ -121,16 +119,12 @@ def markdown(rows) -> str:
 
 
 def main(argv=None) -> int:
-    from edgecompress import datasets
+    from edgecompress.bench import data_arguments, load_mnist_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--test-images")
-    parser.add_argument("--test-labels")
-    parser.add_argument("--quick", action="store_true")
+    data_arguments(parser)
     args = parser.parse_args(argv)
-    train, test = datasets.load("mnist5k")
-    if args.test_images:
-        test = datasets.load_idx(args.test_images, args.test_labels)
+    train, test = load_mnist_dir(args.mnist_dir)
     print(markdown(run(train, test, quick=args.quick)))
     return 0
 

@@ -140,11 +140,10 @@ def to_markdown(rows) -> str:
 
 
 def main(argv=None):
-    from edgecompress.bench import load_mnist_dir
+    from edgecompress.bench import data_arguments, load_mnist_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist-dir", help="folder with t10k-images-idx3-ubyte.gz / labels")
-    parser.add_argument("--quick", action="store_true")
+    data_arguments(parser)
     args = parser.parse_args(argv)
     train, test = load_mnist_dir(args.mnist_dir)
     print(to_markdown(run(train, test, quick=args.quick)))

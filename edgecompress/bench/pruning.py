@@ -162,11 +162,11 @@ def _load_base(wrapped, base):
 
 
 def main(argv=None):
+    from edgecompress.bench import data_arguments, load_mnist_dir, table
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--mnist-dir", help="folder with the MNIST t10k IDX files (test set)")
+    data_arguments(parser)
     args = parser.parse_args(argv)
-    from edgecompress.bench import load_mnist_dir, table
 
     train, test = load_mnist_dir(args.mnist_dir)
     print(table(run(train, test, quick=args.quick)))

@@ -2,7 +2,9 @@
 
 Run (MNIST-5k train, MNIST t10k test)::
 
-    PYTHONPATH=. python -m edgecompress.bench.quantization --mnist ../shared/data/mnist [--quick]
+    PYTHONPATH=. python -m edgecompress.bench.quantization --mnist-dir ../shared/data/mnist [--quick]
+
+With ``--mnist-dir`` it trains on all 5,000 MNIST-5k digits.
 """
 
 from __future__ import annotations
@@ -142,17 +144,12 @@ def to_markdown(rows) -> str:
 
 
 def main(argv=None):
-    from edgecompress import datasets
+    from edgecompress.bench import data_arguments, load_mnist_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist", help="folder with MNIST t10k IDX files (default: mnist5k split)")
-    parser.add_argument("--quick", action="store_true")
+    data_arguments(parser)
     args = parser.parse_args(argv)
-    train, test = datasets.load("mnist5k")
-    if args.mnist:
-        train = (np.concatenate([train[0], test[0]]), np.concatenate([train[1], test[1]]))
-        test = datasets.load_idx(os.path.join(args.mnist, "t10k-images-idx3-ubyte.gz"),
-                                 os.path.join(args.mnist, "t10k-labels-idx1-ubyte.gz"))
+    train, test = load_mnist_dir(args.mnist_dir, train_on_all=True)
     print(to_markdown(run(train, test, quick=args.quick)))
 
 

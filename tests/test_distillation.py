@@ -358,6 +358,12 @@ def _different_head():
     return keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(3)])
 
 
+def _two_input_student():
+    a, b = keras.Input(SHAPE), keras.Input(SHAPE)
+    x = keras.layers.Flatten()(keras.layers.Add()([a, b]))
+    return keras.Model([a, b], keras.layers.Dense(CLASSES, activation="softmax")(x))
+
+
 def _spatial_student():
     return keras.Sequential([keras.Input(SHAPE), keras.layers.Conv2D(4, 5, name="c5"),
                              keras.layers.Flatten(), keras.layers.Dense(CLASSES)])
@@ -376,6 +382,8 @@ def _spatial_student():
     (dict(feature_pairs=[("t_conv", "c5")], student=_spatial_student), ValueError, r"same height and width"),
     (dict(feature_pairs=[("t_conv", "s_flat")]), ValueError, r"both be 4-D .* or both 2-D"),
     (dict(distillation_loss="nope"), ValueError, r"`distillation_loss` must be one of"),
+    (dict(mixup=-0.5), ValueError, r"`mixup` must be a number >= 0 \(0 turns it off\). Received: mixup=-0.5"),
+    (dict(mixup=1.0, student=_two_input_student), ValueError, r"`mixup` needs .* one input each. Received: 1 and 2"),
     (dict(student=Subclassed, feature_pairs=[("t_conv", "dense")]), TypeError, r"subclassed model"),
     (dict(student=lambda: "not a model"), TypeError, r"`student` must be a tf_keras"),
 ])
@@ -384,3 +392,49 @@ def test_bad_arguments_get_clear_errors(kwargs, error, match):
     student = kwargs.pop("student", _logits_student)()
     with pytest.raises(error, match=match):
         Distiller(_teacher(), student, **kwargs)
+
+
+# ------------------------------------------------------------------------------ function matching
+class _FixedMix(Distiller):
+    """A Distiller whose mixup draws are fixed, so a step can be checked against numpy."""
+
+    def mix_batch(self, x):
+        from edgecompress._keras import tf
+
+        lam = tf.constant(self.lam, tf.float32)
+        mix = tf.reshape(lam, [-1, 1, 1, 1])
+        return mix * x + (1 - mix) * tf.gather(x, self.perm), lam, tf.constant(self.perm)
+
+
+def test_mixup_teacher_and_student_see_the_same_mixed_images_and_labels_mix():
+    x, y = _data(16)
+    rng = np.random.default_rng(3)
+    lam, perm = rng.uniform(0, 1, 16).astype("float32"), rng.permutation(16).astype("int32")
+    teacher, student = _teacher(), _logits_student()
+    distiller = _FixedMix(teacher, student, temperature=2.0, alpha=0.4, mixup=1.0)
+    distiller.lam, distiller.perm = lam, perm
+    logs = _one_step_logs(distiller, x, y)
+    x_mix = lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[perm]
+    t, s = _logits_of(teacher, x_mix), _logits_of(student, x_mix)
+    np.testing.assert_allclose(logs["distillation_loss"], 4.0 * _np_loss("kl", t / 2, s / 2), rtol=1e-4)
+    log_p = np.log(_np_softmax(s))
+    hard = np.mean(-lam * log_p[np.arange(16), y] - (1 - lam) * log_p[np.arange(16), y[perm]])
+    np.testing.assert_allclose(logs["student_loss"], hard, rtol=1e-4)
+    dominant = np.where(lam >= 0.5, y, y[perm])
+    np.testing.assert_allclose(logs["accuracy"], np.mean(s.argmax(-1) == dominant))
+    # on the clean batch the losses differ: the mixing really happened
+    assert not np.isclose(logs["distillation_loss"],
+                          4.0 * _np_loss("kl", _logits_of(teacher, x) / 2, _logits_of(student, x) / 2))
+
+
+def test_mixup_trains_saves_and_leaves_the_teacher_alone(tmp_path):
+    x, y = _data(64)
+    teacher, student = _teacher(), _logits_student()
+    before = weights_fingerprint(teacher)
+    keras.utils.set_random_seed(0)
+    distiller = Distiller(teacher, student, temperature=1.0, alpha=0.0, mixup=1.0)
+    distiller.compile(keras.optimizers.Adam(1e-2))
+    hist = distiller.fit(x, y, batch_size=16, epochs=4, verbose=0)
+    assert hist.history["distillation_loss"][-1] < hist.history["distillation_loss"][0]
+    assert weights_fingerprint(teacher) == before
+    assert Distiller.from_config(distiller.get_config()).mixup == 1.0

@@ -14,7 +14,10 @@ Pairs, side by side in one run (each distilled row against the row just above it
 * ``plain``: no augmentation for either student (Hinton's MNIST setting: the teacher's soft
   targets are the student's only regularizer);
 * ``shift``: random 2-px shifts for both students (the recipe our baselines use);
-* with ``pruned=True``: the student pruned to 80% sparsity by tfmot while it trains (plain).
+* with ``pruned=True``: the student pruned to 80% sparsity by tfmot while it trains (plain);
+* with ``function_matching=True``: shift pipeline, a longer cosine schedule (``fm_epochs``,
+  lr 2e-3) for both, the distilled one by Beyer et al.'s function matching (``mixup=1``, ``T=1``,
+  ``alpha=0``: the teacher labels mixup images of the shifted digits).
 
 Command (writes a Markdown table to stdout)::
 
@@ -68,24 +71,25 @@ def _accuracy(model, test) -> float:
     return float(np.mean(np.argmax(probs, -1) == test[1]))
 
 
-def _student(seed, teacher, train, epochs, pixels, prune, distill):
+def _student(seed, teacher, train, epochs, pixels, prune, distill, cosine=False):
     """Train one student (alone when ``distill`` is None) and return it, pruning stripped."""
     import tensorflow_model_optimization as tfmot
 
     keras.utils.set_random_seed(seed)
     student = student_cnn()
     callbacks = []
+    steps = epochs * int(np.ceil(len(train[0]) / BATCH))
+    lr = keras.optimizers.schedules.CosineDecay(2e-3, steps) if cosine else 1e-3
     if prune:
-        steps = epochs * int(np.ceil(len(train[0]) / BATCH))
         schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.8, 0, int(steps * 0.7), frequency=10)
         student = tfmot.sparsity.keras.prune_low_magnitude(student, pruning_schedule=schedule)
         callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
     if distill is None:
         model = student
-        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+        model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy")
     else:
         model = Distiller(teacher, student, **distill)
-        model.compile(keras.optimizers.Adam(1e-3))
+        model.compile(keras.optimizers.Adam(lr))
     model.fit(datasets.shifted_batches(*train, BATCH, pixels=pixels, seed=seed), epochs=epochs,
               verbose=0, callbacks=callbacks)
     return tfmot.sparsity.keras.strip_pruning(student) if prune else student
@@ -94,14 +98,15 @@ def _student(seed, teacher, train, epochs, pixels, prune, distill):
 def run(train, test, quick: bool = False, seeds=(0, 1, 2), epochs: int = 40,
         teacher_epochs: int = 40, progress: bool = False, pruned: bool = False,
         pipelines=("plain", "shift"), temperature: float = DEFAULT_TEMPERATURE,
-        alpha: float = DEFAULT_ALPHA) -> list[dict]:
+        alpha: float = DEFAULT_ALPHA, function_matching: bool = False,
+        fm_epochs: int = 100) -> list[dict]:
     """Train the teacher once, then each student pair for every seed.
 
     Returns rows with name, params, accuracy (median over seeds), per-seed accuracies, and the
     gain of the median over the undistilled twin's median in percentage points.
     """
     if quick:
-        seeds, epochs, teacher_epochs = seeds[:1], 2, 2
+        seeds, epochs, teacher_epochs, fm_epochs = seeds[:1], 2, 2, 2
         train = (train[0][:1000], train[1][:1000])
         test = (test[0][:1000], test[1][:1000])
     start = time.perf_counter()
@@ -111,19 +116,26 @@ def run(train, test, quick: bool = False, seeds=(0, 1, 2), epochs: int = 40,
              "vs twin (pp)": None, "seconds": round(time.perf_counter() - start)}]
     if progress:
         print(rows[0], flush=True)
-    distill = dict(temperature=temperature, alpha=alpha)
-    arms = [(p, False) for p in pipelines] + ([("plain", True)] if pruned else [])
-    for pipeline, prune in arms:
+    hinton = dict(temperature=temperature, alpha=alpha)
+    fm = dict(temperature=1.0, alpha=0.0, mixup=1.0)
+    arms = [(p, False, epochs, False, hinton, f"T={temperature:g}, alpha={alpha:g}")
+            for p in pipelines]
+    if pruned:
+        arms.append(("plain", True, epochs, False, hinton, f"T={temperature:g}, alpha={alpha:g}"))
+    if function_matching:
+        arms.append(("shift", False, fm_epochs, True, fm, "function matching (mixup, T=1, alpha=0)"))
+    for pipeline, prune, n_epochs, cosine, distill, label in arms:
         twin = None
         for kind in ("alone", "distilled"):
             start = time.perf_counter()
-            accs = [_accuracy(_student(seed, teacher, train, epochs, PIPELINES[pipeline], prune,
-                                       None if kind == "alone" else distill), test)
+            accs = [_accuracy(_student(seed, teacher, train, n_epochs, PIPELINES[pipeline], prune,
+                                       None if kind == "alone" else distill, cosine), test)
                     for seed in seeds]
             median = statistics.median(accs)
-            label = f"T={temperature:g}, alpha={alpha:g}" if kind == "distilled" else "alone"
+            schedule = f", {n_epochs} ep cosine" if cosine else ""
             rows.append({
-                "name": f"{'pruned 80% ' if prune else ''}student {label}, {pipeline}",
+                "name": f"{'pruned 80% ' if prune else ''}student "
+                        f"{label if kind == 'distilled' else 'alone'}, {pipeline}{schedule}",
                 "params": student_cnn().count_params(), "accuracy": median,
                 "seeds": [round(a, 4) for a in accs],
                 "vs twin (pp)": None if twin is None else round(100 * (median - twin), 2),
@@ -156,6 +168,9 @@ def main(argv=None):
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
     parser.add_argument("--pipelines", default="plain,shift", help="comma list of plain, shift")
     parser.add_argument("--pruned", action="store_true", help="add the 80%%-pruned student pair")
+    parser.add_argument("--function-matching", action="store_true",
+                        help="add the function-matching pair (shift, cosine, --fm-epochs)")
+    parser.add_argument("--fm-epochs", type=int, default=100)
     args = parser.parse_args(argv)
     pipelines = tuple(p for p in args.pipelines.split(",") if p)
     if not set(pipelines) <= set(PIPELINES):
@@ -164,7 +179,8 @@ def main(argv=None):
     train, test = load_mnist_dir(args.mnist_dir)
     rows = run(train, test, quick=args.quick, seeds=tuple(range(args.seeds)), epochs=args.epochs,
                teacher_epochs=args.teacher_epochs, progress=True, pruned=args.pruned,
-               pipelines=pipelines, temperature=args.temperature, alpha=args.alpha)
+               pipelines=pipelines, temperature=args.temperature, alpha=args.alpha,
+               function_matching=args.function_matching, fm_epochs=args.fm_epochs)
     print(to_markdown(rows))
     return rows
 

@@ -99,6 +99,12 @@ class Distiller(keras.Model):
             teacher's channels. Different spatial sizes are an error: pick layers at the same
             resolution (pooling them away would throw out what the hint is meant to teach).
         feature_weight: weight of the mean hint loss (>= 0).
+        mixup: ``0`` (off), or the concentration ``c > 0`` of Beyer et al.'s *function matching*:
+            each training batch is replaced by mixup images ``lam * x + (1 - lam) * x[perm]``,
+            ``lam ~ Beta(c, c)`` per sample, which teacher and student both see (the hard loss
+            mixes the two labels with the same ``lam``). The teacher labels images no data set
+            holds; it pays off with ``alpha=0``, ``T=1`` and long schedules. Needs a model with
+            one image-like input.
         name: model name.
 
     Raises:
@@ -127,6 +133,7 @@ class Distiller(keras.Model):
         distillation_loss="kl",
         feature_pairs=None,
         feature_weight: float = DEFAULT_FEATURE_WEIGHT,
+        mixup: float = 0.0,
         name: str = "distiller",
         **kwargs,
     ):
@@ -143,6 +150,12 @@ class Distiller(keras.Model):
             raise ValueError(
                 f"`feature_weight` must be a number >= 0. Received: feature_weight={feature_weight!r}"
             )
+        if not _is_number(mixup) or not mixup >= 0:
+            raise ValueError(f"`mixup` must be a number >= 0 (0 turns it off). Received: mixup={mixup!r}")
+        inputs = [len(getattr(m, "inputs", None) or [None]) for m in (teacher, student)]
+        if mixup and inputs != [1, 1]:
+            raise ValueError("`mixup` needs a teacher and a student with one input each. "
+                             f"Received: {inputs[0]} and {inputs[1]} inputs")
         _check_output_shapes(teacher, student)
         self.teacher = teacher
         self.student = student
@@ -150,6 +163,7 @@ class Distiller(keras.Model):
         self.alpha = float(alpha)
         self.distillation_loss = distill_losses.get(distillation_loss)
         self.feature_weight = float(feature_weight)
+        self.mixup = float(mixup)
         self.feature_pairs = [tuple(p) for p in (feature_pairs or [])]
         self._teacher_probs = _ends_in_softmax(teacher)
         self._student_probs = _ends_in_softmax(student)
@@ -211,8 +225,19 @@ class Distiller(keras.Model):
         per_sample = _per_sample(self.distillation_loss, t, s)
         return self.temperature**2 * tf.reduce_mean(per_sample)
 
+    def mix_batch(self, x):
+        """Mixup images and their mixing: ``(lam * x + (1 - lam) * x[perm], lam, perm)``."""
+        n = tf.shape(x)[0]
+        a = tf.random.gamma([n], self.mixup)
+        lam = a / (a + tf.random.gamma([n], self.mixup))
+        perm = tf.random.shuffle(tf.range(n))
+        mix = tf.reshape(tf.cast(lam, x.dtype), [-1] + [1] * (len(x.shape) - 1))
+        return mix * x + (1 - mix) * tf.gather(x, perm), lam, perm
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if self.mixup:
+            x, lam, perm = self.mix_batch(x)
         t_model, s_model = self._views
         t_out = _as_list(t_model(x, training=False))
         t_out = [tf.stop_gradient(t) for t in t_out]
@@ -220,7 +245,12 @@ class Distiller(keras.Model):
         with tf.GradientTape() as tape:
             s_out = _as_list(s_model(x, training=True))
             # compiled_loss is already scaled by 1 / replicas (gradients are summed across them)
-            hard = self.compiled_loss(y, s_out[0], sample_weight)
+            if self.mixup:
+                weight = 1.0 if sample_weight is None else sample_weight
+                hard = (self.compiled_loss(y, s_out[0], lam * weight)
+                        + self.compiled_loss(tf.gather(y, perm), s_out[0], (1 - lam) * weight))
+            else:
+                hard = self.compiled_loss(y, s_out[0], sample_weight)
             hard = hard * replicas
             soft = self.soft_loss(
                 _logits(t_out[0], self._teacher_probs), _logits(s_out[0], self._student_probs)
@@ -241,6 +271,9 @@ class Distiller(keras.Model):
         self._trackers["distillation_loss"].update_state(soft)
         if self.feature_pairs:
             self._trackers["feature_loss"].update_state(hints)
+        if self.mixup:  # score against each mixed image's dominant label
+            y = tf.where(tf.reshape(lam >= 0.5, [-1] + [1] * (len(y.shape) - 1)), y,
+                         tf.gather(y, perm))
         self.compiled_metrics.update_state(y, s_out[0], sample_weight)
         return {m.name: m.result() for m in self.metrics}
 
@@ -274,6 +307,7 @@ class Distiller(keras.Model):
             "distillation_loss": distill_losses.serialize(self.distillation_loss),
             "feature_pairs": [list(p) for p in self.feature_pairs],
             "feature_weight": self.feature_weight,
+            "mixup": self.mixup,
         }
 
     @classmethod

@@ -136,6 +136,7 @@ STEPS: dict[str, dict[str, Param]] = {
         "teacher": Param((str,), "baseline", None, "'baseline' or a path to a .keras/.h5 model"),
         "temperature": Param(_NUM, None, _pos, "a number > 0"),
         "alpha": Param(_NUM, None, lambda x: 0 <= x <= 1, "a number in [0, 1]"),
+        "mixup": Param(_NUM, 0.0, lambda x: x >= 0, "a number >= 0 (0: off)"),
         "epochs": Param((int,), 1, lambda x: 1 <= x <= 1000, "an int in [1, 1000]"),
         "learning_rate": Param(_NUM, 1e-3, _pos, "a number > 0"),
         "batch_size": Param((int,), 64, lambda x: 1 <= x <= 65536, "an int in [1, 65536]"),
@@ -446,7 +447,7 @@ def _factorize(state, method, energy, rank, target_ratio, target, layers):
                                     target_ratio=target_ratio, target=target, layers=layers)
 
 
-def _distill(state, teacher, temperature, alpha, epochs, learning_rate, batch_size):
+def _distill(state, teacher, temperature, alpha, mixup, epochs, learning_rate, batch_size):
     from edgecompress import distillation
     from edgecompress._keras import keras
 
@@ -457,7 +458,7 @@ def _distill(state, teacher, temperature, alpha, epochs, learning_rate, batch_si
 
         teacher_model = load_model(teacher, argument="teacher")
     kwargs = {k: v for k, v in (("temperature", temperature), ("alpha", alpha)) if v is not None}
-    distiller = distillation.Distiller(teacher_model, state.model, **kwargs)
+    distiller = distillation.Distiller(teacher_model, state.model, mixup=mixup, **kwargs)
     distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), metrics=["accuracy"])
     callbacks = []
     if _has_pruning_wrappers(state.model):

@@ -68,6 +68,7 @@ dense = [16]
 [[step]]
 kind = "distill"
 teacher = "baseline"
+mixup = 0.5
 [[step]]
 kind = "product_quantize"
 subvector_size = 2

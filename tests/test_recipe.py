@@ -46,6 +46,7 @@ def test_parse_good_recipe_fills_defaults():
         ("[[step]]\nkind = 'factorize'\nenergy = 0.9\nrank = 3", "exactly one of"),
         ("[[step]]\nkind = 'factorize'\nenergy = 1.5", "`energy` must be a number in \\(0, 1\\]"),
         ("[[step]]\nkind = 'binarize'\nlayers = [1, 2]", "`layers` must be a list of layer names"),
+        ("[[step]]\nkind = 'distill'\nmixup = -1", "`mixup` must be a number >= 0"),
         ("name = '../x'\n[[step]]\nkind = 'strip'", "`name` must be a plain name"),
         ("foo = 1\n[[step]]\nkind = 'strip'", "unknown top-level keys"),
         ("[[step]\nkind = 'strip'", "not valid TOML"),

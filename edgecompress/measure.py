@@ -151,11 +151,11 @@ def layer_macs(layer, input_shape, output_shape) -> int:
 
 
 def keras_accuracy(model, data, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` on ``(x, y)`` with integer (or one-hot) labels."""
+    """Top-1 accuracy of ``model`` on ``(x, y)`` with integer labels (shape (n,) or (n, 1)) or
+    one-hot labels."""
     x, y = data
     y = np.asarray(y)
-    if y.ndim == 2:
-        y = y.argmax(axis=1)
+    y = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
     pred = model.predict(x, batch_size=batch_size, verbose=0)
     return float(np.mean(np.asarray(pred).argmax(axis=-1) == y))
 

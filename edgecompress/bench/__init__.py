@@ -79,13 +79,16 @@ def run_bench(families="all", test_images=None, test_labels=None, quick=False) -
     return "\n".join(sections)
 
 
-def table(rows: list[dict]) -> str:
-    """A Markdown table with the union of the rows' keys as columns (in first-seen order)."""
+def table(rows: list[dict], columns=None) -> str:
+    """A Markdown table of ``columns`` that some row has (default: the union of the rows' keys,
+    in first-seen order)."""
     if not rows:
         return "(no rows)"
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row if k not in keys]
+    if columns is not None:
+        keys = [c for c in columns if c in keys]
     lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(_cell(row.get(k)) for k in keys) + " |")

@@ -170,22 +170,13 @@ def run(train, test, quick: bool = False, hidden: int = 256, float_epochs: int =
     return rows
 
 
-def markdown(rows) -> str:
-    cols = ["name", "params", "bytes", "size_ratio", "accuracy", "keras_accuracy",
-            "agreement_with_keras", "max_abs_diff", "latency_ms_lce_interpreter",
-            "binary_mac_fraction"]
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r.get(c)
-            cells.append("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v))
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
+COLUMNS = ["name", "params", "bytes", "size_ratio", "accuracy", "keras_accuracy",
+           "agreement_with_keras", "max_abs_diff", "latency_ms_lce_interpreter",
+           "binary_mac_fraction"]
 
 
 def main(argv=None):
-    from edgecompress.bench import data_arguments, load_mnist_dir
+    from edgecompress.bench import data_arguments, load_mnist_dir, table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data_arguments(parser)
@@ -193,7 +184,7 @@ def main(argv=None):
     tf.config.threading.set_intra_op_parallelism_threads(2)
     train, test = load_mnist_dir(args.mnist_dir, train_on_all=True)
     rows = run(train, test, quick=args.quick)
-    print(markdown(rows))
+    print(table(rows, COLUMNS))
     for r in rows:
         print(r)
 

@@ -36,6 +36,7 @@ from edgecompress import datasets
 from edgecompress._keras import keras
 from edgecompress.distillation import Distiller
 from edgecompress.distillation.distiller import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
+from edgecompress.measure import keras_accuracy
 from edgecompress.models import lenet5
 
 BATCH = 64
@@ -64,11 +65,6 @@ def train_teacher(train, epochs: int = 40, seed: int = 100) -> keras.Model:
     teacher.fit(datasets.shifted_batches(*train, BATCH, pixels=2, rotation=10, zoom=0.1, seed=seed),
                 epochs=epochs, verbose=0)
     return teacher
-
-
-def _accuracy(model, test) -> float:
-    probs = model.predict(test[0], batch_size=512, verbose=0)
-    return float(np.mean(np.argmax(probs, -1) == test[1]))
 
 
 def _student(seed, teacher, train, epochs, pixels, prune, distill, cosine=False):
@@ -112,7 +108,7 @@ def run(train, test, quick: bool = False, seeds=(0, 1, 2), epochs: int = 40,
     start = time.perf_counter()
     teacher = train_teacher(train, teacher_epochs)
     rows = [{"name": f"teacher LeNet-5 (dropout, affine aug, {teacher_epochs} ep)",
-             "params": teacher.count_params(), "accuracy": _accuracy(teacher, test), "seeds": [],
+             "params": teacher.count_params(), "accuracy": keras_accuracy(teacher, test, 512), "seeds": [],
              "vs twin (pp)": None, "seconds": round(time.perf_counter() - start)}]
     if progress:
         print(rows[0], flush=True)
@@ -128,8 +124,8 @@ def run(train, test, quick: bool = False, seeds=(0, 1, 2), epochs: int = 40,
         twin = None
         for kind in ("alone", "distilled"):
             start = time.perf_counter()
-            accs = [_accuracy(_student(seed, teacher, train, n_epochs, PIPELINES[pipeline], prune,
-                                       None if kind == "alone" else distill, cosine), test)
+            accs = [keras_accuracy(_student(seed, teacher, train, n_epochs, PIPELINES[pipeline], prune,
+                                       None if kind == "alone" else distill, cosine), test, 512)
                     for seed in seeds]
             median = statistics.median(accs)
             schedule = f", {n_epochs} ep cosine" if cosine else ""

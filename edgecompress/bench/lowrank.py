@@ -124,29 +124,19 @@ def _ranks(report) -> str:
     return ", ".join(f"{r.layer}:{r.method}@{r.rank}" for r in report.factorized) or "-"
 
 
-def to_markdown(rows) -> str:
-    cols = ["model", "variant", "ranks", "fc_params", "conv_macs", "macs", "accuracy",
-            "accuracy_no_ft", "delta_pp", "fc_param_ratio", "conv_mac_ratio", "tflite_us",
-            "latency_ratio"]
-    cols = [c for c in cols if any(c in r for r in rows)]
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r.get(c, "")
-            cells.append(f"{v:,.3f}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v)))
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
+COLUMNS = ["model", "variant", "ranks", "fc_params", "conv_macs", "macs", "accuracy",
+           "accuracy_no_ft", "delta_pp", "fc_param_ratio", "conv_mac_ratio", "tflite_us",
+           "latency_ratio"]
 
 
 def main(argv=None):
-    from edgecompress.bench import data_arguments, load_mnist_dir
+    from edgecompress.bench import data_arguments, load_mnist_dir, table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data_arguments(parser)
     args = parser.parse_args(argv)
     train, test = load_mnist_dir(args.mnist_dir)
-    print(to_markdown(run(train, test, quick=args.quick)))
+    print(table(run(train, test, quick=args.quick), COLUMNS))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,7 @@ import tempfile
 import numpy as np
 
 from edgecompress._keras import keras, tf
-
-
-def _acc(model, data):
-    x, y = data
-    return float(np.mean(model.predict(x, verbose=0, batch_size=512).argmax(-1) == y))
+from edgecompress.measure import keras_accuracy
 
 
 def _int8(model, train, test):
@@ -61,7 +57,7 @@ def run(train, test, quick: bool = False) -> list[dict]:
     base = _compile(models.lenet5(), 1e-3)
     base.fit(*train, epochs=epochs, batch_size=64, verbose=0)
     f32 = 4 * base.count_params()
-    acc = _acc(base, test)
+    acc = keras_accuracy(base, test)
     rows.append(dict(model="lenet5", name="float32", bytes=f32, ratio=1.0, accuracy=acc))
     b, g, a = _int8(base, train, test)
     rows.append(dict(model="lenet5", name="int8 PTQ (+gzip)", bytes=g, ratio=f32 / g, accuracy=a))
@@ -84,7 +80,7 @@ def run(train, test, quick: bool = False) -> list[dict]:
         same = np.array_equal(Q.load_packed(os.path.join(tmp, "l5.ecpk")).predict(
             test[0][:256], verbose=0), ours.predict(test[0][:256], verbose=0))
         rows.append(dict(model="lenet5", name=f"cluster 16 {init} -> packed (identical: {same})",
-                         bytes=n, ratio=f32 / n, accuracy=_acc(ours, test)))
+                         bytes=n, ratio=f32 / n, accuracy=keras_accuracy(ours, test)))
     # Deep Compression order: prune 50% (magnitude, one shot) then cluster with sparsity kept
     pruned = Q.strip(base)
     for layer in pruned.layers:
@@ -97,7 +93,7 @@ def run(train, test, quick: bool = False) -> list[dict]:
     pc = Q.strip(pc)
     n = Q.save_packed(pc, os.path.join(tmp, "pc.ecpk"))
     rows.append(dict(model="lenet5", name="prune 50% + cluster 16 (sparsity kept) -> packed",
-                     bytes=n, ratio=f32 / n, accuracy=_acc(pc, test)))
+                     bytes=n, ratio=f32 / n, accuracy=keras_accuracy(pc, test)))
 
     # ---- QAT: tutorial recipe vs ours (calibrated ranges, low lr), both exported to int8
     calib = train[0][:512]
@@ -119,16 +115,16 @@ def run(train, test, quick: bool = False) -> list[dict]:
     fc_f32 = 4 * sum(int(np.prod(layer.kernel.shape)) + int(layer.bias.shape[0])
                      for layer in mlp.layers if isinstance(layer, keras.layers.Dense))
     rows.append(dict(model="lenet_300_100", name="float32 (FC weights)", bytes=fc_f32, ratio=1.0,
-                     accuracy=_acc(mlp, test)))
+                     accuracy=keras_accuracy(mlp, test)))
     for d, k in ((4, 8), (4, 4)):
         pq = Q.product_quantize(mlp, d, k, layers=["fc1", "fc2"], calibration_data=train[0][:1000])
-        before = _acc(pq, test)
+        before = keras_accuracy(pq, test)
         _compile(pq, 1e-3).fit(*train, epochs=2, batch_size=64, verbose=0)
         fc3 = mlp.get_layer("fc3")
         size = Q.pq_size(pq)["total"]["bytes"] + 4 * (int(np.prod(fc3.kernel.shape)) + 10)
         rows.append(dict(model="lenet_300_100",
                          name=f"PQ d={d} K={k} + Q-CNN (before fine-tune {before:.4f})",
-                         bytes=size, ratio=fc_f32 / size, accuracy=_acc(pq, test)))
+                         bytes=size, ratio=fc_f32 / size, accuracy=keras_accuracy(pq, test)))
         b, g, a = _int8(Q.decode(pq), train, test)
         rows.append(dict(model="lenet_300_100", name=f"PQ d={d} K={k} -> decode -> int8 TFLite",
                          bytes=b, ratio=fc_f32 / b, accuracy=a))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgecompress._keras import check_graph_model, keras
+from edgecompress.measure import keras_accuracy
 from edgecompress.surgery import Replacement, copy_layer, find_layers, rebuild
 
 QUANTIZABLE = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D)
@@ -114,7 +115,5 @@ def quantize_weights(model: keras.Model, bits: int = 8, per_channel: bool = True
 
     result = rebuild(model, rule)
     if data is not None:
-        x, y = data
-        pred = result.predict(x, verbose=0, batch_size=256)
-        report.accuracy = float(np.mean(np.argmax(pred, axis=-1) == np.asarray(y).ravel()))
+        report.accuracy = keras_accuracy(result, data)
     return result, report

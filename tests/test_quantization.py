@@ -225,9 +225,11 @@ def _int8_tensors(model, x):
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interp = Interpreter(model_content=conv.convert())
+    # Only stored tensors are read: no XNNPACK, which at times refused to prepare these tiny models.
+    interp = Interpreter(model_content=conv.convert(),
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp.allocate_tensors()
     out = {}
     for d in interp.get_tensor_details():
@@ -251,6 +253,7 @@ def test_qat_calibrated_close_and_input_untouched(make):
 
 @pytest.mark.parametrize("preserve", ["sparsity", "both"])
 def test_qat_preserve_sparsity_and_clusters_survive_int8(preserve):
+    keras.utils.set_random_seed(0)  # unseeded, about 1 run in 5 failed (see the stop-13 note)
     model = mlp()
     w = model.get_layer("fc1").get_weights()
     w[0][::2] = 0.0

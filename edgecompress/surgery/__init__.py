@@ -15,3 +15,4 @@ from edgecompress.surgery.graph import (  # noqa: F401
     layer_weights,
     rebuild,
 )
+from edgecompress.surgery.report import TransformReport, attach  # noqa: F401,E402

@@ -1,0 +1,18 @@
+"""The two kinds of failure every command line maps to an exit code.
+
+- :class:`CheckError` (exit 1): the input was fine but a check failed: verification, float ops in
+  an int8 file, the accuracy guard (``max_drop``), a device budget.
+- :class:`UsageError` (exit 2): bad usage or input.
+
+Both are importable by ``tflite_export`` and the families (this module imports nothing).
+"""
+
+from __future__ import annotations
+
+
+class CheckError(Exception):
+    """A check failed on valid input (the CLIs exit 1). Recipes re-raise it unchanged."""
+
+
+class UsageError(ValueError):
+    """Bad command-line usage or input (the CLIs exit 2)."""

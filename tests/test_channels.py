@@ -55,7 +55,7 @@ CASES = {
         ("fc2",): (4, False, "softmax", [], []),
     }),
     "reshape_unknown": (reshape_model, {
-        ("c1",): (4, False, "'reshape' (Reshape): layer kind not traced", [], []),
+        ("c1",): (4, False, "'reshape' (Reshape): reshapes the channel axis", [], []),
         ("c2",): (3, False, "reaches the model output", [], []),
     }),
     "add_of_concat": (mixed_add_model, {

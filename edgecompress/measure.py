@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 import tempfile
+import types
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -237,3 +239,14 @@ def _measure_tflite(path: Path, data) -> Measurement:
         macs=info.macs,
         accuracy=accuracy,
     )
+
+
+class _CallableModule(types.ModuleType):
+    """``from edgecompress import measure`` gives this module or the function, depending on what
+    was imported first; both call :func:`measure`."""
+
+    def __call__(self, *args, **kwargs):
+        return measure(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -29,7 +29,7 @@ CASES = [
     (["compress", "{p}/model.keras", "--recipe", "{p}/bad.toml", "--data", "mnist5k", "-o", "{p}/out"], "step 1 \\(fit\\): `epochs` must be"),
     (["compress", "{p}/model.keras", "--recipe", "{p}/missing.toml", "--data", "mnist5k", "-o", "{p}/out"], "existing TOML"),
     (["compress", "{p}/model.keras", "--recipe", "nosuchrecipe", "--data", "mnist5k", "-o", "{p}/out"], "shipped recipe"),
-    (["compress", "{p}/model.keras", "--recipe", "{p}/good.toml", "--data", "cifar", "-o", "{p}/out"], "`data` must be"),
+    (["compress", "{p}/model.keras", "--recipe", "{p}/good.toml", "--data", "cifar", "-o", "{p}/out"], "`--data` must be"),
     (["compress", "{p}/model.keras", "--recipe", "{p}/good.toml", "--data", "{p}/wrong_shape.npz", "-o", "{p}/out"], "must have shape"),
     (["compress", "{p}/model.keras", "--recipe", "{p}/good.toml", "--data", "mnist5k", "-o", "{p}/full"], "not empty"),
     (["compress", "{p}/model.keras", "--recipe", "{p}/good.toml", "--data", "mnist5k", "-o", "{p}/no/such/dir"], "existing folder"),

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from edgecompress import litert
+from edgecompress._errors import CheckError
 
 
-class VerificationError(ValueError):
+class VerificationError(CheckError, ValueError):
     """The exported file disagrees with the Keras model more than allowed.
 
     Attributes:

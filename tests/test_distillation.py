@@ -234,7 +234,8 @@ def test_feature_hints_through_adapter(pair, adapter_cls):
 
 # ------------------------------------------------------------------------- compressed students
 def test_pruned_student_is_distilled_while_pruned():
-    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    import tensorflow_model_optimization as tfmot
+
     x, y = _data(64)
     schedule = tfmot.sparsity.keras.ConstantSparsity(0.75, begin_step=0, frequency=1)
     student = tfmot.sparsity.keras.prune_low_magnitude(_logits_student(), pruning_schedule=schedule)
@@ -248,7 +249,8 @@ def test_pruned_student_is_distilled_while_pruned():
 
 
 def test_qat_student_is_distilled():
-    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    import tensorflow_model_optimization as tfmot
+
     x, y = _data(64)
     student = tfmot.quantization.keras.quantize_model(_logits_student())
     distiller = Distiller(_teacher(), student)
@@ -260,7 +262,8 @@ def test_qat_student_is_distilled():
 
 
 def test_larq_binary_student_is_distilled():
-    lq = pytest.importorskip("larq")
+    import larq as lq
+
     x, y = _data(64)
     kw = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip")
     student = keras.Sequential([

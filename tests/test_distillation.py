@@ -375,6 +375,8 @@ def _spatial_student():
 @pytest.mark.parametrize("kwargs,error,match", [
     (dict(temperature=-1.0), ValueError, r"`temperature` must be a number > 0. Received: temperature=-1.0"),
     (dict(temperature=0), ValueError, r"`temperature` must be a number > 0"),
+    (dict(temperature=float("inf")), ValueError, r"`temperature` must be a number > 0"),
+    (dict(alpha=True), ValueError, r"`alpha` must be in \[0, 1\]. Received: alpha=True"),
     (dict(alpha=1.5), ValueError, r"`alpha` must be in \[0, 1\]. Received: alpha=1.5"),
     (dict(alpha=-0.1), ValueError, r"`alpha` must be in \[0, 1\]"),
     (dict(feature_weight=-1), ValueError, r"`feature_weight` must be a number >= 0"),
@@ -395,6 +397,14 @@ def test_bad_arguments_get_clear_errors(kwargs, error, match):
     student = kwargs.pop("student", _logits_student)()
     with pytest.raises(error, match=match):
         Distiller(_teacher(), student, **kwargs)
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_float():
+    distiller = Distiller(_teacher(), _logits_student(), temperature=np.float32(2.0),
+                          alpha=np.float64(0.25), feature_weight=np.int64(0), mixup=np.float32(0))
+    config = distiller.get_config()
+    assert (config["temperature"], config["alpha"]) == (2.0, 0.25)
+    assert all(type(config[k]) is float for k in ("temperature", "alpha", "feature_weight", "mixup"))
 
 
 # ------------------------------------------------------------------------------ function matching

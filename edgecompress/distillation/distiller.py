@@ -18,6 +18,9 @@ References:
 
 from __future__ import annotations
 
+import math
+import numbers
+
 from edgecompress._keras import check_graph_model, keras, model_kind, tf
 from edgecompress.distillation import losses as distill_losses
 from edgecompress.surgery import find_layers
@@ -325,7 +328,8 @@ class Distiller(keras.Model):
 
 # --------------------------------------------------------------------------------------- helpers
 def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    """A finite real number: Python or NumPy (``np.float32(2.0)``), not a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _check_model(model, argument):

@@ -198,9 +198,7 @@ class Distiller(keras.Model):
         return None
 
     def compile_from_config(self, config):
-        from tf_keras.src.saving import saving_lib
-
-        self.compile(**saving_lib.deserialize_keras_object(config))
+        self.compile(**keras.saving.deserialize_keras_object(config))
         if isinstance(self.optimizer, keras.optimizers.Optimizer):
             self.optimizer.build(self._train_variables())
 

@@ -65,26 +65,9 @@ class Distiller(keras.Model):
     hard loss, and metrics such as ``val_accuracy`` are the student's, so EarlyStopping and
     ModelCheckpoint monitor the student.
 
-    Defaults (``T=4, alpha=0.5``), from the MNIST-5k benchmark (BENCHMARKS.md, "Knowledge
-    distillation"; 5k-parameter student, 4,000 digits, median of 3 seeds):
-
-    * **Regularize the teacher, not the student.** The teacher that helps is Hinton's: LeNet-5
-      with dropout, trained with rotations, zoom and shifts. The student distilled from it beats
-      the same student trained alone on the plain digits by about 1 pp. In earlier runs, LeNet-5
-      teachers without dropout (97.6-98.1%) made students 0.1-0.4 pp worse, and an ensemble at
-      99.0% helped no more than the single regularized teacher (98.5%, one seed): what transfers
-      is the teacher's smoothness, not its last tenth of a point.
-    * ``T=4`` beat ``T=8`` (median 97.5% against 97.3%, same seeds); ``T=8, alpha=0.1`` was the
-      worst setting with a weak teacher.
-    * ``alpha=0.5`` keeps the labels at an equal share (with the ``T**2`` factor both gradients
-      have the same scale); a small-data teacher's errors dominate at ``alpha=0.1``.
-    * Distillation and augmentation overlap: when both students also get random shifts, the
-      student alone already reaches most of the gain and distillation adds 0-0.2 pp. Nor did an
-      80%-pruned student (about 1,000 weights left) gain: its limit is capacity.
-    * On top of augmentation, *function matching* (``mixup=1.0, T=1, alpha=0``, Beyer et al.),
-      with shifts and a 100-epoch cosine schedule for both students, was never below the student
-      alone on any seed, but its median gain was only 0.00-0.16 pp (two teachers), within seed
-      noise. It needs the long schedule: at 40 epochs it lost 0.2 pp.
+    The defaults (``T=4, alpha=0.5``) come from the MNIST-5k benchmark; BENCHMARKS.md,
+    "Knowledge distillation", holds the figures and what they teach (regularize the teacher, not
+    the student; distillation and augmentation overlap; function matching needs long schedules).
 
     Feed a ``tf.data`` pipeline to ``fit`` when you augment: the Distiller runs the teacher on
     each batch, so it labels every new view afresh ("consistent teaching", Beyer et al.).

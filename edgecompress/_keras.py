@@ -14,7 +14,8 @@ _ensure_legacy_keras()  # again: TensorFlow may have been imported since edgecom
 
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
-from tf_keras.src.engine.keras_tensor import KerasTensor  # noqa: E402,F401
+
+KerasTensor = keras.__internal__.KerasTensor  # the exported name of tf_keras.src...KerasTensor
 
 if tf.keras.layers.Dense is not keras.layers.Dense:  # pragma: no cover - guarded above
     raise ImportError(_KERAS3_MESSAGE)

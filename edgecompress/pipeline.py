@@ -66,7 +66,7 @@ def measure_artifact(path, test, unsafe: bool = False) -> Artifact:
                         nonzero_params=m.nonzero_params, macs=m.macs, file_bytes=m.file_bytes,
                         gzip_bytes=m.gzip_bytes, deploy_bytes=m.gzip_bytes, accuracy=m.accuracy)
     model = load_model(path, argument="artifacts", unsafe=unsafe)
-    m = measure(model, test)
+    m = measure(model, test, file_sizes=True)
     return Artifact(name=path.stem, path=str(path), mode="keras", params=m.params,
                     nonzero_params=m.nonzero_params, macs=m.macs, file_bytes=m.file_bytes,
                     gzip_bytes=m.gzip_bytes, deploy_bytes=m.gzip_bytes, accuracy=m.accuracy)

@@ -34,10 +34,13 @@ class Replacement:
         layers: new, unbuilt layers, applied as a chain (the first takes the original inputs).
         weights: one entry per layer: a list of arrays for ``set_weights``, or None to keep the
             layer's fresh initialization.
+        tensor_only: call the first layer on the original layer's one tensor input alone,
+            without its other arguments (e.g. the constant of a TFOpLambda ``x + 3.0``).
     """
 
     layers: Sequence[keras.layers.Layer]
     weights: Sequence[Union[list, None]] = field(default=())
+    tensor_only: bool = False
 
     def __post_init__(self):
         self.layers = list(self.layers)
@@ -146,14 +149,17 @@ class _Plan:
 
     def apply(self, layer, args, kwargs):
         result = self.resolve(layer)
-        if result is DROP:
-            flat = [t for t in tf.nest.flatten((args, kwargs)) if _is_tensor(t)]
+        if result is DROP or (isinstance(result, Replacement) and result.tensor_only):
+            flat = [t for t in tf.nest.flatten((args, kwargs)) if _is_keras_tensor(t)]
             if len(flat) != 1:
+                what = "dropped" if result is DROP else "replaced with tensor_only=True"
                 raise ValueError(
-                    f"Only a single-input layer can be dropped. Received: layer '{layer.name}' "
+                    f"Only a single-input layer can be {what}. Received: layer '{layer.name}' "
                     f"({type(layer).__name__}) with {len(flat)} inputs"
                 )
-            return flat[0]
+            if result is DROP:
+                return flat[0]
+            args, kwargs = (flat[0],), {}
         if isinstance(result, keras.Model):
             return result(*args, **kwargs)
         out = result.layers[0](*args, **kwargs)
@@ -178,10 +184,6 @@ class _Plan:
                     f"Weights do not fit the rebuilt layer '{new.name}' "
                     f"({type(new).__name__}): {str(err).splitlines()[0]}"
                 ) from None
-
-
-def _is_tensor(x) -> bool:
-    return tf.is_tensor(x) or isinstance(x, KerasTensor)
 
 
 def _rebuild_sequential(model, plan: _Plan, name):
@@ -250,7 +252,7 @@ def _call_graph(model, plan: _Plan, inputs):
             args = tf.nest.map_structure(lookup, node.call_args)
             kwargs = tf.nest.map_structure(lookup, node.call_kwargs)
             if plan.flat and isinstance(node.layer, keras.Model):
-                inner = [t for t in tf.nest.flatten((args, kwargs)) if _is_tensor(t)]
+                inner = [t for t in tf.nest.flatten((args, kwargs)) if _is_keras_tensor(t)]
                 plan.prefix.append(node.layer.name)
                 outputs = _call_graph(node.layer, plan, inner)
                 plan.prefix.pop()

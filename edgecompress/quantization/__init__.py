@@ -2,7 +2,14 @@
 codebook format, scalar n-bit, product quantization (Q-CNN), and QAT with collaborative
 optimization on tfmot."""
 
-from edgecompress.quantization.clustering import cluster_weights, get_init, strip  # noqa: F401
+from edgecompress.quantization.clustering import (  # noqa: F401
+    DEFAULT_CLUSTERS,
+    DEFAULT_INIT,
+    ClusterableDepthwiseConv2D,
+    cluster_weights,
+    get_init,
+    strip,
+)
 from edgecompress.quantization.packed import load_packed, save_packed  # noqa: F401
 from edgecompress.quantization.product import (  # noqa: F401
     PQConv2D,
@@ -14,7 +21,8 @@ from edgecompress.quantization.product import (  # noqa: F401
 from edgecompress.quantization.scalar import ScalarReport, fake_quantize, quantize_weights  # noqa: F401
 
 __all__ = [
-    "cluster_weights", "get_init", "strip", "save_packed", "load_packed",
+    "cluster_weights", "get_init", "strip", "DEFAULT_CLUSTERS", "DEFAULT_INIT", "ClusterableDepthwiseConv2D",
+    "save_packed", "load_packed",
     "quantize_weights", "fake_quantize", "ScalarReport",
     "product_quantize", "decode", "pq_size", "PQDense", "PQConv2D",
 ]

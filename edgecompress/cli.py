@@ -122,8 +122,10 @@ def _cmd_compress(args) -> int:
     from edgecompress import recipe as recipes
     from edgecompress.loading import load_model
     from edgecompress.pipeline import baseline_artifacts, save_model
+    from edgecompress.registration import register_edgecompress_objects
     from edgecompress.report import write_report
 
+    register_edgecompress_objects()
     recipe = recipes.load(_recipe_path(args.recipe))
     model = load_model(args.model, argument="MODEL", unsafe=args.unsafe)
     shape = input_shape(model, "--data")

@@ -455,7 +455,9 @@ def _distill(state, teacher, temperature, alpha, mixup, epochs, learning_rate, b
         teacher_model = state.baseline
     else:
         from edgecompress.loading import load_model
+        from edgecompress.registration import register_edgecompress_objects
 
+        register_edgecompress_objects()
         teacher_model = load_model(teacher, argument="teacher")
     kwargs = {k: v for k, v in (("temperature", temperature), ("alpha", alpha)) if v is not None}
     distiller = distillation.Distiller(teacher_model, state.model, mixup=mixup, **kwargs)

@@ -2,7 +2,13 @@
 codebook format, scalar n-bit, product quantization (Q-CNN), and QAT with collaborative
 optimization on tfmot."""
 
-from edgecompress.quantization.clustering import cluster_weights, get_init, strip  # noqa: F401
+from edgecompress.quantization.clustering import (  # noqa: F401
+    CLUSTERABLE,
+    INITS,
+    cluster_weights,
+    get_init,
+    strip,
+)
 from edgecompress.quantization.packed import load_packed, save_packed  # noqa: F401
 from edgecompress.quantization.product import (  # noqa: F401
     PQConv2D,
@@ -19,6 +25,6 @@ __all__ = [
     "product_quantize", "decode", "pq_size", "PQDense", "PQConv2D",
 ]
 
-from edgecompress.quantization.qat import calibrate, get_scheme, quantize_aware  # noqa: E402,F401
+from edgecompress.quantization.qat import PRESERVE, calibrate, get_scheme, quantize_aware  # noqa: E402,F401
 
-__all__ += ["quantize_aware", "calibrate", "get_scheme"]
+__all__ += ["quantize_aware", "calibrate", "get_scheme", "PRESERVE", "INITS", "CLUSTERABLE"]

@@ -25,14 +25,14 @@ def _options(params, extra) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in extra.items()}
 
 
-def build(model, backbone, options):
-    """The backbone for ``model``'s input and classes.
+def build(model, backbone, options, tasks=None):
+    """The backbone for ``model``'s input and classes (``tasks``: the model's, default inferred).
 
     Raises:
         ValueError: for a model that is not a single-input classifier, or a builder that refuses
             the input (its message says why).
     """
-    found = tasks_lib.infer_tasks(model)
+    found = tasks or tasks_lib.infer_tasks(model)
     if len(model.inputs) != 1 or len(found) != 1 or found[0].kind != tasks_lib.CLASSIFICATION:
         raise ValueError(f"`backbone` builds a single-input classifier; the model has {len(model.inputs)} "
                          f"input(s) and outputs of kind {[t.kind for t in found]}")
@@ -42,7 +42,7 @@ def build(model, backbone, options):
 
 
 def _check(context, params):
-    context.model = build(context.model, params["backbone"], params["options"])
+    context.model = build(context.model, params["backbone"], params["options"], context.tasks)
     context.refresh()
 
 
@@ -50,4 +50,4 @@ def _check(context, params):
     "backbone": Param((str,), REQUIRED, lambda x: x in models.BACKBONES, f"one of {list(models.BACKBONES)}"),
 }, check=_check, parse_check=_options, open_keys=True)
 def swap_backbone(state, backbone, options):
-    state.model = build(state.model, backbone, options)
+    state.model = build(state.model, backbone, options, state.tasks)

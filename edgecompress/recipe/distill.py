@@ -37,5 +37,6 @@ def distill(state, teacher, temperature, alpha, mixup, epochs, learning_rate, ba
                                        **{k: v for k, v in given.items() if v is not None})
     distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=state.tasks[0].loss(),
                       metrics=[state.tasks[0].metric()])
-    state.fit(distiller, epochs, learning_rate, batch_size, augment, patience, compiled=True)
+    state.fit(distiller, epochs, learning_rate, batch_size, augment, patience, compiled=True,
+              shape_of=state.model)
     state.model = distiller.student

@@ -63,24 +63,27 @@ class RunState:
         model.compile(optimizer or keras.optimizers.Adam(learning_rate), **tasks_lib.compile_kwargs(self.tasks))
 
     def fit(self, model, epochs, learning_rate, batch_size, augment, patience, compiled=False,
-            callbacks=()):
+            shape_of=None):
         """Train ``model`` in place on the run's training data, with early stopping on the
-        validation metric (best weights restored), and return the Keras history."""
+        validation metric (best weights restored), and return the Keras history.
+
+        ``shape_of`` is the graph model whose input decides the augmentation (default ``model``;
+        a Distiller passes its student)."""
         from edgecompress._keras import keras
 
         if not compiled:
             self.compile(model, learning_rate)
         self.warn_if_small(epochs)
-        spec = augment_lib.resolve(augment, _input_shapes(model), "augment")
+        graph = shape_of if shape_of is not None else model
+        spec = augment_lib.resolve(augment, _input_shapes(graph), "augment")
         x, y = self.train
         data = augment_lib.batches(x, y, spec, batch_size, seed=self.seed)
-        callbacks = list(callbacks)
-        pruning = _has_pruning_wrappers(model)
-        if pruning:
+        callbacks = []
+        pruning = _has_pruning_wrappers(graph)
+        if pruning:  # edgecompress's pruned models add UpdatePruningStep in fit; a Distiller does not
             import tensorflow_model_optimization as tfmot
 
-            if not any(isinstance(c, tfmot.sparsity.keras.UpdatePruningStep) for c in callbacks):
-                callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
+            callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
         if patience and not pruning:
             monitor, mode = self.monitor()
             callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,

@@ -16,9 +16,12 @@ from edgecompress.tasks import evaluate, infer_tasks
 
 log = logging.getLogger("edgecompress.pruning")
 
+#: The filter criteria the loop accepts (``"threshold"`` needs a per-run threshold, so it is not one).
+CRITERIA = ("l1", "l2", "bn_gamma")
+
 
 def iterative_prune(model, train_data, val_data, rounds=3, target=0.5, finetune_epochs=1,
-                    criterion="l1", batch_size=64, compile_kwargs=None, verbose=0):
+                    criterion="l1", batch_size=64, compile_kwargs=None, verbose=0, finetune=None):
     """Prune ``target`` of the filters over ``rounds`` rounds, fine-tuning after each.
 
     Each round removes ``1 - (1 - target) ** (1 / rounds)`` of every prunable group's remaining
@@ -37,6 +40,8 @@ def iterative_prune(model, train_data, val_data, rounds=3, target=0.5, finetune_
             each output inferred by :func:`edgecompress.tasks.infer_tasks` from the model and
             ``train_data``'s labels.
         verbose: passed to ``fit``.
+        finetune: optional ``finetune(model, epochs)`` that compiles and trains a round's model in
+            place (augmentation, early stopping); it replaces the default compile + fit.
 
     Returns:
         ``(model, history)``: the final fine-tuned model, and one dict per round (round 0 is the
@@ -48,8 +53,8 @@ def iterative_prune(model, train_data, val_data, rounds=3, target=0.5, finetune_
         raise ValueError(f"`rounds` must be an int >= 1. Received: rounds={rounds!r}")
     if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:
         raise ValueError(f"`finetune_epochs` must be an int >= 0. Received: finetune_epochs={finetune_epochs!r}")
-    if criterion not in ("l1", "l2", "bn_gamma"):
-        raise ValueError(f"`criterion` must be one of ('l1', 'l2', 'bn_gamma'). Received: criterion={criterion!r}")
+    if criterion not in CRITERIA:
+        raise ValueError(f"`criterion` must be one of {CRITERIA}. Received: criterion={criterion!r}")
     tasks = infer_tasks(model, train_data[1])
     per_round = 1.0 - (1.0 - target) ** (1.0 / rounds)
 
@@ -64,6 +69,11 @@ def iterative_prune(model, train_data, val_data, rounds=3, target=0.5, finetune_
     current = model
     for r in range(1, rounds + 1):
         current = prune_filters(current, per_round, criterion)
+        if finetune is not None:
+            if finetune_epochs:
+                finetune(current, finetune_epochs)
+            history.append(record(r, current))
+            continue
         current.compile(**(compile_kwargs or {"optimizer": "adam", **task_compile_kwargs(tasks)}))
         if finetune_epochs:
             current.fit(*train_data, epochs=finetune_epochs, batch_size=batch_size, verbose=verbose)

@@ -318,7 +318,7 @@ def _trained_like(model, seed=0):
 
 
 def _lce(model, x):
-    lce = pytest.importorskip("larq_compute_engine")
+    import larq_compute_engine as lce
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
     data = lce.convert_keras_model(model)
@@ -336,7 +336,8 @@ def _count(data, op):
 
 def test_dense_as_conv_really_binarizes_in_lce(rng, tmp_path):
     """Through tflite_export's binary mode (LCE + verification in LCE's interpreter)."""
-    export = pytest.importorskip("tflite_export").export
+    from tflite_export import export
+
     bnn = binary.binarize(_trained_like(_bnn("sequential")), "binarynet", layers=["c2", "d1", "d2"])
     conv = binary.dense_as_conv(bnn)
     x = rng.normal(size=(32, 12, 12, 1)).astype("float32")

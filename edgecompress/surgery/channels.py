@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgecompress._keras import check_graph_model, keras, tf
+from edgecompress._keras import KerasTensor, check_graph_model, keras, tf
 
 L = keras.layers
 PASS_THROUGH = (
@@ -54,6 +54,12 @@ GLOBAL_POOLING = (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D, L.GlobalAverag
                   L.GlobalMaxPooling1D)
 ELEMENTWISE = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
 _CHANNEL_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
+# TFOpLambda functions (``x + 3.0``, ``x * (1 / 6)``, ``tf.nn.relu6(x)``) that act value by value.
+ELEMENTWISE_OPS = {
+    "__operators__.add", "math.add", "math.subtract", "math.multiply", "math.truediv",
+    "math.divide", "nn.relu", "nn.relu6", "math.sigmoid", "math.tanh", "nn.silu", "nn.swish",
+    "math.maximum", "math.minimum", "math.abs", "math.negative", "math.square",
+}
 
 
 @dataclass
@@ -280,7 +286,20 @@ def _step(graph: ChannelGraph, layer, ins, outs):
         return [(np.concatenate([g for g, _ in ins]), np.concatenate([i for _, i in ins]))]
     if isinstance(layer, ELEMENTWISE):
         return [_join(graph, layer, ins, outs)]
+    if type(layer).__name__ == "TFOpLambda" and layer.get_config().get("function") in ELEMENTWISE_OPS:
+        node = layer._inbound_nodes[0]
+        constants = [a for a in tf.nest.flatten((node.call_args, node.call_kwargs))
+                     if not isinstance(a, (KerasTensor, str, type(None)))]
+        if any(np.size(c) != 1 for c in constants):
+            return _unknown(graph, layer, ins, outs, "a constant operand that is not a scalar")
+        if any(len(g) != _channels(outs[0].shape) for g, _ in ins):
+            return _unknown(graph, layer, ins, outs, "broadcasting operation")
+        if len(ins) == 1:
+            graph.kinds[name] = "pass"
+            return [ins[0]]
+        return [_join(graph, layer, ins, outs)]
     return _unknown(graph, layer, ins, outs, "layer kind not traced")
+
 
 
 def _is_producer(layer) -> bool:

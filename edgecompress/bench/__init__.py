@@ -12,6 +12,8 @@ import logging
 import os
 import time
 
+from edgecompress._markdown import table as markdown_table
+
 FAMILIES = ("export", "lowrank", "pruning", "quantization", "binary", "distillation", "backbones",
             "deep_compression")
 
@@ -79,10 +81,7 @@ def table(rows: list[dict], columns=None) -> str:
         keys += [k for k in row if k not in keys]
     if columns is not None:
         keys = [c for c in columns if c in keys]
-    lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(k)) for k in keys) + " |")
-    return "\n".join(lines)
+    return markdown_table(keys, ([_cell(row.get(k)) for k in keys] for row in rows))
 
 
 def _cell(value) -> str:

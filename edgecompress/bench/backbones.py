@@ -23,6 +23,7 @@ import numpy as np
 
 from edgecompress import measure, models
 from edgecompress._keras import keras, tf
+from edgecompress._markdown import table as markdown_table
 
 # (name, builder) on 28x28x1 / 10 classes.
 BACKBONES = [
@@ -117,28 +118,21 @@ def vww_latency(train, runs: int = 100, quick: bool = False) -> dict:
 
 
 def to_markdown(rows: list[dict], vww: dict | None = None) -> str:
-    lines = [
-        "| backbone | params | MACs | int8 bytes | int8 latency (µs, 1 thread) | "
-        "Keras acc. | int8 acc. | int8/Keras agreement |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['name']} | {r['params']:,} | {r['macs']:,} | {r['int8_bytes']:,} | "
-            f"{r['int8_latency_us']:,.0f} | {r['keras_accuracy']:.4f} | {r['int8_accuracy']:.4f} | "
-            f"{r['agreement']:.4f} |"
-        )
+    text = markdown_table(
+        ["backbone", "params", "MACs", "int8 bytes", "int8 latency (µs, 1 thread)", "Keras acc.",
+         "int8 acc.", "int8/Keras agreement"],
+        ([r["name"], f"{r['params']:,}", f"{r['macs']:,}", f"{r['int8_bytes']:,}",
+          f"{r['int8_latency_us']:,.0f}", f"{r['keras_accuracy']:.4f}", f"{r['int8_accuracy']:.4f}",
+          f"{r['agreement']:.4f}"] for r in rows), align="l" + "r" * 7)
     if vww:
-        lines += [
-            "",
-            "| MobileNetV2-0.35 96x96x3 | params | MACs | float32 bytes | int8 bytes | "
-            "float32 µs | int8 µs | int8 speed-up |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-            f"| untrained, 2 classes | {vww['params']:,} | {vww['macs']:,} | "
-            f"{vww['float32_bytes']:,} | {vww['int8_bytes']:,} | {vww['float32_latency_us']:,.0f} | "
-            f"{vww['int8_latency_us']:,.0f} | {vww['int8_speedup']:.2f}x |",
-        ]
-    return "\n".join(lines)
+        text += "\n\n" + markdown_table(
+            ["MobileNetV2-0.35 96x96x3", "params", "MACs", "float32 bytes", "int8 bytes",
+             "float32 µs", "int8 µs", "int8 speed-up"],
+            [["untrained, 2 classes", f"{vww['params']:,}", f"{vww['macs']:,}",
+              f"{vww['float32_bytes']:,}", f"{vww['int8_bytes']:,}",
+              f"{vww['float32_latency_us']:,.0f}", f"{vww['int8_latency_us']:,.0f}",
+              f"{vww['int8_speedup']:.2f}x"]], align="l" + "r" * 7)
+    return text
 
 
 def main(argv=None) -> None:

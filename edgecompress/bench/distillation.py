@@ -34,6 +34,7 @@ import numpy as np
 
 from edgecompress import datasets
 from edgecompress._keras import keras
+from edgecompress._markdown import table as markdown_table
 from edgecompress.distillation import Distiller
 from edgecompress.distillation.distiller import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from edgecompress.measure import keras_accuracy
@@ -143,13 +144,12 @@ def run(train, test, quick: bool = False, seeds=(0, 1, 2), epochs: int = 40,
 
 
 def to_markdown(rows) -> str:
-    lines = ["| model | params | test accuracy (median) | per seed | vs undistilled twin |",
-             "|---|---:|---:|---|---:|"]
-    for r in rows:
-        gain = "" if r["vs twin (pp)"] is None else f"{r['vs twin (pp)']:+.2f} pp"
-        seeds = ", ".join(f"{100 * a:.2f}" for a in r["seeds"])
-        lines.append(f"| {r['name']} | {r['params']:,} | {100 * r['accuracy']:.2f}% | {seeds} | {gain} |")
-    return "\n".join(lines)
+    return markdown_table(
+        ["model", "params", "test accuracy (median)", "per seed", "vs undistilled twin"],
+        ([r["name"], f"{r['params']:,}", f"{100 * r['accuracy']:.2f}%",
+          ", ".join(f"{100 * a:.2f}" for a in r["seeds"]),
+          "" if r["vs twin (pp)"] is None else f"{r['vs twin (pp)']:+.2f} pp"] for r in rows),
+        align="lrrlr")
 
 
 def main(argv=None):

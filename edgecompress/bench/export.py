@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress._keras import keras
+from edgecompress._markdown import table as markdown_table
 
 
 def _train(model, train, epochs, seed=0):
@@ -105,17 +106,13 @@ def _row(name, rep, latency, base, base_latency) -> dict:
 
 
 def markdown(rows) -> str:
-    head = ("| model | mode | bytes | size vs float32 | accuracy | Keras acc. | agreement | "
-            "Δ acc. vs float32 (pp) | latency µs (median, 1 thread) | speed-up vs float32 |")
-    lines = [head, "|" + "---|" * 10]
-    for r in rows:
-        lines.append(
-            f"| {r['name']} | {r['mode']} | {r['bytes']:,} | {r['size_ratio']:.2f}× | "
-            f"{100 * r['accuracy']:.2f} % | {100 * r['keras_accuracy']:.2f} % | "
-            f"{100 * r['agreement']:.2f} % | {r['accuracy_delta_pp']:+.2f} | "
-            f"{r['latency_us']:.0f} | {r['speedup']:.2f}× |"
-        )
-    return "\n".join(lines)
+    return markdown_table(
+        ["model", "mode", "bytes", "size vs float32", "accuracy", "Keras acc.", "agreement",
+         "Δ acc. vs float32 (pp)", "latency µs (median, 1 thread)", "speed-up vs float32"],
+        ([r["name"], r["mode"], f"{r['bytes']:,}", f"{r['size_ratio']:.2f}×",
+          f"{100 * r['accuracy']:.2f} %", f"{100 * r['keras_accuracy']:.2f} %",
+          f"{100 * r['agreement']:.2f} %", f"{r['accuracy_delta_pp']:+.2f}",
+          f"{r['latency_us']:.0f}", f"{r['speedup']:.2f}×"] for r in rows))
 
 
 def main(argv=None) -> int:

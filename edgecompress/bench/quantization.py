@@ -17,6 +17,7 @@ import tempfile
 import numpy as np
 
 from edgecompress._keras import keras, tf
+from edgecompress._markdown import table as markdown_table
 from edgecompress.measure import keras_accuracy
 
 
@@ -132,11 +133,9 @@ def run(train, test, quick: bool = False) -> list[dict]:
 
 
 def to_markdown(rows) -> str:
-    lines = ["| model | method | bytes | ratio vs float32 | accuracy |", "|---|---|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['name']} | {r['bytes']:,} | {r['ratio']:.1f}x | "
-                     f"{r['accuracy']:.4f} |")
-    return "\n".join(lines)
+    return markdown_table(["model", "method", "bytes", "ratio vs float32", "accuracy"],
+                          ([r["model"], r["name"], f"{r['bytes']:,}", f"{r['ratio']:.1f}x",
+                            f"{r['accuracy']:.4f}"] for r in rows), align="llrrr")
 
 
 def main(argv=None):

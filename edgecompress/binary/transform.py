@@ -12,7 +12,6 @@ from edgecompress.binary.layers import XnorConv2D, XnorDense
 from edgecompress.surgery import Replacement, find_layers, iter_layers, rebuild
 
 BINARIZABLE = (keras.layers.Conv2D, keras.layers.Dense)
-_RELU_LIKE = {"relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "softplus", "leaky_relu"}
 
 
 def is_binarizable(layer) -> bool:
@@ -99,7 +98,7 @@ def binarize(
 
 def _binary_layer(layer, scheme: schemes.Scheme):
     config = layer.get_config()
-    if scheme.binary_activations and config.get("activation") in _RELU_LIKE:
+    if scheme.binary_activations and config.get("activation") in schemes.RELU_LIKE:
         config["activation"] = "linear"
     config.update(scheme.layer_kwargs())
     if isinstance(layer, keras.layers.Conv2D):

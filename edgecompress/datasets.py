@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 SHIPPED = ("mnist5k", "digits")
+# How many samples calibrate int8 ranges (the exporter's representative data, QAT and PQ range
+# calibration): the one place this number lives.
+CALIBRATION_SAMPLES = 256
 _SEED = 1234
 
 
@@ -195,7 +198,7 @@ def load_image_folder(path: str | os.PathLike, image_size: tuple[int, int] | Non
     return x, np.asarray(ys, dtype="int64"), class_names
 
 
-def calibration_set(x, count: int = 200, seed: int = 0) -> Iterator[list[np.ndarray]]:
+def calibration_set(x, count: int = CALIBRATION_SAMPLES, seed: int = 0) -> Iterator[list[np.ndarray]]:
     """Yield ``[sample]`` batches of one image each, for ``converter.representative_dataset``.
 
     Args:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from edgecompress._io import atomic_path
 from edgecompress._keras import keras
+from edgecompress.datasets import CALIBRATION_SAMPLES
 from edgecompress.report import Artifact
 
 log = logging.getLogger("edgecompress")
 
-CALIBRATION_SAMPLES = 256
 
 
 def save_model(model, path) -> Path:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgecompress.datasets import CALIBRATION_SAMPLES
+
 try:
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
@@ -421,7 +423,7 @@ def _quantize_weights(state, bits, per_channel, symmetric):
 def _product_quantize(state, subvector_size, codebook_size, calibrate, layers):
     from edgecompress import quantization
 
-    calibration = state.train[0][:512] if calibrate else None
+    calibration = state.train[0][:CALIBRATION_SAMPLES] if calibrate else None
     state.model = quantization.product_quantize(state.model, subvector_size, codebook_size,
                                                 layers=layers, calibration_data=calibration)
 
@@ -430,7 +432,7 @@ def _quantize_aware(state, preserve):
     from edgecompress import quantization
 
     state.model = quantization.quantize_aware(state.model, preserve=preserve,
-                                              calibration_data=state.train[0][:512])
+                                              calibration_data=state.train[0][:CALIBRATION_SAMPLES])
 
 
 def _binarize(state, scheme, keep_first_last, layers):

@@ -24,6 +24,7 @@ import numpy as np
 from edgecompress import measure, models
 from edgecompress._keras import keras, tf
 from edgecompress._markdown import table as markdown_table
+from edgecompress.datasets import CALIBRATION_SAMPLES
 
 # (name, builder) on 28x28x1 / 10 classes.
 BACKBONES = [
@@ -65,7 +66,7 @@ def run(train, test, quick: bool = False, runs: int = 100, epochs: int = 3, log=
 
     epochs, runs = (1, 20) if quick else (epochs, runs)
     rows = []
-    calib = train[0][np.random.default_rng(0).choice(len(train[0]), 200, replace=False)]
+    calib = train[0][np.random.default_rng(0).choice(len(train[0]), CALIBRATION_SAMPLES, replace=False)]
     with tempfile.TemporaryDirectory() as tmp:
         for name, build in BACKBONES:
             model = build()

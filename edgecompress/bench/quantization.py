@@ -18,6 +18,7 @@ import numpy as np
 
 from edgecompress._keras import keras, tf
 from edgecompress._markdown import table as markdown_table
+from edgecompress.datasets import CALIBRATION_SAMPLES
 from edgecompress.measure import keras_accuracy
 
 
@@ -28,7 +29,7 @@ def _int8(model, train, test):
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.representative_dataset = lambda: ([train[0][i:i + 1]] for i in range(200))
+    conv.representative_dataset = lambda: ([train[0][i:i + 1]] for i in range(CALIBRATION_SAMPLES))
     buf = conv.convert()
     interp = Interpreter(model_content=buf)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
@@ -97,7 +98,7 @@ def run(train, test, quick: bool = False) -> list[dict]:
                      bytes=n, ratio=f32 / n, accuracy=keras_accuracy(pc, test)))
 
     # ---- QAT: tutorial recipe vs ours (calibrated ranges, low lr), both exported to int8
-    calib = train[0][:512]
+    calib = train[0][:CALIBRATION_SAMPLES]
     small = (train[0][:1000], train[1][:1000])
     tq = _compile(tfmot.quantization.keras.quantize_model(Q.strip(base)), 1e-3)
     tq.fit(*small, batch_size=500, epochs=1, validation_split=0.1, verbose=0)

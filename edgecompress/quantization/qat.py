@@ -73,7 +73,7 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
             does not support (named, with its class and how to skip or annotate it).
 
     Example:
-        >>> qat = quantize_aware(model, calibration_data=x_train[:512])
+        >>> qat = quantize_aware(model, calibration_data=x_train[:256])
         >>> qat.compile(keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy")
         >>> qat.fit(x_train, y_train, epochs=1)
 

@@ -14,7 +14,6 @@ Without ``--mnist-dir`` it evaluates on MNIST-5k's 1,000 held-out digits.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -136,22 +135,21 @@ def to_markdown(rows: list[dict], vww: dict | None = None) -> str:
     return text
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    from edgecompress.bench import data_arguments, load_mnist_dir
-
-    data_arguments(parser)
+def _arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="training epochs per backbone")
     parser.add_argument("--no-vww", action="store_true", help="skip the 96x96 latency table")
-    args = parser.parse_args(argv)
-    train, test = load_mnist_dir(args.mnist_dir)
-    rows = run(
-        train, test, quick=args.quick, epochs=args.epochs, log=lambda r: print(r, flush=True)
-    )
+
+
+def _report(train, test, args) -> str:
+    rows = run(train, test, quick=args.quick, epochs=args.epochs,
+               log=lambda r: print(r, flush=True))
     vww = None if args.no_vww else vww_latency(train, quick=args.quick)
-    print(vww, flush=True)
-    print(to_markdown(rows, vww))
+    return to_markdown(rows, vww)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__], add_arguments=_arguments, report=_report))

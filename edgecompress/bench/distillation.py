@@ -26,7 +26,6 @@ Command (writes a Markdown table to stdout)::
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -152,11 +151,7 @@ def to_markdown(rows) -> str:
         align="lrrlr")
 
 
-def main(argv=None):
-    from edgecompress.bench import data_arguments, load_mnist_dir
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    data_arguments(parser)
+def _arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--teacher-epochs", type=int, default=40)
     parser.add_argument("--seeds", type=int, default=3)
@@ -167,19 +162,25 @@ def main(argv=None):
     parser.add_argument("--function-matching", action="store_true",
                         help="add the function-matching pair (shift, cosine, --fm-epochs)")
     parser.add_argument("--fm-epochs", type=int, default=100)
-    args = parser.parse_args(argv)
+
+
+def _report(train, test, args) -> str:
+    from edgecompress._cli import UsageError
+
     pipelines = tuple(p for p in args.pipelines.split(",") if p)
     if not set(pipelines) <= set(PIPELINES):
-        parser.error(f"--pipelines must be a comma list of {list(PIPELINES)}. "
-                     f"Received: {args.pipelines!r}")
-    train, test = load_mnist_dir(args.mnist_dir)
+        raise UsageError(f"`--pipelines` must be a comma list of {list(PIPELINES)}. "
+                         f"Received: {args.pipelines!r}")
     rows = run(train, test, quick=args.quick, seeds=tuple(range(args.seeds)), epochs=args.epochs,
                teacher_epochs=args.teacher_epochs, progress=True, pruned=args.pruned,
                pipelines=pipelines, temperature=args.temperature, alpha=args.alpha,
                function_matching=args.function_matching, fm_epochs=args.fm_epochs)
-    print(to_markdown(rows))
-    return rows
+    return to_markdown(rows)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__], add_arguments=_arguments, report=_report))

@@ -10,7 +10,6 @@ and each reports the median over all its runs, single thread, batch 1.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
@@ -105,7 +104,7 @@ def _row(name, rep, latency, base, base_latency) -> dict:
     }
 
 
-def markdown(rows) -> str:
+def to_markdown(rows) -> str:
     return markdown_table(
         ["model", "mode", "bytes", "size vs float32", "accuracy", "Keras acc.", "agreement",
          "Δ acc. vs float32 (pp)", "latency µs (median, 1 thread)", "speed-up vs float32"],
@@ -115,16 +114,9 @@ def markdown(rows) -> str:
           f"{r['latency_us']:.0f}", f"{r['speedup']:.2f}×"] for r in rows))
 
 
-def main(argv=None) -> int:
-    from edgecompress.bench import data_arguments, load_mnist_dir
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    data_arguments(parser)
-    args = parser.parse_args(argv)
-    train, test = load_mnist_dir(args.mnist_dir)
-    print(markdown(run(train, test, quick=args.quick)))
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__]))

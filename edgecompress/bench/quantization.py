@@ -9,7 +9,6 @@ It trains on the 4,000 MNIST-5k training digits, like every benchmark.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import os
 import tempfile
@@ -139,15 +138,9 @@ def to_markdown(rows) -> str:
                             f"{r['accuracy']:.4f}"] for r in rows), align="llrrr")
 
 
-def main(argv=None):
-    from edgecompress.bench import data_arguments, load_mnist_dir
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    data_arguments(parser)
-    args = parser.parse_args(argv)
-    train, test = load_mnist_dir(args.mnist_dir)
-    print(to_markdown(run(train, test, quick=args.quick)))
-
-
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__]))

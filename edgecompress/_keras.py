@@ -72,8 +72,8 @@ def check_graph_model(model, argument: str = "model") -> str:
     if kind == KERAS3:
         raise TypeError(
             f"`{argument}` is a Keras 3 model ({type(model).__module__}.{type(model).__name__}); "
-            "edgecompress needs tf_keras (Keras 2). Rebuild it with `import tf_keras as keras`, "
-            "or save its weights and load them into a tf_keras model."
+            "edgecompress needs tf_keras (Keras 2). Save it with `model.save('model.keras')` in "
+            "Keras 3 and pass the file instead: edgecompress translates Keras 3 files."
         )
     if kind == SUBCLASSED:
         raise TypeError(

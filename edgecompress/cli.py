@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--overwrite", action="store_true")
     comp.add_argument("--unsafe", action="store_true", help="allow Lambda layers (runs file code)")
     comp.add_argument("--quiet", action="store_true")
+    comp.add_argument("--max-drop", type=float, default=None,
+                      help="accuracy guard: most pp of accuracy an artifact may lose (percent more error "
+                           "for regression outputs); default the recipe's max_drop, else 2 pp / 10%%")
 
     rep = add("report", help="measure models / .tflite files side by side")
     rep.add_argument("artifacts", nargs="+", help=".keras/.h5/.tflite paths (first = baseline)")
@@ -122,21 +125,33 @@ def _cmd_compress(args) -> int:
     from edgecompress import recipe as recipes
     from edgecompress.loading import load_model
     from edgecompress.pipeline import baseline_artifacts, save_model
+    from edgecompress.registration import register_edgecompress_objects
     from edgecompress.report import write_report
 
+    register_edgecompress_objects()
     recipe = recipes.load(_recipe_path(args.recipe))
     model = load_model(args.model, argument="MODEL", unsafe=args.unsafe)
     shape = input_shape(model, "--data")
     train = datasets.resolve(args.data, "train", input_shape=shape)
     test = datasets.resolve(args.data, "test", input_shape=shape)
+    max_drop = recipes.check_max_drop(args.max_drop, "--max-drop") if args.max_drop is not None else None
+    recipes.validate(recipe, model, train[1])  # before anything is written or trained
+    failed = None
     with staged_output(args.out, args.overwrite) as stage:
         artifacts = baseline_artifacts(model, train, test, stage)
-        final, produced = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet)
-        save_model(final, stage / f"{recipe.name}.keras")
-        artifacts += produced
+        try:
+            result = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet, max_drop=max_drop)
+        except recipes.AccuracyGuardError as err:
+            failed, result = err, err.result
+        save_model(result.model, stage / f"{recipe.name}.keras")
+        artifacts += result.artifacts
         write_report(stage, artifacts, f"{recipe.name} on {Path(args.model).name}",
-                     baseline="baseline_float32")
+                     baseline="baseline_float32", trace=result.trace,
+                     guard={"max_drop": max_drop if max_drop is not None else recipe.max_drop,
+                            "failures": result.failures, "worst": result.worst})
     _print_summary(artifacts, Path(args.out))
+    if failed is not None:
+        raise failed
     return 0
 
 

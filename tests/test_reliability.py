@@ -118,7 +118,9 @@ def test_pruning_resumed_from_checkpoint_keeps_its_step(tmp_path, rng):
     model.fit(x, y, epochs=2, batch_size=16, verbose=0)  # 8 steps
     model.save(tmp_path / "ckpt.keras")
     from edgecompress.loading import load_model
+    from edgecompress.registration import register_edgecompress_objects
 
+    register_edgecompress_objects()
     resumed = load_model(tmp_path / "ckpt.keras")
     steps = {int(v.numpy()) for v in resumed.weights if "pruning_step" in v.name}
     assert steps == {8}

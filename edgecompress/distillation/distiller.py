@@ -24,6 +24,7 @@ import numbers
 from edgecompress._keras import check_graph_model, keras, model_kind, tf
 from edgecompress.distillation import losses as distill_losses
 from edgecompress.surgery import find_layers
+from edgecompress.tasks import infer_tasks
 
 # Defaults discussed in the Distiller docstring and BENCHMARKS.md ("Knowledge distillation").
 DEFAULT_TEMPERATURE = 4.0
@@ -345,23 +346,8 @@ def _check_output_shapes(teacher, student):
 
 
 def _ends_in_softmax(model) -> bool:
-    """Whether the (single) output of a graph model is a softmax, seen through wrappers."""
-    if model_kind(model) == "subclassed" or not model.outputs:
-        return False
-    layer = model.outputs[0]._keras_history.layer
-    while True:
-        if isinstance(layer, keras.Model):
-            return _ends_in_softmax(layer)
-        if isinstance(layer, keras.layers.Softmax):
-            return True
-        inner = getattr(layer, "layer", None)  # tfmot wrappers
-        act = getattr(layer, "activation", None)
-        if act is None and isinstance(inner, keras.layers.Layer):
-            layer = inner
-            continue
-        act = getattr(act, "activation", act)  # tfmot QuantizeAwareActivation
-        name = act if isinstance(act, str) else getattr(act, "__name__", "")
-        return name == "softmax"
+    """Whether the (single) output is probabilities, by the rule of :mod:`edgecompress.tasks`."""
+    return not infer_tasks(model)[0].from_logits
 
 
 def _logits(output, is_probability: bool):

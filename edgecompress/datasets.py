@@ -336,10 +336,12 @@ def resolve(spec, role: str, argument: str = "--data", *, input_shape=None):
 
 
 def describe(spec, role: str | None = None, argument: str = "--data") -> str:
-    """One line per role (or for ``role`` only) saying where :func:`resolve` takes its data from."""
+    """Where :func:`resolve` takes ``role``'s data from, in one line; with no ``role``, one
+    ``role: source`` line per role."""
     resolved = parts(spec, argument)
-    roles = ROLES if role is None else (_check_role(role),)
-    return "\n".join(f"{r}: {resolved[r].source}" for r in roles)
+    if role is not None:
+        return resolved[_check_role(role)].source
+    return "\n".join(f"{r}: {resolved[r].source}" for r in ROLES)
 
 
 def parts(spec, argument: str = "--data") -> dict[str, Part]:

@@ -151,7 +151,7 @@ def test_foreign_output_is_hidden_and_shown_on_failure(ending, code):
         assert err == ["[ours] progress"]
     else:
         assert all(any(n in line for line in err) for n in noise), err
-        assert err[-1] == {1: "prog: check failed: agreement too low",
+        assert err[-1] == {1: "prog: error: agreement too low",
                            70: "prog: internal error (KeyError), please report it: 'oops'"}[code]
     assert ("Traceback (most recent call last):" in out.stderr) == (code == 70)
 

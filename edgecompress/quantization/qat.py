@@ -69,6 +69,11 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
         model: a built Sequential or Functional tf_keras model (strip pruning/clustering
             wrappers first). Never modified.
         preserve: ``none`` (QAT), ``sparsity`` (PQAT), ``clusters`` (CQAT) or ``both`` (PCQAT).
+            With clusters preserved, ``fit`` warns "Gradients do not exist for variables
+            ['<layer>/kernel:0', ...]". It is benign: tfmot trains each layer's
+            ``cluster_centroids`` and ``ori_weights`` and assigns the kernel from them on every
+            training step, so the kernel itself is off the gradient path (checked: the kernels
+            change during ``fit`` and keep their cluster count).
         skip: names of layers to leave in float (not annotated for quantization).
         calibration_data: input samples; when given, every activation range is set from them
             before returning, instead of tfmot's [-6, 6] start. Recommended for short fine-tuning.

@@ -84,7 +84,9 @@ def data(name: str, model, mnist=None, seed: int = 0):
             y = np.arange(n) % classes
         if name == "two_heads":
             y = [y, x.reshape(n, -1).mean(1, keepdims=True)]
-    split = (lambda a: (a[:TRAIN], a[TRAIN:]))
+    def split(a):
+        return a[:TRAIN], a[TRAIN:]
+
     if isinstance(y, list):
         (x_tr, x_te), parts = split(x), [split(v) for v in y]
         return (x_tr, [p[0] for p in parts]), (x_te, [p[1] for p in parts])

@@ -33,6 +33,7 @@ def measure_artifact(path, test, unsafe: bool = False) -> Artifact:
     """Measure a ``.tflite`` file or a saved Keras model on ``test``."""
     from edgecompress.loading import load_model
     from edgecompress.measure import measure
+    from edgecompress.registration import register_edgecompress_objects
 
     path = Path(path)
     if path.suffix == ".tflite":
@@ -40,8 +41,9 @@ def measure_artifact(path, test, unsafe: bool = False) -> Artifact:
         return Artifact(name=path.stem, path=str(path), mode="tflite", params=m.params,
                         nonzero_params=m.nonzero_params, macs=m.macs, file_bytes=m.file_bytes,
                         gzip_bytes=m.gzip_bytes, deploy_bytes=m.gzip_bytes, accuracy=m.accuracy)
+    register_edgecompress_objects()
     model = load_model(path, argument="artifacts", unsafe=unsafe)
-    m = measure(model, test)
+    m = measure(model, test, file_sizes=True)
     return Artifact(name=path.stem, path=str(path), mode="keras", params=m.params,
                     nonzero_params=m.nonzero_params, macs=m.macs, file_bytes=m.file_bytes,
                     gzip_bytes=m.gzip_bytes, deploy_bytes=m.gzip_bytes, accuracy=m.accuracy)

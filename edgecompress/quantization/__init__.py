@@ -4,7 +4,10 @@ optimization on tfmot."""
 
 from edgecompress.quantization.clustering import (  # noqa: F401
     CLUSTERABLE,
+    DEFAULT_CLUSTERS,
+    DEFAULT_INIT,
     INITS,
+    ClusterableDepthwiseConv2D,
     cluster_weights,
     get_init,
     strip,
@@ -20,7 +23,8 @@ from edgecompress.quantization.product import (  # noqa: F401
 from edgecompress.quantization.scalar import ScalarReport, fake_quantize, quantize_weights  # noqa: F401
 
 __all__ = [
-    "cluster_weights", "get_init", "strip", "save_packed", "load_packed",
+    "cluster_weights", "get_init", "strip", "DEFAULT_CLUSTERS", "DEFAULT_INIT", "ClusterableDepthwiseConv2D",
+    "save_packed", "load_packed",
     "quantize_weights", "fake_quantize", "ScalarReport",
     "product_quantize", "decode", "pq_size", "PQDense", "PQConv2D",
 ]

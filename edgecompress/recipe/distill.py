@@ -30,7 +30,9 @@ def distill(state, teacher, temperature, alpha, mixup, epochs, learning_rate, ba
         teacher_model = state.baseline
     else:
         from edgecompress.loading import load_model
+        from edgecompress.registration import register_edgecompress_objects
 
+        register_edgecompress_objects()
         teacher_model = load_model(teacher, argument="teacher")
     given = {"temperature": temperature, "alpha": alpha, "mixup": mixup}
     distiller = distillation.Distiller(teacher_model, state.model,

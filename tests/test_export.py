@@ -8,7 +8,7 @@ from _export_models import digits, listing, tiny_larq, tiny_lenet, trained
 from conftest import Subclassed, weights_fingerprint
 
 import tflite_export
-from edgecompress import litert
+from tflite_export import runtime
 from edgecompress._keras import keras, tf
 from tflite_export import ExportReport, FloatOpsError, VerificationError, export
 from tflite_export.convert import representative_dataset
@@ -65,12 +65,12 @@ def test_modes_pass_verification(model, data, tmp_path, float_bytes, mode, int8_
     assert report.agreement >= min_agreement
     assert abs(report.accuracy - report.keras_accuracy) <= 0.05
     assert "CONV_2D" in report.ops and (needs is None or needs in report.ops)
-    runner = litert.Runner(path)
+    runner = runtime.Runner(path)
     if int8_io:
         assert runner.input_dtype == np.int8 and runner.output_dtype == np.int8
         assert "QUANTIZE" not in report.ops and "DEQUANTIZE" not in report.ops
     if mode == "int8":
-        types = {t["type"] for t in litert.inspect(path).tensors if t["constant"]}
+        types = {t["type"] for t in runtime.inspect(path).tensors if t["constant"]}
         assert "FLOAT32" not in types
     assert listing(tmp_path) == [path.name]
 
@@ -105,7 +105,7 @@ def test_int8_float_ops_are_listed_and_nothing_written(data, tmp_path):
 def test_float_op_check_by_mock(model, data, tmp_path):
     """Any float tensor in an int8 file fails, whichever op holds it."""
     (x, _), _ = data
-    real = litert.inspect
+    real = runtime.inspect
 
     def floaty(raw):
         info = real(raw)
@@ -113,7 +113,7 @@ def test_float_op_check_by_mock(model, data, tmp_path):
         info.tensors[conv["outputs"][0]]["type"] = "FLOAT32"
         return info
 
-    with mock.patch.object(litert, "inspect", floaty):
+    with mock.patch.object(runtime, "inspect", floaty):
         with pytest.raises(FloatOpsError, match="CONV_2D"):
             export(model, tmp_path / "m.tflite", "int8", representative_data=x[:20])
     assert listing(tmp_path) == []

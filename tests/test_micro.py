@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from _export_models import tiny_larq, tiny_lenet
 
-from edgecompress import litert
+from tflite_export import runtime
 from edgecompress._keras import keras, tf
 from tflite_export.micro import TFLM_OPS, arena_estimate, to_c_array
 
@@ -56,7 +56,7 @@ def test_arena_estimate_by_hand(tmp_path):
     # 64 -> 32 -> 16 floats: op 1 holds input (256 B) + hidden (128 B); op 2 hidden + output (64 B).
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32), keras.layers.Dense(16)])
     path = _write(model, tmp_path / "mlp.tflite")
-    info = litert.inspect(path)
+    info = runtime.inspect(path)
     assert info.ops == ["FULLY_CONNECTED", "FULLY_CONNECTED"]
     assert arena_estimate(info) == 256 + 128
     assert to_c_array(path, tmp_path, "mlp").arena_bytes == 384

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompress import litert
+from tflite_export import runtime
+from edgecompress._errors import CheckError
 from edgecompress._io import atomic_write
 from edgecompress._keras import check_graph_model, keras, tf
 from edgecompress.measure import gzip_size
@@ -43,10 +44,20 @@ class ExportReport:
         bytes: file size.
         gzip_bytes: file size after gzip -9.
         ops: the distinct op types in the file, sorted.
-        agreement: top-1 agreement of the file with the Keras model on ``verify_data`` (or None).
+        agreement: top-1 agreement of the file with the Keras model on ``verify_data`` (the lowest
+            over classification outputs; None without verification or classification output).
         accuracy: top-1 accuracy of the file (None without labels).
         keras_accuracy: top-1 accuracy of the Keras model (None without labels).
         max_abs_diff: largest absolute difference of the (dequantized) outputs.
+        rel_l2: largest relative-L2 error ``||file - keras|| / ||keras||`` over the outputs.
+        outputs: per Keras output, what :func:`tflite_export.verify.verify` compared.
+        runtime: the runtime the file was verified in (``litert``, ``lce``...).
+        flash_bytes: (``micro``) the bytes a microcontroller stores: the file as written.
+        arena: (``micro``) the exact TFLM tensor arena, ``{"bytes", "head", "tail", "recorded"}``.
+        tflm_agreement: (``micro`` with ``verify_data``) top-1 agreement of TFLM with Keras.
+        tflm_outputs: (``micro`` with ``verify_data``) per output, what TFLM's run compared.
+        latency_us: median batch-1 latency, when a benchmark filled it (None from ``export``).
+        notes: what the export changed or left as it was (e.g. float layers of a binary model).
     """
 
     path: str
@@ -58,6 +69,15 @@ class ExportReport:
     accuracy: float | None = None
     keras_accuracy: float | None = None
     max_abs_diff: float | None = None
+    rel_l2: float | None = None
+    outputs: list = field(default_factory=list)
+    runtime: str | None = None
+    flash_bytes: int | None = None
+    arena: dict | None = None
+    tflm_agreement: float | None = None
+    tflm_outputs: list = field(default_factory=list)
+    latency_us: float | None = None
+    notes: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,7 +86,7 @@ class ExportReport:
         return json.dumps(self.to_dict())
 
 
-class FloatOpsError(ValueError):
+class FloatOpsError(CheckError, ValueError):
     """An ``int8`` conversion left float ops in the file."""
 
 
@@ -81,6 +101,8 @@ def export(
     overwrite: bool = True,
     optimize_sparsity: bool = False,
     log: Callable[[str], None] | None = None,
+    max_rel_error: float | None = None,
+    micro: bool = False,
 ) -> ExportReport:
     """Convert ``model`` to a ``.tflite`` file, check it, verify it, and write it atomically.
 
@@ -97,8 +119,16 @@ def export(
         int8_io: for ``int8``, make the file's input and output int8 too (no float boundary).
         verify_data: ``(x, y)`` (or ``x`` alone) to run the file and the Keras model on and fill
             the report's agreement, accuracies and max difference.
-        min_agreement: with ``verify_data``, the least top-1 agreement accepted, in [0, 1]; a
-            lower one raises :class:`VerificationError` and writes nothing.
+        min_agreement: with ``verify_data``, the least top-1 agreement accepted for each
+            classification output, in [0, 1]; a lower one raises :class:`VerificationError` and
+            writes nothing. Non-finite outputs always fail.
+        max_rel_error: with ``verify_data``, the largest relative-L2 error accepted for each other
+            output (regression, one-unit binary); with ``min_agreement`` alone,
+            :data:`tflite_export.verify.MAX_REL_ERROR`.
+        micro: also run the file in TensorFlow Lite Micro: TFLM must accept every op
+            (:class:`tflite_export.runtime.MicroOpsError` otherwise), the exact arena is measured,
+            and with ``verify_data`` TFLM's outputs are compared with Keras under the same
+            thresholds.
         overwrite: if False, an existing ``path`` is an error.
         optimize_sparsity: also apply ``tf.lite.Optimize.EXPERIMENTAL_SPARSITY`` (a pruned
             model's zeros are stored in a sparse format).
@@ -108,15 +138,16 @@ def export(
         An :class:`ExportReport`.
 
     Raises:
-        ValueError: for a bad argument, an int8 file with float ops (:class:`FloatOpsError`, which
-            lists them) or a failed verification (:class:`VerificationError`).
+        ValueError: for a bad argument.
+        CheckError: an int8 file with float ops (:class:`FloatOpsError`, which lists them), a failed
+            verification (:class:`VerificationError`) or a file TFLM cannot run (``MicroOpsError``).
         FileNotFoundError / FileExistsError: for a missing model or an existing output.
     """
     say = log or (lambda message: None)
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {list(MODES)}. Received: mode={mode!r}")
     for name, value in (("int8_io", int8_io), ("overwrite", overwrite),
-                        ("optimize_sparsity", optimize_sparsity)):
+                        ("optimize_sparsity", optimize_sparsity), ("micro", micro)):
         if not isinstance(value, bool):
             raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
     if int8_io and mode != "int8":
@@ -145,7 +176,7 @@ def export(
 
     say(f"converting to {mode}")
     raw = _convert(model, mode, representative_data, int8_io, optimize_sparsity)
-    info = litert.inspect(raw)
+    info = runtime.inspect(raw)
     if mode == "int8":
         floats = float_ops(info, allow_boundary=not int8_io)
         if floats:
@@ -159,21 +190,40 @@ def export(
     )
     if verify_data is not None:
         say(f"verifying on {_count(verify_data)} samples")
-        result = verify(raw, model, verify_data)
+        result = _verified(raw, model, verify_data, "auto", min_agreement, max_rel_error, report)
         report.agreement = result["agreement"]
         report.accuracy = result["accuracy"]
         report.keras_accuracy = result["keras_accuracy"]
         report.max_abs_diff = result["max_abs_diff"]
-        if min_agreement is not None and report.agreement < min_agreement:
-            raise VerificationError(
-                f"Verification failed: top-1 agreement {report.agreement:.4f} < "
-                f"min_agreement={min_agreement} (max_abs_diff {report.max_abs_diff:.4g}); "
-                "no file written.",
-                report=report,
-            )
+        report.rel_l2 = result["rel_l2"]
+        report.outputs = result["outputs"]
+        report.runtime = result["runtime"]
+    if micro:
+        from tflite_export.runtime import measure_arena
+
+        say("measuring the TFLite Micro arena")
+        report.flash_bytes = len(raw)
+        report.arena = measure_arena(raw).to_dict()
+        if verify_data is not None:
+            say("verifying in TFLite Micro")
+            result = _verified(raw, model, verify_data, "tflm", min_agreement, max_rel_error, report)
+            report.tflm_agreement = result["agreement"]
+            report.tflm_outputs = result["outputs"]
     say(f"writing {out}")
     atomic_write(out, raw, overwrite)
     return report
+
+
+def _verified(raw, model, data, runtime, min_agreement, max_rel_error, report) -> dict:
+    """:func:`verify`, with a failure's message and export report (no file was written)."""
+    try:
+        return verify(raw, model, data, runtime=runtime, min_agreement=min_agreement,
+                      max_rel_error=max_rel_error)
+    except VerificationError as err:
+        found = err.report or {}
+        report.agreement, report.max_abs_diff = found.get("agreement"), found.get("max_abs_diff")
+        report.outputs, report.runtime = found.get("outputs", []), found.get("runtime")
+        raise VerificationError(f"{err} No file written.", report=report) from None
 
 
 def load_model(model) -> keras.Model:

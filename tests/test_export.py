@@ -8,9 +8,8 @@ from _export_models import digits, listing, tiny_larq, tiny_lenet, trained
 from conftest import Subclassed, weights_fingerprint
 
 import tflite_export
-from tflite_export import runtime
 from edgecompress._keras import keras, tf
-from tflite_export import ExportReport, FloatOpsError, VerificationError, export
+from tflite_export import ExportReport, FloatOpsError, VerificationError, export, runtime
 from tflite_export.convert import representative_dataset
 
 FIELDS = ["path", "mode", "bytes", "gzip_bytes", "ops", "agreement", "accuracy",

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from conftest import residual_cnn, sequential_cnn
 
-from tflite_export import runtime
 from edgecompress import measure as measure_fn
 from edgecompress._keras import keras, tf
 from edgecompress.measure import keras_macs
+from tflite_export import runtime
 
 
 def _convert(model, int8=False, int8_io=False, optimizations=None, x=None):

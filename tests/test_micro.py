@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from _export_models import tiny_larq, tiny_lenet
 
-from tflite_export import runtime
 from edgecompress._keras import keras, tf
+from tflite_export import runtime
 from tflite_export.micro import TFLM_OPS, arena_estimate, to_c_array
 
 

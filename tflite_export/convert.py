@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tflite_export import runtime
 from edgecompress._errors import CheckError
 from edgecompress._io import atomic_write
 from edgecompress._keras import check_graph_model, keras, tf
 from edgecompress.measure import gzip_size
+from tflite_export import runtime
 from tflite_export.verify import VerificationError, verify
 
 MODES = ("float32", "dynamic", "float16", "int8", "int16x8", "binary")

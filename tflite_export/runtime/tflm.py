@@ -61,7 +61,8 @@ class Arena:
         head: TFLM's head: the activation tensors and scratch buffers (non-persistent).
         tail: TFLM's tail: persistent structures (tensor and node metadata, op data).
         recorded: head + tail as TFLM's ``RecordingMicroAllocator`` reports them with a large
-            arena (``bytes`` can be a few bytes under it: alignment slack it also counts).
+            arena. ``bytes`` can be above it (setup needs temporary room that the record leaves
+            out) or a few bytes under it (alignment slack the record counts).
     """
 
     bytes: int
@@ -91,7 +92,9 @@ class TFLMRunner(Runner):
     backend = "tflm"
     max_batch = 1
 
-    def __init__(self, path_or_bytes, arena_bytes: int | None = None):
+    def __init__(self, path_or_bytes, arena_bytes: int | None = None, num_threads: int = 1,
+                 backend: str = "tflm"):
+        # num_threads and backend: what Runner(..., backend="tflm") passes on (TFLM runs one thread).
         super().__init__(path_or_bytes, arena_bytes=arena_bytes)
 
     def _open(self, arena_bytes=None):
@@ -131,7 +134,8 @@ def measure_arena(tflite) -> Arena:
     """The smallest tensor arena with which TFLM allocates and runs the file, with its head/tail.
 
     Each trial runs in a child process (a far-too-small arena crashes TFLM). The search starts from
-    what ``RecordingMicroAllocator`` records with a large arena and bisects to the byte.
+    what ``RecordingMicroAllocator`` records with a large arena, grows until a trial works, and
+    bisects to the byte.
 
     Args:
         tflite: a ``.tflite`` path or its bytes.
@@ -148,12 +152,13 @@ def measure_arena(tflite) -> Arena:
     if not probe["ok"]:
         raise _refusal(data, probe, large)
     head, tail, recorded = probe["head"], probe["tail"], probe["total"]
-    hi = recorded
-    while not _probe(data, hi)["ok"]:  # TFLM's record can miss a few alignment bytes
-        hi += 16
-    lo = max(hi - 64, 0)
-    while lo > 0 and _probe(data, lo)["ok"]:
-        hi, lo = lo, max(lo - 1024, 0)
+    lo, hi, step = recorded, recorded, 64
+    while not _probe(data, hi)["ok"]:  # setup also needs temporary room the record leaves out
+        lo, hi, step = hi, hi + step, step * 2
+    if lo == hi:  # the record itself works: the minimum can be a little under it (alignment)
+        lo = max(hi - 64, 0)
+        while lo > 0 and _probe(data, lo)["ok"]:
+            hi, lo = lo, max(lo - 1024, 0)
     while hi - lo > 1:  # lo fails (or is 0), hi works
         mid = (lo + hi) // 2
         if _probe(data, mid)["ok"]:

@@ -13,7 +13,8 @@ from tflite_export import ExportReport, FloatOpsError, VerificationError, export
 from tflite_export.convert import representative_dataset
 
 FIELDS = ["path", "mode", "bytes", "gzip_bytes", "ops", "agreement", "accuracy",
-          "keras_accuracy", "max_abs_diff"]
+          "keras_accuracy", "max_abs_diff", "rel_l2", "outputs", "runtime", "flash_bytes", "arena",
+          "tflm_agreement", "tflm_outputs", "latency_us", "notes"]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from _export_models import digits, listing, tiny_lenet, trained
 from tflite_export.cli import main
 
 FIELDS = ["path", "mode", "bytes", "gzip_bytes", "ops", "agreement", "accuracy",
-          "keras_accuracy", "max_abs_diff"]
+          "keras_accuracy", "max_abs_diff", "rel_l2", "outputs", "runtime", "flash_bytes", "arena",
+          "tflm_agreement", "tflm_outputs", "latency_us", "notes"]
 ROOT = Path(__file__).resolve().parents[1]
 
 

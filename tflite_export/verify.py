@@ -132,9 +132,16 @@ def compare_modes(model, y=None) -> list:
     """Per output, ``"top1"`` (classification) or ``"error"`` (anything else)."""
     try:
         from edgecompress.tasks import infer_tasks
-    except ImportError:  # until the shared task rule lands: >1 unit is classification
-        return ["top1" if (t.shape[-1] or 0) > 1 else "error" for t in model.outputs]
+    except ImportError:  # until the shared task rule lands: >1 unit with class-id-like labels
+        labels = _labels(y, list(model.output_names))
+        return ["top1" if (t.shape[-1] or 0) > 1 and (lab is None or _integral(lab)) else "error"
+                for t, lab in zip(model.outputs, labels, strict=False)]
     return [t.compare for t in infer_tasks(model, y)]
+
+
+def _integral(y) -> bool:
+    y = np.asarray(y)
+    return y.dtype.kind in "iub" or bool(np.all(np.mod(y, 1) == 0))
 
 
 def _compare(name, mode, ref, tfl, y) -> dict:

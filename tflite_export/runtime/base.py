@@ -40,6 +40,7 @@ class Runner:
     def __new__(cls, path_or_bytes=None, *args, backend: str = "auto", **kwargs):
         if cls is not Runner:
             return super().__new__(cls)
+        _check_threads(kwargs.get("num_threads", args[0] if args else 1))
         if backend not in BACKENDS:
             raise ValueError(f"`backend` must be one of {list(BACKENDS)}. Received: backend={backend!r}")
         if backend == "auto":
@@ -50,8 +51,7 @@ class Runner:
         return super().__new__(runner)
 
     def __init__(self, path_or_bytes, num_threads: int = 1, backend: str = "auto", **options):
-        if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1:
-            raise ValueError(f"`num_threads` must be an int >= 1. Received: num_threads={num_threads!r}")
+        _check_threads(num_threads)
         self.model_bytes = read_bytes(path_or_bytes, "path_or_bytes")
         self.info = inspect(self.model_bytes)
         self.num_threads = num_threads
@@ -131,6 +131,11 @@ class Runner:
             if i >= warmup:
                 times.append(time.perf_counter() - start)
         return float(np.median(times) * 1e6)
+
+
+def _check_threads(num_threads) -> None:
+    if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1:
+        raise ValueError(f"`num_threads` must be an int >= 1. Received: num_threads={num_threads!r}")
 
 
 def benchmark(path, threads: int = 1, runs: int = 50, warmup: int = 5) -> float:

@@ -141,3 +141,38 @@ def test_verify_refuses_bad_arguments(x8, tmp_path):
         verify(b"", model, x8, runtime="gpu")
     with pytest.raises(ValueError, match="`min_agreement` must be"):
         verify(b"", model, x8, min_agreement=1.5)
+
+
+def _qat_autoencoder(batchnorm: bool, x):
+    """MLPerf-Tiny-style FC autoencoder blocks (Dense[->BN]->ReLU), briefly trained, then QAT."""
+    import tensorflow_model_optimization as tfmot
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32,))
+    h = inputs
+    for units in (16, 8, 16):
+        h = keras.layers.Dense(units)(h)
+        h = keras.layers.BatchNormalization()(h) if batchnorm else h
+        h = keras.layers.ReLU()(h)
+    model = keras.Model(inputs, keras.layers.Dense(32)(h))
+    model.compile("adam", "mse")
+    model.fit(x, x, epochs=2, verbose=0)
+    qat = tfmot.quantization.keras.quantize_model(model)
+    qat.compile("adam", "mse")
+    qat.fit(x, x, epochs=2, verbose=0)
+    return qat
+
+
+def test_qat_converts_from_learned_ranges_not_recalibrated(tmp_path):
+    """Issue #22.7: calibrating a QAT Dense->BN model with a representative dataset gave a file
+    with relative error ~0.9; now it is refused by name, and a BN-free QAT model is exact."""
+    x = np.random.default_rng(0).normal(size=(128, 32)).astype(np.float32)
+    plain = export(_qat_autoencoder(False, x), tmp_path / "q.tflite", "int8", representative_data=x,
+                   verify_data=(x, x), max_rel_error=0.15)
+    assert plain.rel_l2 <= 0.15 and "learned ranges" in plain.notes[0]
+    from tflite_export import FloatOpsError
+
+    with pytest.raises(FloatOpsError, match="fold the BatchNormalization"):
+        export(_qat_autoencoder(True, x), tmp_path / "bn.tflite", "int8", representative_data=x,
+               verify_data=(x, x), max_rel_error=0.05)
+    assert not (tmp_path / "bn.tflite").exists()

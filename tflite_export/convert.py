@@ -113,7 +113,8 @@ def export(
         mode: ``"float32"``, ``"dynamic"`` (int8 weights, float activations), ``"float16"``,
             ``"int8"`` (full integer), ``"int16x8"`` (int16 activations, int8 weights) or
             ``"binary"`` (a larq model through Larq Compute Engine).
-        representative_data: calibration inputs for ``int8`` and ``int16x8``: an array
+        representative_data: calibration inputs for ``int8`` and ``int16x8`` (not used for a
+            tfmot QAT model, which converts from its learned ranges): an array
             (up to 200 random samples are used), a ``tf.data.Dataset`` (of inputs or
             ``(inputs, labels)``, batched or not) or an iterable/generator of the same.
         int8_io: for ``int8``, make the file's input and output int8 too (no float boundary).
@@ -154,11 +155,6 @@ def export(
         raise ValueError(f"`int8_io` needs mode='int8'. Received: int8_io=True, mode={mode!r}")
     if optimize_sparsity and mode == "binary":
         raise ValueError("`optimize_sparsity` is not available with mode='binary' (LCE has no such option).")
-    if mode in ("int8", "int16x8") and representative_data is None:
-        raise ValueError(
-            f"`representative_data` is required for mode={mode!r} (calibration inputs: an array, "
-            "a tf.data.Dataset or a generator). Received: None"
-        )
     if min_agreement is not None:
         if isinstance(min_agreement, bool) or not isinstance(min_agreement, (int, float)) or not (
             0.0 <= min_agreement <= 1.0
@@ -168,25 +164,41 @@ def export(
             raise ValueError("`min_agreement` needs `verify_data` to verify against. Received: verify_data=None")
     out = _check_output(path, overwrite)
     model = load_model(model)
+    if mode in ("int8", "int16x8") and representative_data is None and not is_qat(model):
+        raise ValueError(
+            f"`representative_data` is required for mode={mode!r} (calibration inputs: an array, "
+            "a tf.data.Dataset or a generator). Received: None"
+        )
     if mode == "binary" and not _has_larq_layers(model):
         raise ValueError(
             "mode='binary' needs a larq model (QuantConv2D/QuantDense layers); this model has none. "
             "Use mode='int8' or binarize it first."
         )
 
+    notes = []
+    if mode in ("int8", "int16x8") and is_qat(model):
+        # A QAT model carries learned ranges; re-calibrating over them mis-converts Dense->BN
+        # blocks (issue #22.7), so the converter uses the learned ranges only.
+        if representative_data is not None:
+            notes.append("QAT model: converted from its learned ranges; representative_data not used")
+        representative_data = None
     say(f"converting to {mode}")
     raw = _convert(model, mode, representative_data, int8_io, optimize_sparsity)
     info = runtime.inspect(raw)
     if mode == "int8":
         floats = float_ops(info, allow_boundary=not int8_io)
         if floats:
+            hint = (" This QAT model has no learned range there (tfmot does not fake-quantize a "
+                    "Dense or Conv followed by BatchNormalization): fold the BatchNormalization "
+                    "into the layer before QAT." if is_qat(model) else "")
             raise FloatOpsError(
                 "mode='int8' left float ops in the file (no file written): "
                 + ", ".join(floats)
-                + ". Replace those layers, or export with mode='dynamic' or 'int16x8'."
+                + "." + hint + " Replace those layers, or export with mode='dynamic' or 'int16x8'."
             )
     report = ExportReport(
-        path=str(out), mode=mode, bytes=len(raw), gzip_bytes=gzip_size(raw), ops=info.op_types
+        path=str(out), mode=mode, bytes=len(raw), gzip_bytes=gzip_size(raw), ops=info.op_types,
+        notes=notes,
     )
     if verify_data is not None:
         say(f"verifying on {_count(verify_data)} samples")
@@ -252,6 +264,12 @@ def _check_output(path, overwrite: bool) -> Path:
     return out
 
 
+def is_qat(model) -> bool:
+    """Whether ``model`` holds tfmot quantization-aware-training layers (fake-quant ranges)."""
+    return any(type(layer).__module__.startswith("tensorflow_model_optimization.python.core.quantization")
+               for layer in model.submodules)
+
+
 def _has_larq_layers(model) -> bool:
     for layer in model.submodules:
         if type(layer).__module__.startswith("larq."):
@@ -271,13 +289,15 @@ def _convert(model, mode, representative_data, int8_io, optimize_sparsity) -> by
     converter.optimizations = optimizations
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if mode in ("int8", "int16x8"):
+    if mode in ("int8", "int16x8") and representative_data is not None:
         converter.representative_dataset = representative_dataset(representative_data, model)
     if mode == "int8":
-        # Float fallback stays allowed so the file can be inspected and its float ops named.
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS
-        ]
+        # Float fallback stays allowed so the file can be inspected and its float ops named. A QAT
+        # model (no representative data) takes its int8 ops from its fake-quant ranges.
+        if representative_data is not None:
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS
+            ]
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8

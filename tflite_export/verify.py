@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecompress._errors import CheckError
+from edgecompress.datasets import labels
 from tflite_export.runtime import Runner
 
 RUNTIMES = ("auto", "litert", "lce", "tflm")
@@ -129,19 +130,13 @@ def match_outputs(file_names, keras_names) -> list:
 
 
 def compare_modes(model, y=None) -> list:
-    """Per output, ``"top1"`` (classification) or ``"error"`` (anything else)."""
-    try:
-        from edgecompress.tasks import infer_tasks
-    except ImportError:  # until the shared task rule lands: >1 unit with class-id-like labels
-        labels = _labels(y, list(model.output_names))
-        return ["top1" if (t.shape[-1] or 0) > 1 and (lab is None or _integral(lab)) else "error"
-                for t, lab in zip(model.outputs, labels, strict=False)]
-    return [t.compare for t in infer_tasks(model, y)]
+    """Per output, ``"top1"`` (classification) or ``"error"`` (anything else), by the shared task
+    rule :func:`edgecompress.tasks.infer_tasks` (labels settle linear outputs)."""
+    from edgecompress.tasks import infer_tasks
 
-
-def _integral(y) -> bool:
-    y = np.asarray(y)
-    return y.dtype.kind in "iub" or bool(np.all(np.mod(y, 1) == 0))
+    per_output = _labels(y, list(model.output_names))
+    known = None if any(v is None for v in per_output) else per_output
+    return [t.compare for t in infer_tasks(model, known)]
 
 
 def _compare(name, mode, ref, tfl, y) -> dict:
@@ -159,10 +154,8 @@ def _compare(name, mode, ref, tfl, y) -> dict:
     if mode == "top1":
         top_tfl, top_ref = tfl.argmax(axis=-1), ref.argmax(axis=-1)
         head["agreement"] = float(np.mean(top_tfl == top_ref))
-        if y is not None:
-            y = np.asarray(y)
-            y = y.argmax(axis=-1) if y.ndim == ref.ndim and y.shape[-1] == ref.shape[-1] > 1 else y
-            y = y.reshape(top_ref.shape)
+        y = labels(y, len(ref), "verify_data")
+        if y is not None and y.dtype == np.int64 and y.ndim == 1 and top_ref.ndim == 1:
             head["accuracy"] = float(np.mean(top_tfl == y))
             head["keras_accuracy"] = float(np.mean(top_ref == y))
     return head

@@ -24,7 +24,6 @@ from edgecompress.surgery import (
 log = logging.getLogger("edgecompress")
 L = keras.layers
 BINARIZABLE = (L.Conv2D, L.Dense)
-_RELU_LIKE = {"relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "softplus", "leaky_relu"}
 # Layers that keep every value's sign class (>= 0 stays >= 0): looked through to find a producer.
 _SIGN_KEEPING = (L.MaxPooling2D, L.AveragePooling2D, L.MaxPooling1D, L.AveragePooling1D,
                  L.Flatten, L.Reshape, L.Dropout, L.SpatialDropout2D, L.ZeroPadding2D,
@@ -184,7 +183,7 @@ def _is_relu_layer(layer) -> bool:
     if isinstance(layer, _RELU_LAYERS):
         return True
     return isinstance(layer, L.Activation) and getattr(
-        layer.activation, "__name__", "") in _RELU_LIKE
+        layer.activation, "__name__", "") in schemes.RELU_LIKE
 
 
 def _centre_binary_inputs(model, selected):
@@ -227,7 +226,7 @@ def _centre_binary_inputs(model, selected):
 
 def _binary_layer(layer, scheme: schemes.Scheme):
     config = layer.get_config()
-    if scheme.binary_activations and config.get("activation") in _RELU_LIKE:
+    if scheme.binary_activations and config.get("activation") in schemes.RELU_LIKE:
         config["activation"] = "linear"
     config.update(scheme.layer_kwargs())
     if isinstance(layer, keras.layers.Conv2D):

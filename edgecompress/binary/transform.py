@@ -24,10 +24,6 @@ from edgecompress.surgery import (
 log = logging.getLogger("edgecompress")
 L = keras.layers
 BINARIZABLE = (L.Conv2D, L.Dense)
-# Layers that keep every value's sign class (>= 0 stays >= 0): looked through to find a producer.
-_SIGN_KEEPING = (L.MaxPooling2D, L.AveragePooling2D, L.MaxPooling1D, L.AveragePooling1D,
-                 L.Flatten, L.Reshape, L.Dropout, L.SpatialDropout2D, L.ZeroPadding2D,
-                 L.Cropping2D, L.UpSampling2D)
 _RELU_LAYERS = (L.ReLU, L.LeakyReLU, L.ELU, L.ThresholdedReLU, L.PReLU)
 
 
@@ -200,7 +196,7 @@ def _centre_binary_inputs(model, selected):
             layer = calls[0][0]
             if isinstance(layer, L.InputLayer):
                 return None
-            if not (isinstance(layer, _SIGN_KEEPING) or id(layer) in skip):
+            if not (isinstance(layer, schemes.SIGN_KEEPING) or id(layer) in skip):
                 return layer
         return None
 
@@ -208,7 +204,7 @@ def _centre_binary_inputs(model, selected):
         users = consumers.get(id(layer), [None])
         return depth < 100 and all(
             user is not None and (id(user) in chosen or (
-                isinstance(user, _SIGN_KEEPING) and only_feeds_binary(user, depth + 1)))
+                isinstance(user, schemes.SIGN_KEEPING) and only_feeds_binary(user, depth + 1)))
             for user in users)
 
     drops = {}

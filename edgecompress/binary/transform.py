@@ -69,6 +69,22 @@ def binarize(
     and the sign is the network's non-linearity. The result must be fine-tuned (``compile`` +
     ``fit``; see :func:`bop_optimizer`).
 
+    With binary activations the sign must see centred inputs, so ``binarize`` also fixes what
+    feeds each binarized layer (a ReLU in front makes every input +1: each binarized 1x1 conv then
+    outputs a constant, the BatchNormalization after it divides by a zero batch variance, and
+    training goes to NaN):
+
+    * a separate ReLU-like layer (ReLU, ReLU6, LeakyReLU, ``Activation("relu")``, ...) whose only
+      consumers are binarized layers is removed (the sign is the non-linearity);
+    * a binarized layer whose input does not come from a BatchNormalization (looking through
+      pooling, padding, dropout, flatten and reshape) gets a new ``BatchNormalization`` right in
+      front of it, named ``<layer>_in_bn`` (the "bn-before-binary" rule of :func:`lint`). This
+      covers a ReLU that also feeds a float path (a residual shortcut), which is kept.
+
+    The BatchNormalization layers still hold the float model's (or initial) moving statistics;
+    call :func:`calibrate_batchnorm` with a few hundred real inputs before evaluating or exporting
+    a briefly trained result (XNOR-Net on ResNet50/DenseNet121 otherwise overflows at inference).
+
     Args:
         model: a built Sequential or Functional tf_keras model (nested models are handled).
         scheme: ``"binaryconnect"``, ``"bwn"``, ``"xnor"``, ``"binarynet"``, ``"stochastic"`` or a

@@ -110,7 +110,8 @@ def calibrate_batchnorm(model: keras.Model, x, batch_size: int = 256) -> keras.M
     input scale K, the magnitude grows from layer to layer and a deep residual net (ResNet50,
     DenseNet121) overflows to inf after a short fit, although its weights stay finite. One
     training-mode pass over ``x`` with momentum 0 (AdaBN) sets the statistics inference needs;
-    call it after :func:`~edgecompress.binary.binarize` (and after a short fit if wanted).
+    call it after fine-tuning the result of :func:`~edgecompress.binary.binarize`, before
+    evaluating or exporting it.
 
     Args:
         model: a (binarized) model; its BN layers' moving mean and variance are overwritten.

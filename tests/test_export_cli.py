@@ -15,7 +15,8 @@ from _export_models import digits, listing, tiny_lenet, trained
 from tflite_export.cli import main
 
 FIELDS = ["path", "mode", "bytes", "gzip_bytes", "ops", "agreement", "accuracy",
-          "keras_accuracy", "max_abs_diff"]
+          "keras_accuracy", "max_abs_diff", "rel_l2", "outputs", "runtime", "flash_bytes", "arena",
+          "tflm_agreement", "tflm_outputs", "latency_us", "notes"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,12 +67,13 @@ def test_summary_table_with_npz_and_idx(saved, tmp_path, capfd):
 
 def test_failed_verification_exits_1_without_file(saved, tmp_path, capfd):
     out = tmp_path / "m.tflite"
-    bad = {"agreement": 0.4, "accuracy": 0.4, "keras_accuracy": 0.9, "max_abs_diff": 1.0}
-    with mock.patch("tflite_export.convert.verify", return_value=bad):
+    from test_export import _WrongRunner
+
+    with mock.patch("tflite_export.verify.Runner", _WrongRunner):
         code = main([str(saved), "-o", str(out), "--verify", "digits", "--min-agreement", "0.99"])
     assert code == 1
     errors = _errors(capfd)
-    assert len(errors) == 1 and "agreement 0.4000 < min_agreement=0.99" in errors[0]
+    assert len(errors) == 1 and re.search(r"agreement 0\.\d+ < min_agreement=0.99", errors[0])
     assert listing(tmp_path) == []
 
 

@@ -47,7 +47,7 @@ def small_bnn(input_shape=(28, 28, 1), classes=10):
 
 def side_by_side(paths, rounds=10, runs=50, warmup=20) -> dict:
     """Median µs per batch-1 inference of each file, alternating files round by round."""
-    from edgecompress.litert import Runner
+    from tflite_export.runtime import Runner
 
     runners = {name: Runner(path, num_threads=1) for name, path in paths.items()}
     for runner in runners.values():

@@ -275,11 +275,18 @@ _SPEC_FORMS = (f"one of {list(SHIPPED)}, an .npz file, IMAGES,LABELS IDX paths o
 
 @dataclass(frozen=True)
 class Part:
-    """One role's data: ``x``, ``y`` (None when unlabeled) and where it came from, in one line."""
+    """One role's data: ``x``, ``y`` (None when unlabeled) and where it came from, in one line.
 
-    x: np.ndarray
+    The arrays are read-only: they are cached and shared by every caller of :func:`resolve`."""
+
+    x: np.ndarray | None
     y: np.ndarray | None
     source: str
+
+    def __post_init__(self):
+        for array in (self.x, self.y):
+            if array is not None:
+                array.flags.writeable = False
 
 
 def resolve(spec, role: str, argument: str = "--data", *, input_shape=None):
@@ -310,8 +317,8 @@ def resolve(spec, role: str, argument: str = "--data", *, input_shape=None):
         input_shape: the shape the inputs must fit, or None to return them as stored.
 
     Returns:
-        ``(x, y)``; ``y`` is int64 class indices (one-hot labels are converted), float32 targets,
-        or None for unlabeled data.
+        ``(x, y)``, read-only arrays (copy them to change them); ``y`` is int64 class indices
+        (one-hot labels are converted), float32 targets, or None for unlabeled data.
 
     Raises:
         ValueError: for an unknown form, an unreadable file, a role the data does not hold, or

@@ -3,8 +3,10 @@ codebook format, scalar n-bit, product quantization (Q-CNN), and QAT with collab
 optimization on tfmot."""
 
 from edgecompress.quantization.clustering import (  # noqa: F401
+    CLUSTERABLE,
     DEFAULT_CLUSTERS,
     DEFAULT_INIT,
+    INITS,
     ClusterableDepthwiseConv2D,
     cluster_weights,
     get_init,
@@ -27,6 +29,6 @@ __all__ = [
     "product_quantize", "decode", "pq_size", "PQDense", "PQConv2D",
 ]
 
-from edgecompress.quantization.qat import calibrate, get_scheme, quantize_aware  # noqa: E402,F401
+from edgecompress.quantization.qat import PRESERVE, calibrate, get_scheme, quantize_aware  # noqa: E402,F401
 
-__all__ += ["quantize_aware", "calibrate", "get_scheme"]
+__all__ += ["quantize_aware", "calibrate", "get_scheme", "PRESERVE", "INITS", "CLUSTERABLE"]

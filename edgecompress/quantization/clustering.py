@@ -55,6 +55,10 @@ _INITS = {
 }
 
 
+#: The centroid initializations :func:`get_init` accepts by name.
+INITS = tuple(_INITS)
+
+
 def get_init(init) -> _CI:
     """Resolve a centroid initialization: ``linear``, ``random``, ``density`` or ``kmeans++``.
 

@@ -8,13 +8,14 @@ is a fresh object, and the weights of kept layers are copied.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Union
 
 import numpy as np
 
 from edgecompress._keras import KerasTensor, check_graph_model, keras, tf
+from edgecompress.surgery.select import select
 
 
 class _Drop:
@@ -277,15 +278,18 @@ def _is_keras_tensor(x) -> bool:
 
 def find_layers(
     model: keras.Model,
-    layers: Iterable[str] | None,
+    layers,
     types: tuple[type, ...],
     argument: str = "layers",
 ) -> list[keras.layers.Layer]:
-    """The layers a transform should act on, with clear errors for bad names.
+    """The layers a transform should act on, with clear errors for bad selections.
 
     Args:
         model: the model to search (nested models are searched too).
-        layers: layer names, or None for every layer of one of ``types``.
+        layers: None for every layer of one of ``types``, a layer name or list of names, or a rule
+            table such as ``{"kinds": ["conv", "dense"], "min_params": 1000,
+            "exclude": "first_last", "match": "block[0-9]+_"}`` (see
+            :mod:`edgecompress.surgery.select`).
         types: the layer classes the transform handles.
         argument: the argument name used in error messages.
 
@@ -293,29 +297,10 @@ def find_layers(
         The selected layers, in model order.
 
     Raises:
-        ValueError: for a name that is not in the model, or a layer of another type.
+        ValueError: for a bad selection, a name that is not in the model, a named layer of another
+            type, or a rule that selects nothing (the message lists the model's layers).
     """
-    every = list(iter_layers(model))
-    if layers is None:
-        return [layer for layer in every if isinstance(layer, types)]
-    if isinstance(layers, str):
-        layers = [layers]
-    by_name = {layer.name: layer for layer in every}
-    wanted = list(layers)
-    type_names = "/".join(t.__name__ for t in types)
-    for layer_name in wanted:
-        if layer_name not in by_name:
-            raise ValueError(
-                f"`{argument}` names a layer that is not in the model. Received: '{layer_name}'. "
-                f"Layers: {sorted(by_name)}"
-            )
-        if not isinstance(by_name[layer_name], types):
-            found = type(by_name[layer_name]).__name__
-            raise ValueError(
-                f"`{argument}` must name {type_names} layers. Received: '{layer_name}' "
-                f"of class {found}"
-            )
-    return [layer for layer in every if layer.name in set(wanted)]
+    return select(list(iter_layers(model)), getattr(model, "outputs", None), layers, types, argument)
 
 
 def iter_layers(model: keras.Model):

@@ -433,3 +433,16 @@ def test_packed_lenet5_at_default_init_is_10x_under_float32(tmp_path):
     assert float_bytes / packed >= 10
     kmeanspp = Q.save_packed(Q.strip(Q.cluster_weights(model, 16, init="kmeans++")), tmp_path / "pp.ecpk")
     assert kmeanspp > packed
+
+
+# ---------------------------------------------------------------- #17.6: scalar weights report
+
+def test_scalar_reports_conv1d_quantized_and_separable_left():
+    model = conv1d_net()
+    q, _ = Q.quantize_weights(model, bits=3)
+    assert sorted(q.transform_report.transformed) == ["c1", "c2", "fc"]
+    for name in ("c1", "c2"):
+        kernel = q.get_layer(name).kernel.numpy()
+        assert max(len(np.unique(kernel[..., c])) for c in range(kernel.shape[-1])) <= 2 ** 3
+    q, _ = Q.quantize_weights(separable_layernorm(), bits=4)
+    assert set(q.transform_report.skipped) == {"sep", "ln"}

@@ -446,3 +446,15 @@ def test_scalar_reports_conv1d_quantized_and_separable_left():
         assert max(len(np.unique(kernel[..., c])) for c in range(kernel.shape[-1])) <= 2 ** 3
     q, _ = Q.quantize_weights(separable_layernorm(), bits=4)
     assert set(q.transform_report.skipped) == {"sep", "ln"}
+
+
+def test_long_transforms_log_progress_per_layer(monkeypatch, caplog):
+    from edgecompress.quantization import _progress
+
+    monkeypatch.setattr(_progress, "QUIET_SECONDS", 0.0)
+    model = fc_autoencoder((16, 8))
+    with caplog.at_level(logging.INFO, logger="edgecompress"):
+        Q.product_quantize(model, 4, 4)
+        Q.cluster_weights(model, 4)
+    assert "product_quantize: 3/3 'out'" in caplog.text
+    assert "cluster_weights: 1/3 'fc0'" in caplog.text

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("-o", "--out", required=True, help="output folder")
     comp.add_argument("--overwrite", action="store_true")
     comp.add_argument("--unsafe", action="store_true", help="allow Lambda layers (runs file code)")
+    comp.add_argument("--keras3-out", action="store_true",
+                      help="also write the result as a Keras 3 .keras file (<recipe>_keras3.keras); "
+                           "plain layers only (strip pruning/clustering, decode PQ)")
     comp.add_argument("--quiet", action="store_true")
 
     rep = sub.add_parser("report", help="measure models / .tflite files side by side")
@@ -138,7 +141,8 @@ def staged_output(out: str, overwrite: bool):
 def _cmd_compress(args) -> int:
     from edgecompress import datasets
     from edgecompress import recipe as recipes
-    from edgecompress.loading import load_model
+    from edgecompress.keras3_save import save_keras3
+    from edgecompress.loading import load_model, translated_from
     from edgecompress.pipeline import baseline_artifacts, save_model
     from edgecompress.registration import register_edgecompress_objects
     from edgecompress.report import write_report
@@ -147,14 +151,20 @@ def _cmd_compress(args) -> int:
     recipe = recipes.load(_recipe_path(args.recipe))
     train, test = datasets.from_spec(args.data)
     model = load_model(args.model, argument="MODEL", unsafe=args.unsafe)
+    source = translated_from(model)
+    notes = f"The input model was translated from {source} to tf_keras." if source else ""
     _check_data_fits(model, train[0])
     with staged_output(args.out, args.overwrite) as stage:
         artifacts = baseline_artifacts(model, train, test, stage)
         final, produced = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet)
         save_model(final, stage / f"{recipe.name}.keras")
+        if args.keras3_out:
+            save_keras3(final, stage / f"{recipe.name}_keras3.keras")
         artifacts += produced
         write_report(stage, artifacts, f"{recipe.name} on {Path(args.model).name}",
-                     baseline="baseline_float32")
+                     baseline="baseline_float32", notes=notes)
+    if notes:
+        print(notes)
     _print_summary(artifacts, Path(args.out))
     return 0
 

@@ -104,7 +104,8 @@ def write_report(out_dir, artifacts: list[Artifact], title: str, baseline: str |
     paths = {
         "markdown": atomic_write(out_dir / "report.md", "\n".join(md)),
         "json": atomic_write(out_dir / "report.json",
-                             json.dumps({"title": title, "baseline": baseline, "artifacts": rows},
+                             json.dumps({"title": title, "baseline": baseline, "notes": notes,
+                                         "artifacts": rows},
                                         indent=2)),
     }
     paths["pareto"] = pareto_plot(rows, out_dir / "pareto.png", title)

@@ -163,6 +163,11 @@ def _run(args, err) -> int:
 
         say(f"loading {args.model}")
         model = load_model(args.model)
+        from edgecompress.loading import translated_from
+
+        source = translated_from(model)
+        if source:
+            say(f"{args.model} was saved by {source}: translated to tf_keras")
         calibration = verify_data = None
         if args.calibration:
             calibration = _match(load_data(args.calibration, "train"), model, "--calibration")[0]
@@ -190,7 +195,7 @@ def _run(args, err) -> int:
     if args.json:
         print(report.to_json())
     else:
-        print(summary(report, micro))
+        print(summary(report, micro, source))
     if micro is not None and args.json:
         print(f"[{PROG}] C array: {micro.source}, {micro.header}", file=err)
     return 0
@@ -208,8 +213,11 @@ def _match(data, model, flag):
     return x, y
 
 
-def summary(report, micro=None) -> str:
-    """A readable two-column table of the export (and C array) report."""
+def summary(report, micro=None, source=None) -> str:
+    """A readable two-column table of the export (and C array) report.
+
+    ``source`` names the Keras a translated model came from (``"Keras 3.15.1"``).
+    """
 
     def pct(v):
         return "-" if v is None else f"{100 * v:.2f} %"
@@ -225,6 +233,8 @@ def summary(report, micro=None) -> str:
         ("accuracy (keras)", pct(report.keras_accuracy)),
         ("max |diff|", "-" if report.max_abs_diff is None else f"{report.max_abs_diff:.3g}"),
     ]
+    if source:
+        rows.insert(0, ("model", f"translated from {source}"))
     if micro is not None:
         rows += [
             ("C source", micro.source),

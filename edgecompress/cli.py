@@ -1,48 +1,50 @@
 """The ``edgecompress`` command: demo, compress, report and bench.
 
-Exit codes: 0 success, 1 a verification failed, 2 usage or input errors. Errors are one line on
-stderr, never a traceback, and a failed run leaves no partial output behind.
+Exit codes (shared with ``tflite-export``, see :mod:`edgecompress._cli`): 0 success; 1 a check
+failed (verification, float ops, the accuracy guard, a budget); 2 usage or input errors; 70 an
+internal error (a bug: the traceback is printed). Errors are one line on stderr, and a failed run
+leaves no partial output behind. TensorFlow's own output is hidden unless ``--tf-output``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from edgecompress import _cli
+from edgecompress._cli import UsageError, input_shape
+
 PROG = "edgecompress"
-
-
-class UsageError(ValueError):
-    """Bad command-line input (exit 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, no usage dump
-        raise UsageError(message)
+DATA_HELP = ("mnist5k, digits, an .npz (x/y, or x_train/y_train, x_val/y_val, x_test/y_test), "
+             "IMAGES,LABELS IDX paths, or an image folder")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Compress a Keras CNN and export verified TFLite files.")
+    parser = _cli.Parser(prog=PROG,
+                         description="Compress a Keras CNN and export verified TFLite files.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    common = argparse.ArgumentParser(add_help=False)
+    _cli.add_output_option(common)
+    sub = parser.add_subparsers(dest="command", parser_class=_cli.Parser)
 
-    demo = sub.add_parser("demo", help="train LeNet-5 on shipped MNIST digits and run every family")
+    def add(name, help):
+        return sub.add_parser(name, help=help, parents=[common])
+
+    demo = add("demo", help="train LeNet-5 on shipped MNIST digits and run every family")
     demo.add_argument("-o", "--out", default="edgecompress-report", help="report folder")
     demo.add_argument("--epochs", type=int, default=10, help="baseline training epochs")
     demo.add_argument("--quick", action="store_true", help="tiny settings (for smoke tests)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing report")
 
-    comp = sub.add_parser("compress", help="run a TOML recipe on a model")
+    comp = add("compress", help="run a TOML recipe on a model")
     comp.add_argument("model", help=".keras / .h5 / SavedModel path")
     comp.add_argument("--recipe", required=True, help="recipe TOML file (or a shipped recipe name)")
-    comp.add_argument("--data", required=True,
-                      help="mnist5k, digits, an .npz, or IMAGES,LABELS IDX paths")
+    comp.add_argument("--data", required=True, help=DATA_HELP)
     comp.add_argument("-o", "--out", required=True, help="output folder")
     comp.add_argument("--overwrite", action="store_true")
     comp.add_argument("--unsafe", action="store_true", help="allow Lambda layers (runs file code)")
@@ -50,15 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also write the result as a Keras 3 .keras file (<recipe>_keras3.keras); "
                            "plain layers only (strip pruning/clustering, decode PQ)")
     comp.add_argument("--quiet", action="store_true")
+    comp.add_argument("--max-drop", type=float, default=None,
+                      help="accuracy guard: most pp of accuracy an artifact may lose (percent more error "
+                           "for regression outputs); default the recipe's max_drop, else 2 pp / 10%%")
 
-    rep = sub.add_parser("report", help="measure models / .tflite files side by side")
+    rep = add("report", help="measure models / .tflite files side by side")
     rep.add_argument("artifacts", nargs="+", help=".keras/.h5/.tflite paths (first = baseline)")
-    rep.add_argument("--data", required=True)
+    rep.add_argument("--data", required=True, help=DATA_HELP + " (its test role is used)")
     rep.add_argument("-o", "--out", required=True)
     rep.add_argument("--overwrite", action="store_true")
     rep.add_argument("--unsafe", action="store_true")
 
-    bench = sub.add_parser("bench", help="side-by-side benchmark of the families")
+    bench = add("bench", help="side-by-side benchmark of the families")
     bench.add_argument("--families", default="all", help="comma list or 'all'")
     bench.add_argument("--test-images", help="IDX images for evaluation (e.g. MNIST t10k)")
     bench.add_argument("--test-labels", help="IDX labels for evaluation")
@@ -69,39 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        args = build_parser().parse_args(argv)
-        if args.version:
-            from edgecompress import __version__
-
-            print(__version__)
-            return 0
-        if args.command is None:
-            raise UsageError("a command is required: demo, compress, report or bench")
-        return _COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - the CLI turns every failure into one line
-        return _fail(err)
+    """Run the command line; returns the exit status (see the module docstring)."""
+    return _cli.run(PROG, build_parser().parse_args, _dispatch, argv)
 
 
-def _fail(err: BaseException) -> int:
-    try:
-        from tflite_export.verify import VerificationError
-    except ImportError:  # pragma: no cover
-        VerificationError = ()  # noqa: N806
-    message = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    if VerificationError and isinstance(err, VerificationError):
-        print(f"{PROG}: verification failed: {message}", file=sys.stderr)
-        return 1
-    expected = (ValueError, TypeError, OSError, KeyError, UsageError)
-    if isinstance(err, expected):
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2
-    print(f"{PROG}: internal error ({type(err).__name__}): {message}", file=sys.stderr)
-    return 3
+def _dispatch(args) -> int:
+    if args.version:
+        from edgecompress import __version__
+
+        print(__version__)
+        return 0
+    if args.command is None:
+        raise UsageError("a command is required: demo, compress, report or bench")
+    return _COMMANDS[args.command](args)
 
 
 @contextlib.contextmanager
@@ -149,24 +134,45 @@ def _cmd_compress(args) -> int:
 
     register_edgecompress_objects()
     recipe = recipes.load(_recipe_path(args.recipe))
-    train, test = datasets.from_spec(args.data)
     model = load_model(args.model, argument="MODEL", unsafe=args.unsafe)
     source = translated_from(model)
     notes = f"The input model was translated from {source} to tf_keras." if source else ""
-    _check_data_fits(model, train[0])
+    shape = input_shape(model, "--data")
+    train, validation, test = (_labeled(datasets.resolve(args.data, role, input_shape=shape))
+                               for role in ("train", "validation", "test"))
+    max_drop = recipes.check_max_drop(args.max_drop, "--max-drop") if args.max_drop is not None else None
+    recipes.validate(recipe, model, train[1])  # before anything is written or trained
+    if not args.quiet:
+        print(f"data: {len(train[0])} train, {len(validation[0])} validation, {len(test[0])} test samples\n"
+              f"{datasets.describe(args.data)}", file=sys.stderr)
+    failed = None
     with staged_output(args.out, args.overwrite) as stage:
         artifacts = baseline_artifacts(model, train, test, stage)
-        final, produced = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet)
-        save_model(final, stage / f"{recipe.name}.keras")
+        try:
+            result = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet, max_drop=max_drop,
+                                 validation=validation)
+        except recipes.AccuracyGuardError as err:
+            failed, result = err, err.result
+        save_model(result.model, stage / f"{recipe.name}.keras")
         if args.keras3_out:
-            save_keras3(final, stage / f"{recipe.name}_keras3.keras")
-        artifacts += produced
+            save_keras3(result.model, stage / f"{recipe.name}_keras3.keras")
+        artifacts += result.artifacts
         write_report(stage, artifacts, f"{recipe.name} on {Path(args.model).name}",
-                     baseline="baseline_float32", notes=notes)
+                     baseline="baseline_float32", notes=notes, trace=result.trace,
+                     guard={"max_drop": max_drop if max_drop is not None else recipe.max_drop,
+                            "failures": result.failures, "worst": result.worst})
     if notes:
         print(notes)
     _print_summary(artifacts, Path(args.out))
+    if failed is not None:
+        raise failed
     return 0
+
+
+def _labeled(data):
+    """Unlabeled data (an autoencoder's) is its own target."""
+    x, y = data
+    return (x, x if y is None else y)
 
 
 def _cmd_report(args) -> int:
@@ -174,7 +180,7 @@ def _cmd_report(args) -> int:
     from edgecompress.pipeline import measure_artifact
     from edgecompress.report import write_report
 
-    _, test = datasets.from_spec(args.data)
+    test = datasets.resolve(args.data, "test")
     artifacts = [measure_artifact(p, test, unsafe=args.unsafe) for p in args.artifacts]
     with staged_output(args.out, args.overwrite) as stage:
         write_report(stage, artifacts, "edgecompress report", baseline=artifacts[0].name)
@@ -219,13 +225,6 @@ def _recipe_path(name: str) -> Path:
     available = sorted(p.stem for p in (Path(__file__).parent / "recipes").glob("*.toml"))
     raise UsageError(f"`--recipe` must be a TOML file or a shipped recipe {available}. "
                      f"Received: {name}")
-
-
-def _check_data_fits(model, x) -> None:
-    expected = tuple(model.inputs[0].shape[1:])
-    if tuple(x.shape[1:]) != expected:
-        raise ValueError(f"`--data` images must have shape {expected} to fit the model. "
-                         f"Received: {tuple(x.shape[1:])}")
 
 
 def _print_summary(artifacts, out_dir: Path) -> None:

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 
-import numpy as np
+from edgecompress._markdown import table as markdown_table
 
 FAMILIES = ("export", "lowrank", "pruning", "quantization", "binary", "distillation", "backbones",
             "deep_compression")
@@ -21,12 +21,13 @@ log = logging.getLogger("edgecompress.bench")
 
 
 def load_data(test_images=None, test_labels=None, quick=False):
-    """MNIST-5k for training; the held-out 1,000 digits, or the given IDX test set, to evaluate."""
+    """The benchmark data: ``mnist5k``'s training and test roles (:func:`datasets.resolve`), or
+    the given IDX files whole as the test set (e.g. MNIST t10k)."""
     from edgecompress import datasets
 
-    train, test = datasets.load("mnist5k")
-    if test_images:
-        test = datasets.load_idx(test_images, test_labels)
+    train = datasets.resolve("mnist5k", "train")
+    test = (datasets.load_idx(test_images, test_labels) if test_images
+            else datasets.resolve("mnist5k", "test"))
     if quick:
         train = (train[0][:1000], train[1][:1000])
         test = (test[0][:300], test[1][:300])
@@ -36,21 +37,12 @@ def load_data(test_images=None, test_labels=None, quick=False):
 T10K_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
-def load_mnist_dir(mnist_dir=None, quick=False, train_on_all=False):
+def load_mnist_dir(mnist_dir=None, quick=False):
     """:func:`load_data` with the MNIST t10k IDX files of ``mnist_dir`` (if given) as the test set.
 
-    ``train_on_all`` then trains on all 5,000 MNIST-5k digits (none of them is in t10k)."""
-    if not mnist_dir:
-        return load_data(quick=quick)
-    train, test = load_data(*(os.path.join(mnist_dir, name) for name in T10K_FILES))
-    if train_on_all:
-        from edgecompress import datasets
-
-        (x_a, y_a), (x_b, y_b) = datasets.load("mnist5k")
-        train = (np.concatenate([x_a, x_b]), np.concatenate([y_a, y_b]))
-    if quick:
-        train, test = (train[0][:1000], train[1][:1000]), (test[0][:300], test[1][:300])
-    return train, test
+    Every benchmark entry point trains on the same 4,000 MNIST-5k digits, so figures agree."""
+    files = [os.path.join(mnist_dir, name) for name in T10K_FILES] if mnist_dir else [None, None]
+    return load_data(*files, quick=quick)
 
 
 def data_arguments(parser):
@@ -58,6 +50,41 @@ def data_arguments(parser):
     parser.add_argument("--mnist-dir", help="folder with the MNIST t10k IDX files, the test set "
                                             "(default: the 1,000 held-out MNIST-5k digits)")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run on a subset")
+
+
+def main(module, argv=None, add_arguments=None, report=None) -> int:
+    """The entry point of every ``python -m edgecompress.bench.<family>``: the same options
+    (``--mnist-dir``, ``--quick``, the module's own), the same data as ``edgecompress bench``
+    (:func:`load_mnist_dir`), the exit-code contract of the CLIs, and the table on stdout.
+
+    Args:
+        module: the benchmark module (its ``run``, and ``to_markdown`` or ``COLUMNS`` if any).
+        argv: the arguments (default ``sys.argv[1:]``).
+        add_arguments: ``add_arguments(parser)`` adds the module's own options.
+        report: ``report(train, test, args) -> str`` replaces the default
+            ``run(train, test, quick=...)`` rendered as a table.
+    """
+    from edgecompress import _cli
+
+    name = module.__spec__.name if module.__name__ == "__main__" else module.__name__
+    prog = f"python -m {name}"
+    parser = _cli.Parser(prog=prog, description=module.__doc__.strip().splitlines()[0])
+    data_arguments(parser)
+    _cli.add_output_option(parser)
+    if add_arguments is not None:
+        add_arguments(parser)
+
+    def command(args) -> int:
+        train, test = load_mnist_dir(args.mnist_dir, quick=args.quick)
+        if report is not None:
+            print(report(train, test, args))
+            return 0
+        rows = module.run(train, test, quick=args.quick)
+        render = getattr(module, "to_markdown", None)
+        print(render(rows) if render else table(rows, getattr(module, "COLUMNS", None)))
+        return 0
+
+    return _cli.run(prog, parser.parse_args, command, argv)
 
 
 def run_bench(families="all", test_images=None, test_labels=None, quick=False) -> str:
@@ -89,10 +116,7 @@ def table(rows: list[dict], columns=None) -> str:
         keys += [k for k in row if k not in keys]
     if columns is not None:
         keys = [c for c in columns if c in keys]
-    lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(k)) for k in keys) + " |")
-    return "\n".join(lines)
+    return markdown_table(keys, ([_cell(row.get(k)) for k in keys] for row in rows))
 
 
 def _cell(value) -> str:

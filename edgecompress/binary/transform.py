@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import larq as lq
 
-from edgecompress._keras import check_graph_model, keras
+from edgecompress._keras import check_graph_model, keras, tf
+from edgecompress._progress import Progress
 from edgecompress.binary import schemes
 from edgecompress.binary.layers import XnorConv2D, XnorDense
-from edgecompress.surgery import Replacement, find_layers, iter_layers, rebuild
+from edgecompress.surgery import (
+    DROP,
+    Replacement,
+    TransformReport,
+    attach,
+    find_layers,
+    iter_layers,
+    rebuild,
+)
 
-BINARIZABLE = (keras.layers.Conv2D, keras.layers.Dense)
-_RELU_LIKE = {"relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "softplus", "leaky_relu"}
+log = logging.getLogger("edgecompress")
+L = keras.layers
+BINARIZABLE = (L.Conv2D, L.Dense)
+# Layers that keep every value's sign class (>= 0 stays >= 0): looked through to find a producer.
+_SIGN_KEEPING = (L.MaxPooling2D, L.AveragePooling2D, L.MaxPooling1D, L.AveragePooling1D,
+                 L.Flatten, L.Reshape, L.Dropout, L.SpatialDropout2D, L.ZeroPadding2D,
+                 L.Cropping2D, L.UpSampling2D)
+_RELU_LAYERS = (L.ReLU, L.LeakyReLU, L.ELU, L.ThresholdedReLU, L.PReLU)
 
 
 def is_binarizable(layer) -> bool:
@@ -25,6 +41,21 @@ def is_binarizable(layer) -> bool:
         and layer.groups == 1
         and layer.data_format == "channels_last"
     )
+
+
+def _not_binarizable_reason(layer) -> str:
+    """Why a layer with a kernel stays float, or "" (binarizable, or nothing to binarize)."""
+    if is_binarizable(layer) or not isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D, L.Dense,
+                                                       L.DepthwiseConv2D, L.DepthwiseConv1D,
+                                                       L.SeparableConv1D, L.SeparableConv2D)):
+        return ""
+    if isinstance(layer, lq.layers_base.BaseLayer):
+        return "already a larq layer"
+    if getattr(layer, "groups", 1) != 1:
+        return f"grouped convolution (groups={layer.groups}): no binary kernel in LCE; left float"
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        return "channels_first convolution; left float"
+    return f"{type(layer).__name__}: no binary kernel in Larq Compute Engine; left float"
 
 
 def binarize(
@@ -51,7 +82,9 @@ def binarize(
         layers: names of the layers to binarize; None for every binarizable layer.
 
     Returns:
-        A new, uncompiled model. ``model`` is not changed.
+        A new, uncompiled model. ``model`` is not changed. It carries a
+        :class:`~edgecompress.surgery.TransformReport` as ``transform_report`` (binarized and
+        removed layers under ``transformed``).
 
     Raises:
         ValueError: for an unknown scheme, a named layer that cannot be binarized, or a model with
@@ -77,29 +110,123 @@ def binarize(
                     "`layers` must name plain Conv2D (groups=1, channels_last) or Dense layers. "
                     f"Received: '{layer.name}' of class {type(layer).__name__}"
                 )
-    else:
+    skipped = {}
+    if layers is None:
         candidates = [layer for layer in iter_layers(model) if is_binarizable(layer)]
         selected = candidates[1:-1] if keep_first_last else candidates
+        for layer in candidates:
+            if layer not in selected:
+                skipped[layer.name] = "kept float (keep_first_last=True)"
+        for layer in iter_layers(model):
+            why = _not_binarizable_reason(layer)
+            if why:
+                skipped[layer.name] = why
         if not selected:
+            left = "; ".join(f"'{k}': {v}" for k, v in list(skipped.items())[:6])
             raise ValueError(
-                "`model` has no layer to binarize: it needs Conv2D/Dense layers"
+                "`model` has no layer to binarize: it needs plain Conv2D/Dense layers"
                 + (" besides the first and last (or pass keep_first_last=False)"
                    if keep_first_last and candidates else "")
                 + f". Received: model '{model.name}' with {len(candidates)} binarizable layer(s)"
+                + (f"; left float: {left}" if left else "")
             )
     chosen = {id(layer) for layer in selected}
+    drops, needs_bn = _centre_binary_inputs(model, selected) if scheme.binary_activations else ({}, set())
 
     def rule(layer):
+        if id(layer) in drops:
+            return DROP
         if id(layer) not in chosen:
             return None
-        return Replacement([_binary_layer(layer, scheme)], [layer.get_weights()])
+        binary_layer = _binary_layer(layer, scheme)
+        if id(layer) in needs_bn:
+            norm = L.BatchNormalization(name=f"{layer.name}_in_bn")
+            return Replacement([norm, binary_layer], [None, layer.get_weights()])
+        return Replacement([binary_layer], [layer.get_weights()])
 
-    return rebuild(model, rule)
+    with Progress("binarize", len(list(iter_layers(model)))) as progress:
+        new = rebuild(model, progress.rule(rule))
+    report = TransformReport(f"binarize({scheme.name})",
+                             transformed=[layer.name for layer in selected]
+                             + [layer.name for layer in drops.values()], skipped=skipped)
+    if drops or needs_bn:
+        log.info("binarize: removed %d ReLU-like layer(s) in front of binary inputs (%s); added "
+                 "BatchNormalization in front of %d binarized layer(s)", len(drops),
+                 ", ".join(layer.name for layer in drops.values()), len(needs_bn))
+    report.warn_if_noop()
+    return attach(new, report)
+
+
+def _graph_links(model):
+    """Per layer id: the inbound layers of each call, and every consumer (None = a model output)."""
+    inbound, consumers = {}, {}
+
+    def walk(m):
+        for nodes in m._nodes_by_depth.values():
+            for node in nodes:
+                if node.is_input:
+                    continue
+                sources = [t._keras_history.layer for t in tf.nest.flatten(node.keras_inputs)]
+                inbound.setdefault(id(node.layer), []).append(sources)
+                for source in sources:
+                    consumers.setdefault(id(source), []).append(node.layer)
+                if isinstance(node.layer, keras.Model):
+                    walk(node.layer)
+        for tensor in tf.nest.flatten(m.outputs):
+            consumers.setdefault(id(tensor._keras_history.layer), []).append(None)
+
+    walk(model)
+    return inbound, consumers
+
+
+def _is_relu_layer(layer) -> bool:
+    if isinstance(layer, _RELU_LAYERS):
+        return True
+    return isinstance(layer, L.Activation) and getattr(
+        layer.activation, "__name__", "") in schemes.RELU_LIKE
+
+
+def _centre_binary_inputs(model, selected):
+    """The ReLU-like layers to remove and the binarized layers that need a BN in front."""
+    inbound, consumers = _graph_links(model)
+    chosen = {id(layer) for layer in selected}
+
+    def source(layer, skip=()):
+        """The nearest producer upstream, looking through sign-keeping (and ``skip``) layers."""
+        for _ in range(1000):
+            calls = inbound.get(id(layer), [])
+            if len(calls) != 1 or len(calls[0]) != 1:
+                return None
+            layer = calls[0][0]
+            if isinstance(layer, L.InputLayer):
+                return None
+            if not (isinstance(layer, _SIGN_KEEPING) or id(layer) in skip):
+                return layer
+        return None
+
+    def only_feeds_binary(layer, depth=0):
+        users = consumers.get(id(layer), [None])
+        return depth < 100 and all(
+            user is not None and (id(user) in chosen or (
+                isinstance(user, _SIGN_KEEPING) and only_feeds_binary(user, depth + 1)))
+            for user in users)
+
+    drops = {}
+    for layer in selected:
+        producer = source(layer)
+        if producer is not None and _is_relu_layer(producer) and only_feeds_binary(producer):
+            drops[id(producer)] = producer
+    needs_bn = set()
+    for layer in selected:
+        producer = source(layer, skip=drops)
+        if producer is not None and not isinstance(producer, L.BatchNormalization):
+            needs_bn.add(id(layer))
+    return drops, needs_bn
 
 
 def _binary_layer(layer, scheme: schemes.Scheme):
     config = layer.get_config()
-    if scheme.binary_activations and config.get("activation") in _RELU_LIKE:
+    if scheme.binary_activations and config.get("activation") in schemes.RELU_LIKE:
         config["activation"] = "linear"
     config.update(scheme.layer_kwargs())
     if isinstance(layer, keras.layers.Conv2D):

@@ -98,7 +98,7 @@ def write_report(out_dir, artifacts: list[Artifact], title: str, baseline: str |
     if trace:
         md += ["## Per-step trace (held-out data)", "", trace_table(trace), ""]
     md += ["![accuracy vs deployable bytes](pareto.png)", ""]
-    document = {"title": title, "baseline": baseline, "artifacts": rows}
+    document = {"title": title, "baseline": baseline, "notes": notes, "artifacts": rows}
     if trace is not None:
         document["trace"] = trace
     if guard is not None:

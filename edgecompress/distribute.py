@@ -24,7 +24,8 @@ _CACHE: dict = {}
 def get_strategy(name: str | None):
     """The strategy called ``name`` (``None`` or ``"none"``: TensorFlow's default strategy).
 
-    A multi-worker strategy is created once per process, as TensorFlow requires.
+    A multi-worker strategy is created once per process, and TensorFlow requires that to happen
+    at program start, before any other TensorFlow op: call this first in a worker script.
 
     Raises:
         ValueError: an unknown name, or ``"multiworker"`` without a valid ``TF_CONFIG``.
@@ -64,7 +65,7 @@ def replicate(model, strategy):
 
     with strategy.scope(), tfmot.sparsity.keras.prune_scope(), \
             tfmot.quantization.keras.quantize_scope():
-        copy = keras.models.clone_model(model)
+        copy = type(model).from_config(model.get_config())  # keeps PrunedModel's own fit
         copy.set_weights(model.get_weights())
     return copy
 
@@ -74,13 +75,14 @@ def _default():
 
 
 def fit(model, data, strategy=None, **fit_kwargs):
-    """Compile-and-fit under ``strategy``: ``model`` must already be compiled-ready.
+    """Compile and fit ``model`` under ``strategy``.
 
     Args:
-        model: a tf_keras model whose ``compile`` arguments are given in ``fit_kwargs["compile"]``.
+        model: a tf_keras Sequential or Functional model (tfmot/larq/edgecompress layers allowed).
         data: a ``tf.data.Dataset`` of global batches (each worker gets its share of each batch).
         strategy: a strategy name (see :data:`STRATEGIES`) or a ``tf.distribute.Strategy``.
-        **fit_kwargs: ``compile`` (a dict for ``model.compile``) and everything ``model.fit`` takes.
+        **fit_kwargs: ``compile`` (a dict for ``model.compile``; its ``optimizer`` may be a
+            factory, called inside the scope) and everything ``model.fit`` takes.
 
     Returns:
         ``(model, history)``: the trained model (a copy when the strategy is not the default).

@@ -60,6 +60,13 @@ def _unit(x):
     return 0 <= x < 1
 
 
+def _unit_or_table(x):
+    if isinstance(x, dict):
+        return bool(x) and all(isinstance(v, _NUM) and not isinstance(v, bool) and _unit(v)
+                               for v in x.values())
+    return _unit(x)
+
+
 def _pos(x):
     return x > 0
 
@@ -89,7 +96,8 @@ STEPS: dict[str, dict[str, Param]] = {
         "layers": LAYERS,
     },
     "prune_filters": {
-        "ratio": Param(_NUM, REQUIRED, _unit, "a number in [0, 1)"),
+        "ratio": Param((*_NUM, dict), REQUIRED, _unit_or_table,
+                       "a number in [0, 1) or a table {layer = ratio}"),
         "criterion": Param((str,), "l1", None, "a criterion name"),
     },
     "iterative_prune": {
@@ -300,9 +308,11 @@ class RunState:
     artifacts: list = field(default_factory=list)
     verbose: int = 1
     seed: int = 0
+    strategy: str | None = None
 
 
-def run(recipe: Recipe, model, train, test, out_dir, baseline=None, verbose: int = 1, seed: int = 0):
+def run(recipe: Recipe, model, train, test, out_dir, baseline=None, verbose: int = 1, seed: int = 0,
+        strategy: str | None = None):
     """Run every step of ``recipe`` on a clone of ``model``; write artifacts into ``out_dir``.
 
     Args:
@@ -320,7 +330,7 @@ def run(recipe: Recipe, model, train, test, out_dir, baseline=None, verbose: int
 
     state = RunState(model=surgery.clone(model), train=train, test=test, out_dir=Path(out_dir),
                      baseline=baseline if baseline is not None else model, recipe=recipe,
-                     verbose=verbose, seed=seed)
+                     verbose=verbose, seed=seed, strategy=strategy)
     for step in recipe.steps:
         log.info("[%s] step %d/%d: %s", recipe.name, step.index, len(recipe.steps), step.describe())
         try:
@@ -353,11 +363,15 @@ def _fit(state: RunState, epochs, learning_rate, batch_size, shift):
     from edgecompress import datasets
     from edgecompress._keras import keras
 
-    model = state.model
-    model.compile(keras.optimizers.Adam(learning_rate), _loss_for(model), metrics=["accuracy"])
+    from edgecompress import distribute
+
     # A pruned model from edgecompress.pruning adds tfmot's UpdatePruningStep by itself.
     data = datasets.shifted_batches(*state.train, batch_size, pixels=shift, seed=state.seed)
-    model.fit(data, epochs=epochs, validation_data=state.test, verbose=2 if state.verbose else 0)
+    state.model, _ = distribute.fit(
+        state.model, data, state.strategy, epochs=epochs, validation_data=state.test,
+        verbose=2 if state.verbose else 0,
+        compile={"optimizer": lambda: keras.optimizers.Adam(learning_rate),
+                 "loss": _loss_for(state.model), "metrics": ["accuracy"]})
 
 
 def _has_pruning_wrappers(model) -> bool:

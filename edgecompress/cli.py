@@ -38,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="tiny settings (for smoke tests)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing report")
 
-    comp = sub.add_parser("compress", help="run a TOML recipe on a model")
+    comp = sub.add_parser("compress", help="run a TOML recipe on a model, or search for one that "
+                                           "fits a device budget (--target)")
     comp.add_argument("model", help=".keras / .h5 / SavedModel path")
-    comp.add_argument("--recipe", required=True, help="recipe TOML file (or a shipped recipe name)")
+    comp.add_argument("--recipe", help="recipe TOML file (or a shipped recipe name)")
+    _search_arguments(comp)
     comp.add_argument("--data", required=True,
                       help="mnist5k, digits, an .npz, or IMAGES,LABELS IDX paths")
     comp.add_argument("-o", "--out", required=True, help="output folder")
@@ -63,6 +65,29 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-o", "--out", default=None, help="write the Markdown tables here")
     bench.add_argument("--overwrite", action="store_true")
     return parser
+
+
+def _search_arguments(comp) -> None:
+    from edgecompress.distribute import STRATEGIES
+
+    comp.add_argument("--target", help="device budget instead of a recipe, e.g. "
+                                       "flash=64KB,arena=20KB,latency=5ms")
+    comp.add_argument("--max-drop", type=float, default=1.0,
+                      help="accuracy drop allowed with --target, in percentage points (default 1)")
+    comp.add_argument("--workers", type=int, help="local worker processes for --target "
+                                                  "(default: the usable cores)")
+    comp.add_argument("--ray-address", help="run the --target search on a Ray cluster "
+                                            "(ADDRESS or auto)")
+    comp.add_argument("--strategy", choices=STRATEGIES, default="none",
+                      help="data-parallel fits: mirrored (local devices) or multiworker (TF_CONFIG)")
+    comp.add_argument("--distill", action="store_true", help="--target: fine-tune by distilling "
+                                                             "from the input model")
+    comp.add_argument("--epochs", type=int, default=5,
+                      help="--target: most fine-tune epochs per candidate (early stopping)")
+    comp.add_argument("--top-k", type=int, default=4, help="--target: candidates to fine-tune")
+    comp.add_argument("--ratios", help="--target: filter-pruning ratios to scan (comma list)")
+    comp.add_argument("--ranks", help="--target: fractions of full rank to scan (comma list)")
+    comp.add_argument("--seed", type=int, default=0)
 
 
 def main(argv=None) -> int:
@@ -92,6 +117,11 @@ def _fail(err: BaseException) -> int:
     message = (str(err).strip().splitlines() or [type(err).__name__])[0]
     if VerificationError and isinstance(err, VerificationError):
         print(f"{PROG}: verification failed: {message}", file=sys.stderr)
+        return 1
+    from edgecompress._errors import CheckError
+
+    if isinstance(err, CheckError):
+        print(f"{PROG}: check failed: {message}", file=sys.stderr)
         return 1
     expected = (ValueError, TypeError, OSError, KeyError, UsageError)
     if isinstance(err, expected):
@@ -136,6 +166,19 @@ def staged_output(out: str, overwrite: bool):
 
 
 def _cmd_compress(args) -> int:
+    if args.strategy == "multiworker":
+        from edgecompress import distribute
+
+        distribute.get_strategy("multiworker")  # TensorFlow wants it before any other op
+    if args.target is not None:
+        if args.recipe:
+            raise UsageError("give `--recipe` or `--target`, not both")
+        from edgecompress.search.cli import run_target_search
+
+        return run_target_search(args, staged_output, _check_data_fits)
+    if not args.recipe:
+        raise UsageError("`compress` needs `--recipe` (a TOML file or shipped name) or `--target` "
+                         "(a device budget such as flash=64KB,arena=20KB)")
     from edgecompress import datasets
     from edgecompress import recipe as recipes
     from edgecompress.loading import load_model
@@ -148,7 +191,8 @@ def _cmd_compress(args) -> int:
     _check_data_fits(model, train[0])
     with staged_output(args.out, args.overwrite) as stage:
         artifacts = baseline_artifacts(model, train, test, stage)
-        final, produced = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet)
+        final, produced = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet,
+                                      strategy=args.strategy)
         save_model(final, stage / f"{recipe.name}.keras")
         artifacts += produced
         write_report(stage, artifacts, f"{recipe.name} on {Path(args.model).name}",

@@ -73,7 +73,7 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
            ray_address=None, ratios=PRUNE_RATIOS, rank_fractions=RANK_FRACTIONS, epochs: int = 5,
            patience: int = 1, learning_rate: float = 1e-3, batch_size: int = 64,
            distill: bool = False, strategy=None, scan_samples: int = 1000, top_k: int = 4,
-           try_float: bool = True, seed: int = 0) -> SearchResult:
+           try_float: bool = True, rounds: int = 2, seed: int = 0) -> SearchResult:
     """Search per-layer filter pruning and low-rank ranks (int8, or float32 where int8 hurts)
     for the most accurate model that fits ``target`` within ``max_drop``.
 
@@ -83,6 +83,7 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
        estimate fits; the plans crossing each of :data:`MARGINS` become candidates.
     3. Measure: fine-tune each candidate with early stopping (``distill``: from the original),
        export it, run it in TensorFlow Lite Micro, measure flash, arena and latency.
+    4. If none fits, repeat 2-3 with the budget tightened by how far the estimates were off.
 
     Args:
         model: a trained Sequential or Functional tf_keras model (not modified).
@@ -101,8 +102,11 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
         strategy: ``"mirrored"`` or ``"multiworker"`` data-parallel fine-tunes (see
             :mod:`edgecompress.distribute`).
         scan_samples: validation samples per scan.
-        top_k: candidates to fine-tune (at most ``len(MARGINS)``).
-        try_float: also measure float32 files of candidates that could fit as float.
+        top_k: candidates to fine-tune per round (at most ``len(MARGINS)``).
+        try_float: also measure float32 files of candidates that could fit as float, when int8
+            costs more than half of ``max_drop``.
+        rounds: allocation rounds; when no candidate fits, the next round aims lower by the
+            ratio of measured to estimated cost.
         seed: the seed of every job.
 
     Returns:
@@ -114,7 +118,8 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
         raise ValueError(f"`target` must set at least one of flash, arena, latency. Received: {target!r}")
     _check_number("max_drop", max_drop, 0)
     for name, value, low in (("epochs", epochs, 0), ("patience", patience, 0), ("top_k", top_k, 1),
-                             ("batch_size", batch_size, 1), ("scan_samples", scan_samples, 1)):
+                             ("batch_size", batch_size, 1), ("scan_samples", scan_samples, 1),
+                             ("rounds", rounds, 1)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
             raise ValueError(f"`{name}` must be an int >= {low}. Received: {name}={value!r}")
     fit, val = _split(train, validation, seed)
@@ -145,20 +150,51 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
         reference = {"params": int(model.count_params()), "peak": space.activation_peak(model),
                      "macs": int(keras_macs(model)), "flash": baseline["flash"],
                      "arena": baseline["arena"], "latency_ms": baseline["latency_ms"]}
-        plans = allocate(model, scans, target, reference)[:top_k]
-        jobs = []
-        for i, plan in enumerate(plans):
-            payload = [a.to_dict() for a in plan["actions"]]
-            jobs.append({"task": "candidate", "actions": payload, "mode": "int8", "seed": seed,
-                         "name": f"cand{i}_int8"})
-            int8_hurts = 100 * (base_acc - baseline["accuracy"]) > max_drop / 2
-            fits_as_float = target.flash is None or 4 * plan["params"] < target.flash
-            if try_float and int8_hurts and fits_as_float:
-                jobs.append({"task": "candidate", "actions": payload, "mode": "float32",
-                             "seed": seed, "name": f"cand{i}_float32"})
-        result.candidates = [baseline] + executor.map(tasks.run, jobs)
-    _judge(result)
+        result.candidates = [baseline]
+        int8_hurts = 100 * (base_acc - baseline["accuracy"]) > max_drop / 2
+        budget, tried = target, set()
+        for round_ in range(rounds):
+            plans = [p for p in allocate(model, scans, budget, reference)
+                     if _key(p["actions"]) not in tried][:top_k]
+            if not plans:
+                break
+            jobs = []
+            for plan in plans:
+                tried.add(_key(plan["actions"]))
+                payload = [a.to_dict() for a in plan["actions"]]
+                stem = f"cand{len(tried) - 1}"
+                plan_jobs = [("int8", f"{stem}_int8")]
+                if try_float and int8_hurts and (target.flash is None or 4 * plan["params"] < target.flash):
+                    plan_jobs.append(("float32", f"{stem}_float32"))
+                jobs += [{"task": "candidate", "actions": payload, "mode": mode, "seed": seed,
+                          "name": name, "estimate": plan["estimate"]} for mode, name in plan_jobs]
+            measured = executor.map(tasks.run, jobs)
+            result.candidates += measured
+            _judge(result)
+            if result.winner is not None:
+                break
+            budget = _corrected(target, measured)  # NetAdapt-style: aim lower by what was missed
+            log.info("search round %d: nothing fits; next round aims at %s", round_ + 1,
+                     budget.describe())
     return result
+
+
+def _key(actions) -> tuple:
+    return tuple(sorted((a.layer, a.kind, a.value) for a in actions))
+
+
+def _corrected(target: Target, measured: list[dict]) -> Target:
+    """``target`` tightened by the worst ratio of measured to estimated cost seen so far."""
+    def ratio(key, column):
+        values = [c[column] / c["estimate"][key] for c in measured
+                  if c.get("estimate") and c["estimate"].get(key) and c[column] is not None]
+        return max(values + [1.0])
+
+    return Target(
+        flash=None if target.flash is None else int(target.flash / ratio("flash", "flash")),
+        arena=None if target.arena is None else int(target.arena / ratio("arena", "arena")),
+        latency_ms=None if target.latency_ms is None
+        else target.latency_ms / ratio("latency_ms", "latency_ms"))
 
 
 def allocate(model, scans, target: Target, reference: dict) -> list[dict]:

@@ -40,7 +40,7 @@ def scan(shared, action: dict) -> dict:
             "peak": space.activation_peak(new), "macs": int(keras_macs(new))}
 
 
-def candidate(shared, actions: list, mode: str, seed: int, name: str) -> dict:
+def candidate(shared, actions: list, mode: str, seed: int, name: str, estimate=None) -> dict:
     from edgecompress._keras import keras, tf
     from tflite_export import export
 
@@ -60,6 +60,7 @@ def candidate(shared, actions: list, mode: str, seed: int, name: str) -> dict:
 
     return {
         "name": name, "actions": actions, "resolved": resolved, "mode": mode, "epochs": epochs,
+        "estimate": estimate,
         "params": int(new.count_params()), "flash": foot.flash, "arena": foot.arena,
         "arena_exact": foot.arena_exact, "latency_ms": foot.latency_ms,
         "accuracy": rep.accuracy, "keras_accuracy": rep.keras_accuracy, "agreement": rep.agreement,

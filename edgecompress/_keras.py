@@ -6,33 +6,16 @@ Every other module does ``from edgecompress._keras import keras, tf``.
 
 from __future__ import annotations
 
-import os
 import sys
 
-_KERAS3_MESSAGE = (
-    "TensorFlow was imported with Keras 3 (TF_USE_LEGACY_KERAS unset; importing tfmot first "
-    "does this too) before edgecompress, so tfmot and larq cannot work. "
-    "Set TF_USE_LEGACY_KERAS=1 before anything imports TensorFlow (for example `export "
-    "TF_USE_LEGACY_KERAS=1` in the shell, or `os.environ['TF_USE_LEGACY_KERAS'] = '1'` as the "
-    "first line of your script), or import edgecompress first."
-)
+from edgecompress import _KERAS3_MESSAGE, _ensure_legacy_keras
 
-
-def _ensure_legacy_keras() -> None:
-    # TensorFlow picks its Keras when it is imported: setting the variable later leaves
-    # `tensorflow.keras` (which larq imports from) on Keras 3 even if `tf.keras` looks right.
-    loaded = sys.modules.get("tensorflow")
-    if loaded is not None and not getattr(loaded, "_tf_uses_legacy_keras", True):
-        raise ImportError(_KERAS3_MESSAGE)
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-
-
-_ensure_legacy_keras()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_ensure_legacy_keras()  # again: TensorFlow may have been imported since edgecompress was
 
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
-from tf_keras.src.engine.keras_tensor import KerasTensor  # noqa: E402,F401
+
+KerasTensor = keras.__internal__.KerasTensor  # the exported name of tf_keras.src...KerasTensor
 
 if tf.keras.layers.Dense is not keras.layers.Dense:  # pragma: no cover - guarded above
     raise ImportError(_KERAS3_MESSAGE)
@@ -89,8 +72,8 @@ def check_graph_model(model, argument: str = "model") -> str:
     if kind == KERAS3:
         raise TypeError(
             f"`{argument}` is a Keras 3 model ({type(model).__module__}.{type(model).__name__}); "
-            "edgecompress needs tf_keras (Keras 2). Rebuild it with `import tf_keras as keras`, "
-            "or save its weights and load them into a tf_keras model."
+            "edgecompress needs tf_keras (Keras 2). Save it with `model.save('model.keras')` in "
+            "Keras 3 and pass the file instead: edgecompress translates Keras 3 files."
         )
     if kind == SUBCLASSED:
         raise TypeError(

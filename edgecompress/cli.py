@@ -1,63 +1,71 @@
 """The ``edgecompress`` command: demo, compress, report and bench.
 
-Exit codes: 0 success, 1 a verification failed, 2 usage or input errors. Errors are one line on
-stderr, never a traceback, and a failed run leaves no partial output behind.
+Exit codes (shared with ``tflite-export``, see :mod:`edgecompress._cli`): 0 success; 1 a check
+failed (verification, float ops, the accuracy guard, a budget); 2 usage or input errors; 70 an
+internal error (a bug: the traceback is printed). Errors are one line on stderr, and a failed run
+leaves no partial output behind. TensorFlow's own output is hidden unless ``--tf-output``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from edgecompress import _cli
+from edgecompress._cli import UsageError, input_shape
+
 PROG = "edgecompress"
-
-
-class UsageError(ValueError):
-    """Bad command-line input (exit 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, no usage dump
-        raise UsageError(message)
+DATA_HELP = ("mnist5k, digits, an .npz (x/y, or x_train/y_train, x_val/y_val, x_test/y_test), "
+             "IMAGES,LABELS IDX paths, or an image folder")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Compress a Keras CNN and export verified TFLite files.")
+    parser = _cli.Parser(prog=PROG,
+                         description="Compress a Keras CNN and export verified TFLite files.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    common = argparse.ArgumentParser(add_help=False)
+    _cli.add_output_option(common)
+    sub = parser.add_subparsers(dest="command", parser_class=_cli.Parser)
 
-    demo = sub.add_parser("demo", help="train LeNet-5 on shipped MNIST digits and run every family")
+    def add(name, help):
+        return sub.add_parser(name, help=help, parents=[common])
+
+    demo = add("demo", help="train LeNet-5 on shipped MNIST digits and run every family")
     demo.add_argument("-o", "--out", default="edgecompress-report", help="report folder")
     demo.add_argument("--epochs", type=int, default=10, help="baseline training epochs")
     demo.add_argument("--quick", action="store_true", help="tiny settings (for smoke tests)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing report")
 
-    comp = sub.add_parser("compress", help="run a TOML recipe on a model, or search for one that "
-                                           "fits a device budget (--target)")
+    comp = add("compress", help="run a TOML recipe on a model, or search for one that fits a "
+                                "device budget (--target)")
     comp.add_argument("model", help=".keras / .h5 / SavedModel path")
     comp.add_argument("--recipe", help="recipe TOML file (or a shipped recipe name)")
-    _search_arguments(comp)
-    comp.add_argument("--data", required=True,
-                      help="mnist5k, digits, an .npz, or IMAGES,LABELS IDX paths")
+    comp.add_argument("--data", required=True, help=DATA_HELP)
     comp.add_argument("-o", "--out", required=True, help="output folder")
     comp.add_argument("--overwrite", action="store_true")
     comp.add_argument("--unsafe", action="store_true", help="allow Lambda layers (runs file code)")
     comp.add_argument("--quiet", action="store_true")
+    comp.add_argument("--max-drop", type=float, default=None,
+                      help="accuracy guard: most pp of accuracy an artifact may lose (percent more error "
+                           "for regression outputs); default the recipe's max_drop, else 2 pp / 10%%; "
+                           "with --target 1 pp")
+    from edgecompress.search.cli import add_arguments as add_search_arguments
 
-    rep = sub.add_parser("report", help="measure models / .tflite files side by side")
+    add_search_arguments(comp)
+
+    rep = add("report", help="measure models / .tflite files side by side")
     rep.add_argument("artifacts", nargs="+", help=".keras/.h5/.tflite paths (first = baseline)")
-    rep.add_argument("--data", required=True)
+    rep.add_argument("--data", required=True, help=DATA_HELP + " (its test role is used)")
     rep.add_argument("-o", "--out", required=True)
     rep.add_argument("--overwrite", action="store_true")
     rep.add_argument("--unsafe", action="store_true")
 
-    bench = sub.add_parser("bench", help="side-by-side benchmark of the families")
+    bench = add("bench", help="side-by-side benchmark of the families")
     bench.add_argument("--families", default="all", help="comma list or 'all'")
     bench.add_argument("--test-images", help="IDX images for evaluation (e.g. MNIST t10k)")
     bench.add_argument("--test-labels", help="IDX labels for evaluation")
@@ -67,68 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _search_arguments(comp) -> None:
-    from edgecompress.distribute import STRATEGIES
-
-    comp.add_argument("--target", help="device budget instead of a recipe, e.g. "
-                                       "flash=64KB,arena=20KB,latency=5ms")
-    comp.add_argument("--max-drop", type=float, default=1.0,
-                      help="accuracy drop allowed with --target, in percentage points (default 1)")
-    comp.add_argument("--workers", type=int, help="local worker processes for --target "
-                                                  "(default: the usable cores)")
-    comp.add_argument("--ray-address", help="run the --target search on a Ray cluster "
-                                            "(ADDRESS or auto)")
-    comp.add_argument("--strategy", choices=STRATEGIES, default="none",
-                      help="data-parallel fits: mirrored (local devices) or multiworker (TF_CONFIG)")
-    comp.add_argument("--distill", action="store_true", help="--target: fine-tune by distilling "
-                                                             "from the input model")
-    comp.add_argument("--epochs", type=int, default=5,
-                      help="--target: most fine-tune epochs per candidate (early stopping)")
-    comp.add_argument("--top-k", type=int, default=4, help="--target: candidates to fine-tune")
-    comp.add_argument("--ratios", help="--target: filter-pruning ratios to scan (comma list)")
-    comp.add_argument("--ranks", help="--target: fractions of full rank to scan (comma list)")
-    comp.add_argument("--seed", type=int, default=0)
-
-
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        args = build_parser().parse_args(argv)
-        if args.version:
-            from edgecompress import __version__
-
-            print(__version__)
-            return 0
-        if args.command is None:
-            raise UsageError("a command is required: demo, compress, report or bench")
-        return _COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - the CLI turns every failure into one line
-        return _fail(err)
+    """Run the command line; returns the exit status (see the module docstring)."""
+    return _cli.run(PROG, build_parser().parse_args, _dispatch, argv)
 
 
-def _fail(err: BaseException) -> int:
-    try:
-        from tflite_export.verify import VerificationError
-    except ImportError:  # pragma: no cover
-        VerificationError = ()  # noqa: N806
-    message = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    if VerificationError and isinstance(err, VerificationError):
-        print(f"{PROG}: verification failed: {message}", file=sys.stderr)
-        return 1
-    from edgecompress._errors import CheckError
+def _dispatch(args) -> int:
+    if args.version:
+        from edgecompress import __version__
 
-    if isinstance(err, CheckError):
-        print(f"{PROG}: check failed: {message}", file=sys.stderr)
-        return 1
-    expected = (ValueError, TypeError, OSError, KeyError, UsageError)
-    if isinstance(err, expected):
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2
-    print(f"{PROG}: internal error ({type(err).__name__}): {message}", file=sys.stderr)
-    return 3
+        print(__version__)
+        return 0
+    if args.command is None:
+        raise UsageError("a command is required: demo, compress, report or bench")
+    return _COMMANDS[args.command](args)
 
 
 @contextlib.contextmanager
@@ -166,16 +126,14 @@ def staged_output(out: str, overwrite: bool):
 
 
 def _cmd_compress(args) -> int:
-    if args.strategy == "multiworker":
-        from edgecompress import distribute
+    if args.target is not None or args.strategy != "none":
+        from edgecompress.search.cli import run_target_search, start_strategy
 
-        distribute.get_strategy("multiworker")  # TensorFlow wants it before any other op
-    if args.target is not None:
-        if args.recipe:
-            raise UsageError("give `--recipe` or `--target`, not both")
-        from edgecompress.search.cli import run_target_search
-
-        return run_target_search(args, staged_output, _check_data_fits)
+        start_strategy(args.strategy)  # MultiWorkerMirroredStrategy must come before other TF ops
+        if args.target is not None:
+            if args.recipe:
+                raise UsageError("give `--recipe` or `--target`, not both")
+            return run_target_search(args, staged_output)
     if not args.recipe:
         raise UsageError("`compress` needs `--recipe` (a TOML file or shipped name) or `--target` "
                          "(a device budget such as flash=64KB,arena=20KB)")
@@ -183,21 +141,34 @@ def _cmd_compress(args) -> int:
     from edgecompress import recipe as recipes
     from edgecompress.loading import load_model
     from edgecompress.pipeline import baseline_artifacts, save_model
+    from edgecompress.registration import register_edgecompress_objects
     from edgecompress.report import write_report
 
+    register_edgecompress_objects()
     recipe = recipes.load(_recipe_path(args.recipe))
-    train, test = datasets.from_spec(args.data)
     model = load_model(args.model, argument="MODEL", unsafe=args.unsafe)
-    _check_data_fits(model, train[0])
+    shape = input_shape(model, "--data")
+    train = datasets.resolve(args.data, "train", input_shape=shape)
+    test = datasets.resolve(args.data, "test", input_shape=shape)
+    max_drop = recipes.check_max_drop(args.max_drop, "--max-drop") if args.max_drop is not None else None
+    recipes.validate(recipe, model, train[1])  # before anything is written or trained
+    failed = None
     with staged_output(args.out, args.overwrite) as stage:
         artifacts = baseline_artifacts(model, train, test, stage)
-        final, produced = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet,
-                                      strategy=args.strategy)
-        save_model(final, stage / f"{recipe.name}.keras")
-        artifacts += produced
+        try:
+            result = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet, max_drop=max_drop,
+                                 strategy=None if args.strategy == "none" else args.strategy)
+        except recipes.AccuracyGuardError as err:
+            failed, result = err, err.result
+        save_model(result.model, stage / f"{recipe.name}.keras")
+        artifacts += result.artifacts
         write_report(stage, artifacts, f"{recipe.name} on {Path(args.model).name}",
-                     baseline="baseline_float32")
+                     baseline="baseline_float32", trace=result.trace,
+                     guard={"max_drop": max_drop if max_drop is not None else recipe.max_drop,
+                            "failures": result.failures, "worst": result.worst})
     _print_summary(artifacts, Path(args.out))
+    if failed is not None:
+        raise failed
     return 0
 
 
@@ -206,7 +177,7 @@ def _cmd_report(args) -> int:
     from edgecompress.pipeline import measure_artifact
     from edgecompress.report import write_report
 
-    _, test = datasets.from_spec(args.data)
+    test = datasets.resolve(args.data, "test")
     artifacts = [measure_artifact(p, test, unsafe=args.unsafe) for p in args.artifacts]
     with staged_output(args.out, args.overwrite) as stage:
         write_report(stage, artifacts, "edgecompress report", baseline=artifacts[0].name)
@@ -251,13 +222,6 @@ def _recipe_path(name: str) -> Path:
     available = sorted(p.stem for p in (Path(__file__).parent / "recipes").glob("*.toml"))
     raise UsageError(f"`--recipe` must be a TOML file or a shipped recipe {available}. "
                      f"Received: {name}")
-
-
-def _check_data_fits(model, x) -> None:
-    expected = tuple(model.inputs[0].shape[1:])
-    if tuple(x.shape[1:]) != expected:
-        raise ValueError(f"`--data` images must have shape {expected} to fit the model. "
-                         f"Received: {tuple(x.shape[1:])}")
 
 
 def _print_summary(artifacts, out_dir: Path) -> None:

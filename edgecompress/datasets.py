@@ -6,10 +6,12 @@ Every loader returns ``((x_train, y_train), (x_test, y_test))`` or ``(x, y)`` wi
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,20 +81,22 @@ def load_idx(images_path: str | os.PathLike, labels_path: str | os.PathLike):
         ValueError: for a file that is not IDX, or images and labels of different lengths.
     """
     images = _read_idx(images_path, "images_path")
-    labels = _read_idx(labels_path, "labels_path")
+    targets = _read_idx(labels_path, "labels_path")
     if images.ndim != 3:
         raise ValueError(
             f"`images_path` must hold a 3-D IDX array (N, rows, cols). "
             f"Received: shape {images.shape} from {images_path}"
         )
-    if labels.ndim != 1:
+    if targets.ndim != 1:
         raise ValueError(
-            f"`labels_path` must hold a 1-D IDX array. Received: shape {labels.shape} "
+            f"`labels_path` must hold a 1-D IDX array. Received: shape {targets.shape} "
             f"from {labels_path}"
         )
-    _check_lengths(images, labels, "labels_path")
+    if len(images) != len(targets):
+        raise ValueError(f"`labels_path` must have one label per image. Received: {len(targets)} "
+                         f"labels for {len(images)} images")
     x = (images.astype("float32") / 255.0)[..., None]
-    return x, labels.astype("int64")
+    return x, targets.astype("int64")
 
 
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -152,18 +156,21 @@ def load_npz(path: str | os.PathLike, x_key: str = "x", y_key: str = "y"):
         if isinstance(err, ValueError) and str(err).startswith("`"):
             raise
         raise ValueError(f"`path` could not be read as .npz ({err}). Received: {path}") from None
-    return _normalize_images(x, "x"), _check_labels(y, x, "y")
+    x = _normalize_images(x, "x")
+    return x, labels(y, len(x), "y")
 
 
-def load_image_folder(path: str | os.PathLike, image_size: tuple[int, int], grayscale=False):
+def load_image_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = None,
+                      grayscale=False):
     """Load ``path/<class_name>/*.png|jpg`` into ``(x, y, class_names)``.
 
-    Classes are the sorted sub-folder names. Images are resized to ``image_size``.
+    Classes are the sorted sub-folder names. Images are resized to ``image_size`` (height, width),
+    by default the size of the first image.
     """
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"`path` must be an existing folder. Received: {path}")
-    if len(image_size) != 2 or min(image_size) < 1:
+    if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
         raise ValueError(f"`image_size` must be (height, width) > 0. Received: {image_size}")
     from PIL import Image
 
@@ -176,6 +183,7 @@ def load_image_folder(path: str | os.PathLike, image_size: tuple[int, int], gray
             if file.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".gif"):
                 continue
             with Image.open(file) as img:
+                image_size = image_size or (img.height, img.width)
                 img = img.convert("L" if grayscale else "RGB").resize(image_size[::-1])
                 xs.append(np.asarray(img, dtype="float32") / 255.0)
             ys.append(label)
@@ -202,14 +210,14 @@ def calibration_set(x, count: int = 200, seed: int = 0) -> Iterator[list[np.ndar
         yield [x[i : i + 1]]
 
 
-def _normalize_images(x, argument: str) -> np.ndarray:
+def normalize_inputs(x, argument: str = "x") -> np.ndarray:
+    """``x`` as finite float32; integer arrays (pixels) are scaled to [0, 1]."""
     x = np.asarray(x)
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise ValueError(f"`{argument}` must be a numeric array. Received: dtype {x.dtype}")
-    if x.ndim == 3:
-        x = x[..., None]
     if x.ndim < 2 or len(x) == 0:
-        raise ValueError(f"`{argument}` must be a non-empty batch of images. Received: shape {x.shape}")
+        raise ValueError(f"`{argument}` must be a non-empty batch of samples. "
+                         f"Received: shape {x.shape}")
     if np.issubdtype(x.dtype, np.integer):
         x = x.astype("float32") / (255.0 if x.max() > 1 else 1.0)
     x = x.astype("float32")
@@ -218,60 +226,272 @@ def _normalize_images(x, argument: str) -> np.ndarray:
     return x
 
 
-def _check_labels(y, x, argument: str) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:
-        y = y.argmax(axis=1)
-    y = y.reshape(-1)
-    if not np.issubdtype(y.dtype, np.integer):
-        if np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)):
-            y = y.astype("int64")
-        else:
-            raise ValueError(f"`{argument}` must hold integer class labels. Received: dtype {y.dtype}")
-    _check_lengths(x, y, argument)
-    return y.astype("int64")
+def _normalize_images(x, argument: str) -> np.ndarray:
+    x = np.asarray(x)
+    return normalize_inputs(x[..., None] if x.ndim == 3 else x, argument)
 
 
-def _check_lengths(x, y, argument: str) -> None:
-    if len(x) != len(y):
-        raise ValueError(
-            f"`{argument}` must have one label per image. Received: {len(y)} labels for "
-            f"{len(x)} images"
-        )
+def labels(y, count: int | None = None, argument: str = "y") -> np.ndarray | None:
+    """The one label normaliser: class indices, or float targets, or None (unlabeled).
 
+    Integer labels (also integer-valued floats) of shape (N,) or (N, 1) become int64 class
+    indices; one-hot rows (0/1 values summing to 1) become their argmax; any other float array is
+    kept as float32 regression targets.
 
-def from_spec(spec: str, argument: str = "data"):
-    """Resolve a command-line data spec to ``((x_train, y_train), (x_test, y_test))``.
-
-    ``spec`` is a shipped name (``mnist5k``, ``digits``), an ``.npz`` file (split 80/20 with a
-    fixed seed; or holding ``x_train``/``y_train``/``x_test``/``y_test``), or two IDX files
-    ``IMAGES,LABELS`` (split 80/20).
+    Args:
+        y: the labels, or None.
+        count: the number of samples they must match, or None.
+        argument: the name the errors quote.
     """
-    if not isinstance(spec, str) or not spec:
-        raise ValueError(f"`{argument}` must be a dataset name, an .npz path or IMAGES,LABELS IDX "
-                         f"paths. Received: {spec!r}")
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise ValueError(f"`{argument}` must hold numeric labels. Received: dtype {y.dtype}")
+    if count is not None and len(y) != count:
+        raise ValueError(f"`{argument}` must have one label per sample. Received: {len(y)} labels "
+                         f"for {count} samples")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.reshape(-1)
+    if y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all():
+        return y.argmax(axis=1).astype("int64")
+    if np.issubdtype(y.dtype, np.integer) or y.dtype == bool:
+        return y.astype("int64")
+    if y.ndim == 1 and np.isfinite(y).all() and np.all(y == np.round(y)):
+        return y.astype("int64")
+    return y.astype("float32")
+
+
+def class_labels(y, argument: str = "y") -> np.ndarray:
+    """``y`` as int64 class indices (see :func:`labels`), or a ValueError for other targets."""
+    out = labels(y, None, argument)
+    if out is None or out.dtype != np.int64 or out.ndim != 1:
+        raise ValueError(f"`{argument}` must hold class labels: integers of shape (N,) or (N, 1), "
+                         f"or one-hot rows. Received: "
+                         f"{'None' if y is None else f'dtype {np.asarray(y).dtype}, shape {np.shape(y)}'}")
+    return out
+
+
+ROLES = ("train", "validation", "calibration", "test")
+VALIDATION_FRACTION = 0.2
+MIN_SPLIT_SAMPLES = 10
+_NPZ_PARTS = ("train", "val", "test")
+_SPEC_FORMS = (f"one of {list(SHIPPED)}, an .npz file, IMAGES,LABELS IDX paths or an image "
+               "folder (one sub-folder per class)")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One role's data: ``x``, ``y`` (None when unlabeled) and where it came from, in one line."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    source: str
+
+
+def resolve(spec, role: str, argument: str = "--data", *, input_shape=None):
+    """Resolve a command-line DATA spec to ``(x, y)`` for one role.
+
+    Every form has one meaning, the same for both command lines and the benchmarks:
+
+    - a shipped name (``mnist5k``, ``digits``): its seeded stratified split (:func:`load`); the
+      held-out part is the validation and the test set.
+    - an ``.npz`` file (read without pickle) holding ``x_train``/``y_train``, ``x_val``/``y_val``,
+      ``x_test``/``y_test`` (any of the three pairs), or plain ``x``/``y``. An ``x`` without its ``y``
+      is unlabeled (an autoencoder's data); ``y`` is then None.
+    - ``IMAGES,LABELS``: two IDX files (MNIST format), or a list of the two paths.
+    - a folder with one sub-folder of images per class (sorted names are the classes 0, 1, ...).
+
+    Roles: ``validation`` is the user's ``x_val``/``y_val``, else ``x_test``/``y_test``, else a
+    seeded split of :data:`VALIDATION_FRACTION` of the training data (stratified for class labels),
+    which the ``train`` role then no longer holds. ``test`` is ``x_test``/``y_test``, else the
+    validation set. ``calibration`` is the training set. :func:`describe` says which applied.
+
+    Integer inputs are scaled to [0, 1]. With ``input_shape`` (the model's, without the batch axis)
+    inputs must fit it; a missing trailing channel axis of 1 is added.
+
+    Args:
+        spec: the DATA string (or a list of one spec or two IDX paths).
+        role: one of :data:`ROLES`.
+        argument: the option name the errors quote.
+        input_shape: the shape the inputs must fit, or None to return them as stored.
+
+    Returns:
+        ``(x, y)``; ``y`` is int64 class indices (one-hot labels are converted), float32 targets,
+        or None for unlabeled data.
+
+    Raises:
+        ValueError: for an unknown form, an unreadable file, a role the data does not hold, or
+            inputs that do not fit ``input_shape``.
+        FileNotFoundError: for a path that does not exist.
+    """
+    part = parts(spec, argument)[_check_role(role)]
+    if part.x is None:
+        raise ValueError(f"`{argument}` holds no {role} data: {part.source}. Received: {spec!r}")
+    x = part.x if input_shape is None else fit_inputs(part.x, input_shape, argument)
+    return x, part.y
+
+
+def describe(spec, role: str | None = None, argument: str = "--data") -> str:
+    """One line per role (or for ``role`` only) saying where :func:`resolve` takes its data from."""
+    resolved = parts(spec, argument)
+    roles = ROLES if role is None else (_check_role(role),)
+    return "\n".join(f"{r}: {resolved[r].source}" for r in roles)
+
+
+def parts(spec, argument: str = "--data") -> dict[str, Part]:
+    """All four roles of a DATA spec as :class:`Part` objects (see :func:`resolve`).
+
+    Results are cached per spec while the files are unchanged."""
+    key = _spec_key(spec, argument)
+    return _parts_cached(key, argument)
+
+
+def fit_inputs(x, input_shape, argument: str = "--data") -> np.ndarray:
+    """``x`` shaped to fit a model input of ``input_shape`` (no batch axis), or a ValueError.
+
+    The one change made is a trailing channel axis of 1 (``(N, H, W)`` for ``(H, W, 1)``)."""
+    expected = tuple(None if d is None else int(d) for d in input_shape)
+    got = tuple(np.shape(x)[1:])
+
+    def fits(shape):
+        return len(shape) == len(expected) and all(e is None or e == g
+                                                   for e, g in zip(expected, shape))
+
+    if fits(got):
+        return x
+    if fits(got + (1,)):
+        return np.asarray(x)[..., None]
+    raise ValueError(f"`{argument}` inputs must have shape {expected} to fit the model. "
+                     f"Received: {got}")
+
+
+def _check_role(role) -> str:
+    if role not in ROLES:
+        raise ValueError(f"`role` must be one of {list(ROLES)}. Received: role={role!r}")
+    return role
+
+
+def _spec_key(spec, argument):
+    if isinstance(spec, (list, tuple)) and 1 <= len(spec) <= 2 and all(
+            isinstance(s, (str, os.PathLike)) for s in spec):
+        spec = ",".join(str(s) for s in spec)
+    if isinstance(spec, os.PathLike):
+        spec = str(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"`{argument}` must be {_SPEC_FORMS}. Received: {spec!r}")
     if spec in SHIPPED:
-        return load(spec)
+        return (spec,)
+    paths = [Path(p) for p in spec.split(",")]
+    if len(paths) > 2:
+        raise ValueError(f"`{argument}` takes one spec or two IDX paths IMAGES,LABELS. "
+                         f"Received: {spec!r}")
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"`{argument}` must be {_SPEC_FORMS}. Received: {spec!r} "
+                                    f"({path}: no such file or folder)")
+    stamps = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+    return (spec, *stamps)
+
+
+@functools.lru_cache(maxsize=4)
+def _parts_cached(key, argument) -> dict[str, Part]:
+    spec = key[0]
+    if spec in SHIPPED:
+        (x_tr, y_tr), (x_te, y_te) = load(spec)
+        held_out = f"{spec}: the {len(x_te):,} held-out samples (stratified, seed {_SEED})"
+        train = Part(x_tr, y_tr, f"{spec}: the {len(x_tr):,} training samples")
+        validation = Part(x_te, y_te, held_out)
+        return _roles(train, validation, validation)
     if "," in spec:
-        images, labels = spec.split(",", 1)
+        images, labels = spec.split(",")
         x, y = load_idx(images, labels)
-    elif spec.endswith(".npz"):
-        path = Path(spec)
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as data:
-                keys = set(data.keys())
-            if {"x_train", "y_train", "x_test", "y_test"} <= keys:
-                return (load_npz(path, "x_train", "y_train"), load_npz(path, "x_test", "y_test"))
-        x, y = load_npz(path)
-    else:
-        raise ValueError(f"`{argument}` must be one of {list(SHIPPED)}, an .npz path or "
-                         f"IMAGES,LABELS IDX paths. Received: {spec!r}")
-    if len(x) < 10:
-        raise ValueError(f"`{argument}` must hold at least 10 samples. Received: {len(x)}")
+        return _split_roles(x, y, f"IDX {images}", argument)
+    path = Path(spec)
+    if path.is_dir():
+        x, y, names = load_image_folder(path, image_size=None)
+        return _split_roles(x, y, f"image folder {path} ({len(names)} classes)", argument)
+    if path.suffix == ".npz":
+        return _npz_roles(path, argument)
+    raise ValueError(f"`{argument}` must be {_SPEC_FORMS}. Received: {spec!r}")
+
+
+def _roles(train: Part, validation: Part, test: Part) -> dict[str, Part]:
+    calibration = Part(train.x, train.y, f"the training set ({train.source})")
+    return {"train": train, "validation": validation, "calibration": calibration, "test": test}
+
+
+def _split_roles(x, y, source: str, argument: str, test: Part | None = None) -> dict[str, Part]:
+    """Train and validation from one labeled or unlabeled set, by a seeded (stratified) split."""
+    if len(x) < MIN_SPLIT_SAMPLES:
+        raise ValueError(f"`{argument}` must hold at least {MIN_SPLIT_SAMPLES} samples to split off "
+                         f"a validation set. Received: {len(x)} in {source}")
     from sklearn.model_selection import train_test_split
 
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=_SEED)
-    return (x_tr, y_tr), (x_te, y_te)
+    n_val = max(1, int(len(x) * VALIDATION_FRACTION))
+    stratify = None
+    if y is not None and np.issubdtype(y.dtype, np.integer):
+        counts = np.bincount(y - y.min())
+        counts = counts[counts > 0]
+        if counts.min() >= 2 and n_val >= len(counts):
+            stratify = y
+    arrays = (x,) if y is None else (x, y)
+    split = train_test_split(*arrays, test_size=n_val, random_state=_SEED, stratify=stratify)
+    x_tr, x_va = split[0], split[1]
+    y_tr, y_va = (None, None) if y is None else (split[2], split[3])
+    how = f"{'stratified ' if stratify is not None else ''}seeded split (seed {_SEED})"
+    train = Part(x_tr, y_tr, f"{source}: {len(x_tr):,} of {len(x):,} samples, {how}")
+    validation = Part(x_va, y_va, f"{source}: {len(x_va):,} of {len(x):,} samples "
+                                  f"({VALIDATION_FRACTION:.0%}) held out, {how}")
+    if test is None:
+        test = Part(x_va, y_va, f"the validation set ({validation.source})")
+    return _roles(train, validation, test)
+
+
+def _npz_roles(path: Path, argument: str) -> dict[str, Part]:
+    arrays = _read_npz(path, argument)
+    found = {}
+    for part in ("", *_NPZ_PARTS):
+        x_key, y_key = ("x", "y") if not part else (f"x_{part}", f"y_{part}")
+        if y_key in arrays and x_key not in arrays:
+            raise ValueError(f"`{argument}` holds {y_key!r} without {x_key!r}. Received: "
+                             f"{path.name} with arrays {sorted(arrays)}")
+        if x_key in arrays:
+            x = normalize_inputs(arrays[x_key], f"{argument} {x_key}")
+            y = labels(arrays.get(y_key), len(x), f"{argument} {y_key}")
+            what = f"{x_key}/{y_key}" if y is not None else f"{x_key} (unlabeled)"
+            found[part or "plain"] = (x, y, f"{path.name} {what}, {len(x):,} samples")
+    if "plain" in found and "train" in found:
+        raise ValueError(f"`{argument}` must hold either x/y or x_train/y_train, not both. "
+                         f"Received: {path.name} with arrays {sorted(arrays)}")
+    if not found:
+        raise ValueError(f"`{argument}` .npz must hold x (and y), or x_train/y_train, x_val/y_val, "
+                         f"x_test/y_test. Received: {path.name} with arrays {sorted(arrays)}")
+
+    def as_part(name):
+        return Part(*found[name]) if name in found else None
+
+    train = as_part("train") or as_part("plain")
+    validation, test = as_part("val"), as_part("test")
+    if validation is None and test is not None:
+        validation = Part(test.x, test.y, f"{test.source} (no x_val)")
+    if validation is None:
+        return _split_roles(train.x, train.y, train.source, argument)
+    if test is None:
+        test = Part(validation.x, validation.y, f"the validation set ({validation.source})")
+    if train is None:
+        train = Part(None, None, f"{path.name} has no x_train or x")
+    return _roles(train, validation, test)
+
+
+def _read_npz(path: Path, argument: str) -> dict[str, np.ndarray]:
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.keys()}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"`{argument}` could not be read as .npz ({err}). Received: {path}") from None
 
 
 def shifted_batches(x, y, batch_size: int = 64, pixels: int = 2, seed: int = 0,

@@ -1,20 +1,20 @@
-"""Data-parallel training with TensorFlow's own strategies, for the recipe ``fit`` step and the
-search's fine-tunes.
+"""Data-parallel training with TensorFlow's own strategies, for the recipe's training steps and
+the search's fine-tunes.
 
 * ``"mirrored"``: :class:`tf.distribute.MirroredStrategy` over this machine's devices.
 * ``"multiworker"``: :class:`tf.distribute.MultiWorkerMirroredStrategy`; every worker process runs
   the same script with its own ``TF_CONFIG`` (cluster addresses and its task index).
 
-A model built outside the strategy is copied into its scope (same layers, same weights, tfmot
-and larq wrappers included) before it is compiled, which tf_keras requires.
+tf_keras needs a model's variables created in the strategy's scope, so a model built outside it
+is trained as a copy made in the scope (same layers and weights; tfmot, larq and edgecompress
+layers included), whose weights are copied back afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-
-from edgecompress._keras import keras, tf
 
 STRATEGIES = ("none", "mirrored", "multiworker")
 
@@ -24,12 +24,14 @@ _CACHE: dict = {}
 def get_strategy(name: str | None):
     """The strategy called ``name`` (``None`` or ``"none"``: TensorFlow's default strategy).
 
-    A multi-worker strategy is created once per process, and TensorFlow requires that to happen
-    at program start, before any other TensorFlow op: call this first in a worker script.
+    A strategy is created once per process. TensorFlow requires a multi-worker strategy to be
+    created at program start, before any other TensorFlow op: call this first in a worker script.
 
     Raises:
         ValueError: an unknown name, or ``"multiworker"`` without a valid ``TF_CONFIG``.
     """
+    from edgecompress._keras import tf
+
     if name in (None, "none"):
         return tf.distribute.get_strategy()
     if name not in STRATEGIES:
@@ -56,26 +58,31 @@ def _check_tf_config() -> None:
                          f"task.index of this worker. Received: TF_CONFIG={raw!r}") from None
 
 
-def replicate(model, strategy):
-    """``model`` rebuilt inside ``strategy.scope()`` with the same weights (returned as is for
-    the default strategy)."""
-    if strategy is _default():
-        return model
+@contextlib.contextmanager
+def replica_of(model, strategy):
+    """Inside ``strategy.scope()``, yield a copy of ``model`` (same class, config and weights) to
+    compile and train; on a normal exit its weights are copied back into ``model``.
+
+    With the default strategy, ``model`` itself is yielded.
+    """
+    from edgecompress._keras import tf
+
+    strategy = get_strategy(strategy) if strategy is None or isinstance(strategy, str) else strategy
+    if strategy is tf.distribute.get_strategy():
+        yield model
+        return
     import tensorflow_model_optimization as tfmot
 
-    with strategy.scope(), tfmot.sparsity.keras.prune_scope(), \
-            tfmot.quantization.keras.quantize_scope():
-        copy = type(model).from_config(model.get_config())  # keeps PrunedModel's own fit
+    with strategy.scope():
+        with tfmot.sparsity.keras.prune_scope(), tfmot.quantization.keras.quantize_scope():
+            copy = type(model).from_config(model.get_config())  # keeps PrunedModel's own fit
         copy.set_weights(model.get_weights())
-    return copy
-
-
-def _default():
-    return tf.distribute.get_strategy()
+        yield copy
+    model.set_weights(copy.get_weights())
 
 
 def fit(model, data, strategy=None, **fit_kwargs):
-    """Compile and fit ``model`` under ``strategy``.
+    """Compile and fit ``model`` in place under ``strategy``.
 
     Args:
         model: a tf_keras Sequential or Functional model (tfmot/larq/edgecompress layers allowed).
@@ -85,19 +92,18 @@ def fit(model, data, strategy=None, **fit_kwargs):
             factory, called inside the scope) and everything ``model.fit`` takes.
 
     Returns:
-        ``(model, history)``: the trained model (a copy when the strategy is not the default).
+        The Keras history.
     """
-    strategy = get_strategy(strategy) if strategy is None or isinstance(strategy, str) else strategy
+    from edgecompress._keras import keras, tf
+
     compile_kwargs = dict(fit_kwargs.pop("compile", {}))
-    model = replicate(model, strategy)
-    with strategy.scope():
+    with replica_of(model, strategy) as replica:
         optimizer = compile_kwargs.pop("optimizer", None)
         if callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
             optimizer = optimizer()  # a factory: the optimizer's variables belong to the strategy
-        model.compile(optimizer=optimizer or "adam", **compile_kwargs)
-    if strategy is not _default() and isinstance(data, tf.data.Dataset):
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        data = data.with_options(options)
-    history = model.fit(data, **fit_kwargs)
-    return model, history
+        replica.compile(optimizer=optimizer or "adam", **compile_kwargs)
+        if replica is not model and isinstance(data, tf.data.Dataset):
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            data = data.with_options(options)
+        return replica.fit(data, **fit_kwargs)

@@ -1,54 +1,46 @@
 """Safe loading of a user's model file: ``.keras``, ``.h5`` or a SavedModel folder.
 
 Loading never runs code from the file unless the caller says ``unsafe=True``: a Lambda layer (whose
-Python code is stored in the file) is refused with a message that says why, and Keras 3 files are
-named as such.
+Python code is stored in the file) is refused with a message that says why. Files saved by Keras 3
+are translated into an equivalent tf_keras model (:mod:`edgecompress.keras3`); the result says so
+(:func:`translated_from`).
+
+Loading uses only what is registered with tf_keras (plus ``custom_objects``) and imports no
+compression family, so ``tflite_export`` can use it alone. The ``edgecompress`` side first calls
+:func:`edgecompress.registration.register_edgecompress_objects` to make our, larq's and tfmot's
+classes known.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import zipfile
 from pathlib import Path
 
+from edgecompress import keras3
+from edgecompress._errors import UsageError
 from edgecompress._keras import keras
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UsageError):
     """A model file that cannot be loaded safely; the message names the argument and the file."""
 
 
-@contextlib.contextmanager
-def custom_object_scope():
-    """Make the classes of files written by edgecompress, larq or tfmot loadable."""
-    import importlib
-
-    import larq  # noqa: F401 - registers its layers and quantizers
-    import tensorflow_model_optimization as tfmot
-
-    # Our registered layers, quantizers and losses live in these packages.
-    for package in ("binary", "distillation", "models", "pruning", "quantization"):
-        importlib.import_module(f"edgecompress.{package}")
-
-    with contextlib.ExitStack() as stack:
-        for scope in (tfmot.sparsity.keras.prune_scope, tfmot.clustering.keras.cluster_scope,
-                      tfmot.quantization.keras.quantize_scope):
-            stack.enter_context(scope())
-        yield
-
-
-def load_model(path, argument: str = "model", unsafe: bool = False) -> keras.Model:
+def load_model(path, argument: str = "model", unsafe: bool = False,
+               custom_objects: dict | None = None) -> keras.Model:
     """Load a tf_keras model from ``path`` without running code stored in the file.
 
     Args:
-        path: a ``.keras`` file, an ``.h5`` file or a SavedModel folder.
+        path: a ``.keras`` file, an ``.h5`` file or a SavedModel folder, saved by tf_keras or
+            by Keras 3 (translated, see :func:`edgecompress.keras3.load_keras3`).
         argument: the argument name used in error messages.
         unsafe: allow Lambda layers (runs Python code stored in the file).
+        custom_objects: classes to use beside the registered ones, by name.
 
     Raises:
-        ModelFileError: for a missing, empty, corrupt, Keras 3 or unsafe file.
+        ModelFileError: for a missing, empty, corrupt or unsafe file, or a Keras 3 file that
+            cannot be translated.
     """
     path = Path(path)
     if not path.exists():
@@ -59,11 +51,11 @@ def load_model(path, argument: str = "model", unsafe: bool = False) -> keras.Mod
     if path.is_dir():
         if not (path / "saved_model.pb").exists():
             raise ModelFileError(f"`{argument}` is a folder without saved_model.pb. Received: {path}")
-        config = _savedmodel_config(path)
+        config, version = _savedmodel_config(path), None
     elif path.suffix == ".keras":
-        config = _keras_zip_config(path, argument)
+        config, version = _keras_zip_config(path, argument)
     elif path.suffix in (".h5", ".hdf5"):
-        config = _h5_config(path, argument)
+        config, version = _h5_config(path, argument)
     else:
         raise ModelFileError(f"`{argument}` must end in .keras or .h5, or be a SavedModel folder. "
                              f"Received: {path}")
@@ -72,15 +64,23 @@ def load_model(path, argument: str = "model", unsafe: bool = False) -> keras.Mod
             f"`{argument}` holds a Lambda layer, whose Python code would run on load; refusing. "
             f"Rebuild it without Lambda, or pass --unsafe if you trust the file. Received: {path}"
         )
+    if keras3.is_keras3_version(version):
+        try:
+            return keras3.load_keras3(path, argument, unsafe, custom_objects)
+        except keras3.TranslationError as err:
+            raise ModelFileError(str(err)) from None
+        except Exception as err:  # noqa: BLE001 - any translation failure becomes one clear line
+            raise ModelFileError(f"`{argument}` was saved by Keras {version} and could not be "
+                                 f"translated ({keras3.first_line(err)}). Received: {path}") from None
     try:
-        with custom_object_scope():
+        with keras.utils.custom_object_scope(custom_objects or {}):
             if path.suffix == ".keras":
                 model = keras.models.load_model(path, compile=False, safe_mode=not unsafe)
             else:
                 model = keras.models.load_model(path, compile=False)
     except Exception as err:  # noqa: BLE001 - any loader failure becomes one clear line
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise ModelFileError(f"`{argument}` could not be loaded ({first}). Received: {path}") from None
+        raise ModelFileError(f"`{argument}` could not be loaded ({keras3.first_line(err)}). "
+                             f"Received: {path}") from None
     if not isinstance(model, keras.Model):
         raise ModelFileError(f"`{argument}` does not hold a Keras model. Received: {path}")
     return model
@@ -98,13 +98,7 @@ def _keras_zip_config(path: Path, argument: str):
     if config is None:
         raise ModelFileError(f"`{argument}` is not a valid .keras file (no config.json). "
                              f"Received: {path}")
-    if str(meta.get("keras_version", "")).startswith("3"):
-        raise ModelFileError(
-            f"`{argument}` was saved by Keras 3 ({meta.get('keras_version')}); edgecompress needs "
-            f"a tf_keras (Keras 2) model. Rebuild it with `import tf_keras as keras` and load the "
-            f"weights. Received: {path}"
-        )
-    return config
+    return config, meta.get("keras_version")
 
 
 def _h5_config(path: Path, argument: str):
@@ -119,10 +113,7 @@ def _h5_config(path: Path, argument: str):
     if raw is None:
         raise ModelFileError(f"`{argument}` holds weights only, not a model (no model_config). "
                              f"Received: {path}")
-    if version.startswith("3"):
-        raise ModelFileError(f"`{argument}` was saved by Keras 3 ({version}); edgecompress needs a "
-                             f"tf_keras (Keras 2) model. Received: {path}")
-    return json.loads(raw if isinstance(raw, str) else raw.decode())
+    return json.loads(raw if isinstance(raw, str) else raw.decode()), version
 
 
 def _savedmodel_config(path: Path):
@@ -138,3 +129,8 @@ def _has_lambda(config) -> bool:
     if isinstance(config, list):
         return any(map(_has_lambda, config))
     return False
+
+
+def translated_from(model) -> str | None:
+    """``"Keras <version>"`` if ``model`` was translated from a Keras 3 file, else None."""
+    return getattr(model, "_edgecompress_translated_from", None)

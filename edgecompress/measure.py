@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 import tempfile
+import types
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress._keras import keras
+from edgecompress.datasets import class_labels
 from edgecompress.surgery.graph import iter_layers
 
 KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
@@ -35,8 +38,9 @@ class Measurement(Mapping):
         nonzero_params: how many of them are non-zero.
         unique_values: per layer, the number of distinct values in its kernel(s).
         float32_bytes: ``4 * params``, the size of the weights as float32.
-        file_bytes: size of the serialized model (``.h5`` for Keras, the file for ``.tflite``).
-        gzip_bytes: size of that file after gzip -9.
+        file_bytes: size of the serialized model: the file for ``.tflite``; for Keras the ``.h5``
+            file (the tfmot tutorials' yardstick), only with ``file_sizes=True``, else None.
+        gzip_bytes: size of that file after gzip -9 (None when ``file_bytes`` is).
         macs: multiply-accumulates of one inference (Conv2D, DepthwiseConv2D, Dense and their
             quantized/binary subclasses).
         accuracy: top-1 accuracy on ``data``, or None.
@@ -70,13 +74,17 @@ class Measurement(Mapping):
         return 1.0 - self.nonzero_params / self.params if self.params else 0.0
 
 
-def measure(model_or_path, data=None, batch_size: int = 256) -> Measurement:
+def measure(model_or_path, data=None, batch_size: int = 256, file_sizes: bool = False
+            ) -> Measurement:
     """Measure a tf_keras model or a ``.tflite`` file.
 
     Args:
         model_or_path: a tf_keras model, or a path to a ``.tflite`` file.
-        data: optional ``(x, y)`` with integer labels, to report accuracy.
+        data: optional ``(x, y)`` with class labels (indices of shape (n,) or (n, 1), or one-hot),
+            to report top-1 accuracy.
         batch_size: batch size for the Keras accuracy pass.
+        file_sizes: for a Keras model, also save it as ``.h5`` in a temporary folder to fill
+            ``file_bytes`` and ``gzip_bytes`` (a ``.tflite`` file always has them).
 
     Returns:
         A :class:`Measurement`.
@@ -104,7 +112,7 @@ def measure(model_or_path, data=None, batch_size: int = 256) -> Measurement:
         kernels = [w.numpy() for w in weights if _short(w) in KERNEL_NAMES]
         if kernels:
             unique[layer.name] = int(np.unique(np.concatenate([k.ravel() for k in kernels])).size)
-    file_bytes, gzip_bytes = _serialized_sizes(model)
+    file_bytes, gzip_bytes = _serialized_sizes(model) if file_sizes else (None, None)
     return Measurement(
         params=int(params),
         nonzero_params=int(nonzero),
@@ -151,11 +159,10 @@ def layer_macs(layer, input_shape, output_shape) -> int:
 
 
 def keras_accuracy(model, data, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` on ``(x, y)`` with integer labels (shape (n,) or (n, 1)) or
-    one-hot labels."""
+    """Top-1 accuracy of ``model`` on ``(x, y)`` with class labels (see
+    :func:`edgecompress.datasets.class_labels`)."""
     x, y = data
-    y = np.asarray(y)
-    y = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
+    y = class_labels(y, "data")
     pred = model.predict(x, batch_size=batch_size, verbose=0)
     return float(np.mean(np.asarray(pred).argmax(axis=-1) == y))
 
@@ -224,8 +231,9 @@ def _measure_tflite(path: Path, data) -> Measurement:
     accuracy = None
     if data is not None:
         x, y = data
+        y = class_labels(y, "data")
         pred = litert.Runner(path).predict(x)
-        accuracy = float(np.mean(pred.argmax(axis=-1) == np.asarray(y).reshape(-1)))
+        accuracy = float(np.mean(np.asarray(pred).argmax(axis=-1) == y))
     size = path.stat().st_size
     return Measurement(
         params=int(params),
@@ -237,3 +245,14 @@ def _measure_tflite(path: Path, data) -> Measurement:
         macs=info.macs,
         accuracy=accuracy,
     )
+
+
+class _CallableModule(types.ModuleType):
+    """``from edgecompress import measure`` gives this module or the function, depending on what
+    was imported first; both call :func:`measure`."""
+
+    def __call__(self, *args, **kwargs):
+        return measure(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

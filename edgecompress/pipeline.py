@@ -1,7 +1,8 @@
 """The jobs behind the command line: baselines, the demo, and measuring artifacts.
 
 Like :mod:`edgecompress.recipe` and :mod:`edgecompress.report`, this module bridges the families and
-``tflite_export``; the families themselves never import it.
+``tflite_export``; the families themselves never import it. Artifacts live below it, in
+:mod:`edgecompress.artifacts`.
 """
 
 from __future__ import annotations
@@ -9,41 +10,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from edgecompress._io import atomic_path
 from edgecompress._keras import keras
-from edgecompress.report import Artifact
+from edgecompress.artifacts import (  # noqa: F401  (save_model, export_artifact: public here too)
+    CALIBRATION_SAMPLES,
+    Artifact,
+    export_artifact,
+    save_model,
+)
 
 log = logging.getLogger("edgecompress")
-
-CALIBRATION_SAMPLES = 256
-
-
-def save_model(model, path) -> Path:
-    """Save ``model`` to a ``.keras`` file atomically."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        keras_tmp = tmp.with_suffix(".keras")
-        model.save(keras_tmp)
-        keras_tmp.replace(tmp)
-    return path
-
-
-def export_artifact(model, path, mode, train, test, name=None, **kwargs) -> Artifact:
-    """Export ``model`` with ``tflite_export.export``, verify it on ``test`` and measure it."""
-    from edgecompress.measure import measure
-    from tflite_export import export
-
-    calibration = train[0][:CALIBRATION_SAMPLES] if mode in ("int8", "int16x8") else None
-    rep = export(model, path, mode, representative_data=calibration, verify_data=test, **kwargs)
-    m = measure(model)
-    return Artifact(
-        name=name or Path(path).stem, path=str(path), mode=mode, params=m.params,
-        nonzero_params=m.nonzero_params, macs=m.macs, file_bytes=rep.bytes,
-        gzip_bytes=rep.gzip_bytes, deploy_bytes=rep.gzip_bytes, accuracy=rep.accuracy,
-        keras_accuracy=rep.keras_accuracy, agreement=rep.agreement,
-        ops=",".join(sorted(set(rep.ops))),
-    )
-
 
 def baseline_artifacts(model, train, test, out_dir) -> list[Artifact]:
     """The float32 TFLite file and plain int8 post-training quantization of the input model."""
@@ -58,6 +33,7 @@ def measure_artifact(path, test, unsafe: bool = False) -> Artifact:
     """Measure a ``.tflite`` file or a saved Keras model on ``test``."""
     from edgecompress.loading import load_model
     from edgecompress.measure import measure
+    from edgecompress.registration import register_edgecompress_objects
 
     path = Path(path)
     if path.suffix == ".tflite":
@@ -65,8 +41,9 @@ def measure_artifact(path, test, unsafe: bool = False) -> Artifact:
         return Artifact(name=path.stem, path=str(path), mode="tflite", params=m.params,
                         nonzero_params=m.nonzero_params, macs=m.macs, file_bytes=m.file_bytes,
                         gzip_bytes=m.gzip_bytes, deploy_bytes=m.gzip_bytes, accuracy=m.accuracy)
+    register_edgecompress_objects()
     model = load_model(path, argument="artifacts", unsafe=unsafe)
-    m = measure(model, test)
+    m = measure(model, test, file_sizes=True)
     return Artifact(name=path.stem, path=str(path), mode="keras", params=m.params,
                     nonzero_params=m.nonzero_params, macs=m.macs, file_bytes=m.file_bytes,
                     gzip_bytes=m.gzip_bytes, deploy_bytes=m.gzip_bytes, accuracy=m.accuracy)

@@ -3,42 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from edgecompress._io import atomic_path, atomic_write
-
-
-@dataclass
-class Artifact:
-    """One point of the comparison: a model or file with its size and accuracy.
-
-    ``deploy_bytes`` is what goes to the device: the smaller of the gzip of the verified
-    ``.tflite`` and the packed format, where there is one.
-    """
-
-    name: str
-    path: str = ""
-    mode: str = ""
-    params: int | None = None
-    nonzero_params: int | None = None
-    macs: int | None = None
-    file_bytes: int | None = None
-    gzip_bytes: int | None = None
-    deploy_bytes: int | None = None
-    accuracy: float | None = None
-    keras_accuracy: float | None = None
-    agreement: float | None = None
-    latency_us: float | None = None
-    ops: str = ""
-    note: str = ""
-
+from edgecompress.artifacts import Artifact
 
 COLUMNS = [
     ("name", "artifact"), ("mode", "mode"), ("params", "params"), ("nonzero_params", "non-zero"),
     ("macs", "MACs"), ("file_bytes", "file B"), ("gzip_bytes", "gzip B"),
     ("deploy_bytes", "deploy B"), ("ratio", "× smaller"), ("accuracy", "accuracy"),
-    ("delta", "Δ pp"), ("agreement", "agreement"), ("latency_us", "µs"),
+    ("delta", "Δ pp"), ("agreement", "agreement"), ("latency_us", "µs"), ("scores", "scores (held out)"),
+    ("status", "guard"), ("note", "note"),
 ]
 
 
@@ -62,7 +38,7 @@ def rows_with_ratios(artifacts: list[Artifact], baseline: str | None = None) -> 
 
 def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
     """A Markdown table of ``rows`` with the given ``(key, title)`` columns."""
-    present = [(k, t) for k, t in columns if any(r.get(k) not in (None, "") for r in rows)]
+    present = [(k, t) for k, t in columns if any(r.get(k) not in (None, "", {}) for r in rows)]
     lines = ["| " + " | ".join(t for _, t in present) + " |",
              "|" + "|".join("---" for _ in present) + "|"]
     for r in rows:
@@ -71,7 +47,7 @@ def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
 
 
 def _fmt(key, value) -> str:
-    if value is None or value == "":
+    if value is None or value == "" or value == {}:
         return ""
     if key in ("accuracy", "keras_accuracy", "agreement"):
         return f"{100 * value:.2f}%"
@@ -79,6 +55,8 @@ def _fmt(key, value) -> str:
         return f"{value:+.2f}"
     if key == "ratio":
         return f"{value:.1f}×"
+    if key == "scores":
+        return "; ".join(f"{out} {s['metric']} {s['value']:.4g}" for out, s in value.items())
     if key == "latency_us":
         return f"{value:.0f}"
     if isinstance(value, int):
@@ -88,9 +66,22 @@ def _fmt(key, value) -> str:
     return str(value)
 
 
+def trace_table(trace: list[dict]) -> str:
+    """The per-step metric trace (one row per step, one column per output) as Markdown."""
+    outputs = list(trace[0]["scores"]) if trace else []
+    lines = ["| step | kind | " + " | ".join(outputs) + " |", "|---|---|" + "---|" * len(outputs)]
+    for entry in trace:
+        cells = [_fmt("value", entry["scores"].get(o)) for o in outputs]
+        lines.append(f"| {entry['step']} | {entry['kind']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_report(out_dir, artifacts: list[Artifact], title: str, baseline: str | None = None,
-                 notes: str = "") -> dict[str, Path]:
+                 notes: str = "", trace: list[dict] | None = None, guard: dict | None = None) -> dict[str, Path]:
     """Write ``report.md``, ``report.json`` and ``pareto.png`` into ``out_dir`` (atomically).
+
+    ``trace`` is a recipe run's per-step scores on the held-out data; ``guard`` the accuracy
+    guard's verdict (``{"max_drop", "failures", "worst"}``).
 
     Returns:
         The written paths by kind.
@@ -100,12 +91,23 @@ def write_report(out_dir, artifacts: list[Artifact], title: str, baseline: str |
     md = [f"# {title}", "", markdown_table(rows), ""]
     if notes:
         md += [notes, ""]
+    if guard and guard.get("failures"):
+        md += ["**Accuracy guard: FAILED.** " + " ".join(
+            f"{name}: {'; '.join(reasons)}." for name, reasons in guard["failures"].items()), ""]
+    if guard and guard.get("worst"):
+        worst = guard["worst"]
+        md += [f"Step that lost the most: step {worst['step']} ({worst['kind']}), {worst['phrase']}.", ""]
+    if trace:
+        md += ["## Per-step trace (held-out data)", "", trace_table(trace), ""]
     md += ["![accuracy vs deployable bytes](pareto.png)", ""]
+    document = {"title": title, "baseline": baseline, "artifacts": rows}
+    if trace is not None:
+        document["trace"] = trace
+    if guard is not None:
+        document["guard"] = guard
     paths = {
         "markdown": atomic_write(out_dir / "report.md", "\n".join(md)),
-        "json": atomic_write(out_dir / "report.json",
-                             json.dumps({"title": title, "baseline": baseline, "artifacts": rows},
-                                        indent=2)),
+        "json": atomic_write(out_dir / "report.json", json.dumps(document, indent=2)),
     }
     paths["pareto"] = pareto_plot(rows, out_dir / "pareto.png", title)
     return paths

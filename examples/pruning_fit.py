@@ -36,7 +36,7 @@ thin.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
 thin.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
 
 for name, m in (("float", model), ("85% sparse", sparse), ("half the filters", thin)):
-    r = measure(m, (x_test, y_test))
+    r = measure(m, (x_test, y_test), file_sizes=True)
     print(f"{name:>16}: {r.params:>7,} params, {r.nonzero_params:>7,} non-zero, "
           f"{r.macs:>9,} MACs, gzip {r.gzip_bytes:>9,} B, accuracy {r.accuracy:.2%}")
 rep = export(sparse, "pruned_int8.tflite", "int8", representative_data=x_train[:200],

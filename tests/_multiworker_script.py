@@ -4,9 +4,8 @@ MultiWorkerMirroredStrategy (TF_CONFIG set by the test). Prints ``RESULT {json}`
 import json
 import sys
 
+from edgecompress import datasets, distribute, pruning
 from edgecompress._keras import keras  # the legacy-Keras guard runs before TensorFlow loads
-
-from edgecompress import datasets, distribute, pruning  # noqa: E402
 
 strategy = sys.argv[1]  # "none" or "multiworker"
 replicas = distribute.get_strategy(strategy).num_replicas_in_sync  # before any other TF op
@@ -20,11 +19,10 @@ base = keras.Sequential([keras.Input((8, 8, 1)),
                          keras.layers.Dense(10, activation="softmax", name="fc2")])
 model = pruning.prune_low_magnitude(base, schedule=pruning.ConstantSparsity(0.5))
 data = datasets.shifted_batches(x, y, 32, pixels=0, seed=0)  # 32 = the global batch
-trained, history = distribute.fit(
-    model, data, strategy, epochs=3, verbose=0,
-    compile={"optimizer": lambda: keras.optimizers.Adam(1e-3),
-             "loss": "sparse_categorical_crossentropy"})
-kernel = pruning.strip(trained).get_layer("fc1").get_weights()[0]
+history = distribute.fit(model, data, strategy, epochs=3, verbose=0,
+                         compile={"optimizer": lambda: keras.optimizers.Adam(1e-3),
+                                  "loss": "sparse_categorical_crossentropy"})
+kernel = pruning.strip(model).get_layer("fc1").get_weights()[0]
 print("RESULT " + json.dumps({
     "replicas": replicas,
     "losses": [float(v) for v in history.history["loss"]],

@@ -228,7 +228,7 @@ def test_summary_counts_bits_and_macs():
 def test_flip_ratio_scope_adds_metrics(rng):
     with binary.flip_ratio_scope():
         bnn = binary.binarize(sequential_cnn(), "binarynet")
-    bnn.compile(binary.bop_optimizer(), "sparse_categorical_crossentropy", run_eagerly=True)
+    bnn.compile(binary.bop_optimizer(), "sparse_categorical_crossentropy")
     history = bnn.fit(rng.random((8, 12, 12, 1)), rng.integers(0, 4, 8), epochs=1, verbose=0)
     assert any(key.startswith("flip_ratio") for key in history.history)
     assert isinstance(binary.flip_ratio(), lq.metrics.FlipRatio)
@@ -318,7 +318,7 @@ def _trained_like(model, seed=0):
 
 
 def _lce(model, x):
-    lce = pytest.importorskip("larq_compute_engine")
+    import larq_compute_engine as lce
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
     data = lce.convert_keras_model(model)
@@ -336,7 +336,8 @@ def _count(data, op):
 
 def test_dense_as_conv_really_binarizes_in_lce(rng, tmp_path):
     """Through tflite_export's binary mode (LCE + verification in LCE's interpreter)."""
-    export = pytest.importorskip("tflite_export").export
+    from tflite_export import export
+
     bnn = binary.binarize(_trained_like(_bnn("sequential")), "binarynet", layers=["c2", "d1", "d2"])
     conv = binary.dense_as_conv(bnn)
     x = rng.normal(size=(32, 12, 12, 1)).astype("float32")
@@ -369,3 +370,78 @@ def test_nested_and_shared_layers(rng):
     assert isinstance(shared, lq.layers.QuantDense) and len(shared._inbound_nodes) == 2
     outs = multi([rng.random((2, 6)), rng.random((2, 4))])
     assert [o.shape for o in outs] == [(2, 3), (2, 2)]
+
+
+# ---------------------------------------------------------------- inputs of binary layers (#22.5, #21.2)
+
+
+def _mobilenet_stack(size=16, blocks=4):
+    """MobileNet v1 blocks: depthwise -> BN -> ReLU6 -> 1x1 conv -> BN -> ReLU6."""
+    inp = keras.Input((size, size, 3))
+    x = keras.layers.ReLU(6.0, name="stem_relu")(keras.layers.BatchNormalization(name="stem_bn")(
+        keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(inp)))
+    for i in range(blocks):
+        x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dw{i}")(x)
+        x = keras.layers.ReLU(6.0, name=f"dw{i}_relu")(keras.layers.BatchNormalization(name=f"dw{i}_bn")(x))
+        x = keras.layers.Conv2D(16 * (i + 1), 1, use_bias=False, name=f"pw{i}")(x)
+        x = keras.layers.ReLU(6.0, name=f"pw{i}_relu")(keras.layers.BatchNormalization(name=f"pw{i}_bn")(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, keras.layers.Dense(10, activation="softmax", name="fc")(x))
+
+
+def _binary_inputs(model, x):
+    quantized = [layer for layer in model.layers if getattr(layer, "input_quantizer", None)]
+    probe = keras.Model(model.inputs, [layer.input for layer in quantized])
+    outs = probe(x, training=True)
+    return dict(zip([layer.name for layer in quantized], outs if isinstance(outs, list) else [outs]))
+
+
+def test_relu_in_front_of_binary_convs_is_removed(rng):
+    """Regression (#22.5): every binary input was >= 0 (all +1), gradients reached 1e9 at step 0."""
+    model = _mobilenet_stack()
+    x = rng.uniform(0, 1, (8, 16, 16, 3)).astype("float32")
+    for scheme in ("binarynet", "xnor"):
+        bnn = binary.binarize(model, scheme)
+        names = {layer.name for layer in bnn.layers}
+        assert not {f"dw{i}_relu" for i in range(4)} & names  # each fed one binarized pw conv
+        assert {"stem_relu", "pw0_relu", "pw3_relu"} <= names  # feed a float depthwise / GAP
+        for name, value in _binary_inputs(bnn, x).items():
+            assert 0.2 < float((value.numpy() >= 0).mean()) < 0.8, name
+        with tf.GradientTape() as tape:
+            loss = keras.losses.sparse_categorical_crossentropy(rng.integers(0, 10, 8), bnn(x, training=True))
+        grads = tape.gradient(loss, bnn.trainable_variables)
+        assert max(float(tf.reduce_max(tf.abs(g))) for g in grads if g is not None) < 1e3
+        assert not [w for w in binary.lint(bnn) if w.rule in ("bn-before-binary", "relu-before-sign")]
+
+
+def test_relu_shared_with_a_float_shortcut_is_kept_and_centred_by_a_new_bn():
+    inp = keras.Input((8, 8, 4))
+    x = keras.layers.ReLU(name="relu")(keras.layers.Conv2D(8, 3, padding="same", name="c0")(inp))
+    y = keras.layers.Conv2D(8, 3, padding="same", name="c1")(x)
+    y = keras.layers.Conv2D(8, 3, padding="same", name="c2")(keras.layers.BatchNormalization(name="bn1")(y))
+    out = keras.layers.Dense(2, name="fc")(keras.layers.Flatten()(keras.layers.Add()([x, y])))
+    bnn = binary.binarize(keras.Model(inp, out), "binarynet")
+    assert isinstance(bnn.get_layer("relu"), keras.layers.ReLU)  # the shortcut still gets ReLU
+    assert bnn.get_layer("c1").input.node.layer.name == "c1_in_bn"
+    assert bnn.get_layer("c2").input.node.layer.name == "bn1"  # already behind a BN: nothing added
+    assert set(bnn.transform_report.transformed) == {"c1", "c2"}
+    float_only = binary.binarize(keras.Model(inp, out), "bwn")  # float activations: left as they are
+    assert "c1_in_bn" not in [layer.name for layer in float_only.layers]
+
+
+@pytest.mark.parametrize("arch", ["resnet8", "mobilenet_stack"])
+def test_binarized_deep_nets_stay_finite_through_20_steps(arch, rng):
+    from edgecompress.models import resnet8
+
+    model = resnet8((8, 8, 3)) if arch == "resnet8" else _mobilenet_stack(size=8)
+    x = rng.uniform(0, 1, (80, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 10, 80)
+    for scheme in SCHEMES:
+        bnn = binary.binarize(model, scheme)
+        assert np.isfinite(_run(bnn, x[:4])).all(), scheme
+        bnn.compile(binary.bop_optimizer(), "sparse_categorical_crossentropy")
+        history = bnn.fit(x, y, batch_size=4, epochs=1, verbose=0)  # 20 steps
+        assert np.isfinite(history.history["loss"]).all(), scheme
+        bad = [w.name for w in bnn.weights if not np.isfinite(w.numpy()).all()]
+        assert not bad, (scheme, bad)
+        assert np.isfinite(_run(bnn, x[:4])).all(), scheme

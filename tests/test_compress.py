@@ -104,7 +104,8 @@ def test_compress_runs_every_step_kind(name, model_path, tmp_path, capsys):
     recipe = tmp_path / f"{name}.toml"
     recipe.write_text(RECIPES[name])
     out = tmp_path / "out"
-    argv = [str(model_path), "--recipe", str(recipe), "--data", "digits", "-o", str(out), "--quiet"]
+    argv = [str(model_path), "--recipe", str(recipe), "--data", "digits", "-o", str(out), "--quiet",
+            "--max-drop", "100"]  # an untrained model: this test is about every step kind running
     code = main(["compress", *argv])
     assert code == 0, capsys.readouterr().err[-2000:]
     report = json.loads((out / "report.json").read_text())

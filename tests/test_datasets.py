@@ -67,7 +67,7 @@ def test_npz(tmp_path, rng):
     xs, ys = datasets.load_npz(tmp_path / "d.npz")
     assert xs.shape == (6, 4, 4, 1) and xs.dtype == np.float32 and xs.max() <= 1
     np.savez(tmp_path / "bad.npz", x=x, y=np.arange(5))
-    with pytest.raises(ValueError, match="one label per image"):
+    with pytest.raises(ValueError, match="one label per sample"):
         datasets.load_npz(tmp_path / "bad.npz")
     with pytest.raises(ValueError, match="x_key"):
         datasets.load_npz(tmp_path / "d.npz", x_key="images")
@@ -122,3 +122,96 @@ def test_augmented_batches_bad_arguments(kwargs, message):
     x = np.zeros((4, 8, 8, 1), "float32")
     with pytest.raises(ValueError, match=message):
         datasets.shifted_batches(x, np.arange(4), **kwargs)
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_resolve_shipped_roles_match_load():
+    (x_tr, y_tr), (x_te, y_te) = datasets.load("digits")
+    x, y = datasets.resolve("digits", "train")
+    np.testing.assert_array_equal(x, x_tr)
+    for role in ("validation", "test"):
+        np.testing.assert_array_equal(datasets.resolve("digits", role)[1], y_te)
+    np.testing.assert_array_equal(datasets.resolve("digits", "calibration")[0], x_tr)
+    assert "360 held-out" in datasets.describe("digits", "test")
+
+
+def test_resolve_plain_npz_is_a_stated_stratified_seeded_split(tmp_path, rng):
+    x = rng.integers(0, 256, (100, 6, 6)).astype("uint8")
+    y = np.repeat(np.arange(4), 25)
+    spec = _npz(tmp_path / "d.npz", x=x, y=y)
+    x_tr, y_tr = datasets.resolve(spec, "train")
+    x_va, y_va = datasets.resolve(spec, "validation", input_shape=(6, 6, 1))
+    assert len(x_tr) == 80 and x_va.shape == (20, 6, 6, 1) and x_tr.max() <= 1
+    assert np.bincount(y_va).tolist() == [5] * 4  # stratified
+    assert not {a.tobytes() for a in x_tr} & {a.tobytes() for a in x_va[..., 0]}  # disjoint
+    np.testing.assert_array_equal(datasets.resolve(spec, "test")[0], x_va[..., 0])
+    np.testing.assert_array_equal(datasets.resolve(spec, "calibration")[0], x_tr)
+    assert "20 of 100 samples (20%) held out, stratified seeded split" in datasets.describe(spec)
+
+
+def test_resolve_npz_named_parts(tmp_path, rng):
+    x_tr, x_va, x_te = (rng.random((n, 4)).astype("float32") for n in (12, 5, 7))
+    spec = _npz(tmp_path / "d.npz", x_train=x_tr, y_train=np.arange(12) % 3, x_val=x_va,
+                y_val=np.arange(5) % 3, x_test=x_te, y_test=np.eye(3)[np.arange(7) % 3])
+    np.testing.assert_array_equal(datasets.resolve(spec, "train")[0], x_tr)  # no split
+    np.testing.assert_array_equal(datasets.resolve(spec, "validation")[0], x_va)
+    x, y = datasets.resolve(spec, "test")
+    np.testing.assert_array_equal(x, x_te)
+    assert y.tolist() == [0, 1, 2, 0, 1, 2, 0]  # one-hot -> class indices
+    # x_test alone serves validation and test whole; it has no training data
+    only_test = _npz(tmp_path / "t.npz", x_test=x_te, y_test=np.arange(7))
+    np.testing.assert_array_equal(datasets.resolve(only_test, "validation")[0], x_te)
+    with pytest.raises(ValueError, match=r"`--verify` holds no calibration data: the training set \(t.npz has no x_train"):
+        datasets.resolve(only_test, "calibration", "--verify")
+
+
+def test_resolve_unlabeled_and_regression_targets(tmp_path, rng):
+    x = rng.random((30, 640)).astype("float32")
+    spec = _npz(tmp_path / "ae.npz", x_train=x)
+    x_tr, y_tr = datasets.resolve(spec, "train")
+    assert y_tr is None and len(x_tr) == 24 and "unlabeled" in datasets.describe(spec, "train")
+    targets = rng.random(30).astype("float32")
+    _, y = datasets.resolve(_npz(tmp_path / "r.npz", x=x, y=targets), "validation")
+    assert y.dtype == np.float32 and set(y.tolist()) <= set(targets.tolist())
+
+
+def test_resolve_idx_pair_and_image_folder(tmp_path, rng):
+    from PIL import Image
+
+    _write_idx(tmp_path / "i", rng.integers(0, 256, (20, 5, 4)).astype("uint8"))
+    _write_idx(tmp_path / "l", np.arange(20).astype("uint8") % 2)
+    for spec in (f"{tmp_path}/i,{tmp_path}/l", [str(tmp_path / "i"), str(tmp_path / "l")]):
+        x, y = datasets.resolve(spec, "train")
+        assert x.shape == (16, 5, 4, 1) and np.bincount(y).tolist() == [8, 8]
+    folder = tmp_path / "images"
+    for cls in ("cat", "dog"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(5):
+            Image.new("L", (6, 4), color=i * 40).save(folder / cls / f"{i}.png")
+    x, y = datasets.resolve(str(folder), "validation")
+    assert x.shape == (2, 4, 6, 3) and sorted(y.tolist()) == [0, 1]
+
+
+@pytest.mark.parametrize("spec, role, kwargs, error, message", [
+    ("cifar", "train", {}, FileNotFoundError, "`--data` must be one of .*Received: 'cifar'"),
+    ("digits", "dev", {}, ValueError, "`role` must be one of"),
+    ("digits", "train", {"input_shape": (28, 28, 1)}, ValueError,
+     r"`--data` inputs must have shape \(28, 28, 1\) to fit the model. Received: \(8, 8, 1\)"),
+    ("{p}/few.npz", "train", {}, ValueError, "at least 10 samples"),
+    ("{p}/both.npz", "train", {}, ValueError, "either x/y or x_train/y_train"),
+    ("{p}/labels_only.npz", "train", {}, ValueError, "holds 'y_val' without 'x_val'"),
+    ("{p}/a,{p}/b,{p}/c", "train", {}, ValueError, "two IDX paths"),
+])
+def test_resolve_errors(tmp_path, spec, role, kwargs, error, message):
+    x = np.zeros((5, 3), "float32")
+    _npz(tmp_path / "few.npz", x=x, y=np.arange(5))
+    _npz(tmp_path / "both.npz", x=x, x_train=x)
+    _npz(tmp_path / "labels_only.npz", x=x, y_val=np.arange(5))
+    for name in "abc":
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(error, match=message):
+        datasets.resolve(spec.format(p=tmp_path), role, **kwargs)

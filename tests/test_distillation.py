@@ -234,7 +234,8 @@ def test_feature_hints_through_adapter(pair, adapter_cls):
 
 # ------------------------------------------------------------------------- compressed students
 def test_pruned_student_is_distilled_while_pruned():
-    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    import tensorflow_model_optimization as tfmot
+
     x, y = _data(64)
     schedule = tfmot.sparsity.keras.ConstantSparsity(0.75, begin_step=0, frequency=1)
     student = tfmot.sparsity.keras.prune_low_magnitude(_logits_student(), pruning_schedule=schedule)
@@ -248,7 +249,8 @@ def test_pruned_student_is_distilled_while_pruned():
 
 
 def test_qat_student_is_distilled():
-    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    import tensorflow_model_optimization as tfmot
+
     x, y = _data(64)
     student = tfmot.quantization.keras.quantize_model(_logits_student())
     distiller = Distiller(_teacher(), student)
@@ -260,7 +262,8 @@ def test_qat_student_is_distilled():
 
 
 def test_larq_binary_student_is_distilled():
-    lq = pytest.importorskip("larq")
+    import larq as lq
+
     x, y = _data(64)
     kw = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip")
     student = keras.Sequential([
@@ -372,6 +375,8 @@ def _spatial_student():
 @pytest.mark.parametrize("kwargs,error,match", [
     (dict(temperature=-1.0), ValueError, r"`temperature` must be a number > 0. Received: temperature=-1.0"),
     (dict(temperature=0), ValueError, r"`temperature` must be a number > 0"),
+    (dict(temperature=float("inf")), ValueError, r"`temperature` must be a number > 0"),
+    (dict(alpha=True), ValueError, r"`alpha` must be in \[0, 1\]. Received: alpha=True"),
     (dict(alpha=1.5), ValueError, r"`alpha` must be in \[0, 1\]. Received: alpha=1.5"),
     (dict(alpha=-0.1), ValueError, r"`alpha` must be in \[0, 1\]"),
     (dict(feature_weight=-1), ValueError, r"`feature_weight` must be a number >= 0"),
@@ -392,6 +397,14 @@ def test_bad_arguments_get_clear_errors(kwargs, error, match):
     student = kwargs.pop("student", _logits_student)()
     with pytest.raises(error, match=match):
         Distiller(_teacher(), student, **kwargs)
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_float():
+    distiller = Distiller(_teacher(), _logits_student(), temperature=np.float32(2.0),
+                          alpha=np.float64(0.25), feature_weight=np.int64(0), mixup=np.float32(0))
+    config = distiller.get_config()
+    assert (config["temperature"], config["alpha"]) == (2.0, 0.25)
+    assert all(type(config[k]) is float for k in ("temperature", "alpha", "feature_weight", "mixup"))
 
 
 # ------------------------------------------------------------------------------ function matching

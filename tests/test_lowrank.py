@@ -47,22 +47,19 @@ def test_full_rank_reproduces_outputs_and_leaves_input_alone(builder, method, rn
     model = builder()
     _randomize(model, rng)
     before = weights_fingerprint(model)
-    try:
-        new, report = lowrank.factorize(model, method=method, energy=1.0, force=True,
-                                        return_report=True)
-    except ValueError as err:  # a model without any layer of the method's kind
-        assert "layers" in str(err) or not report
-        return
-    x = _inputs(model, rng)
-    for ref, out in zip(_predict(model, x), _predict(new, x), strict=False):
-        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
-    assert weights_fingerprint(model) == before
-    assert type(new) is type(model)
     kinds = {"svd": keras.layers.Dense, "spatial_svd": keras.layers.Conv2D,
              "tucker2": keras.layers.Conv2D}
     expected = [layer.name for layer in surgery.iter_layers(model)
                 if type(layer) in (keras.layers.Dense, keras.layers.Conv2D)
                 and (method == "auto" or isinstance(layer, kinds[method]))]
+    # with no layer of the method's kind (expected == []) it is a reported no-op
+    new, report = lowrank.factorize(model, method=method, energy=1.0, force=True,
+                                    return_report=True)
+    x = _inputs(model, rng)
+    for ref, out in zip(_predict(model, x), _predict(new, x), strict=False):
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    assert weights_fingerprint(model) == before
+    assert type(new) is type(model)
     assert [r.layer for r in report.factorized] == expected
     names = {layer.name for layer in surgery.iter_layers(new)}
     assert not names & set(expected)  # every chosen layer was replaced
@@ -338,3 +335,92 @@ def test_ranks_for_target_spends_a_cost_budget_on_the_smallest_measured_drops():
         assert lowrank.ranks_for_target(sens, 0.1) == {"a": 2, "b": 2}
     with pytest.raises(ValueError, match="target_ratio"):
         lowrank.ranks_for_target(sens, 1.5)
+
+
+def test_tucker2_contractions_are_pairwise(rng, monkeypatch):
+    """Regression (#22.4): the three-operand einsum ran as one six-index loop (260 s on 512^2)."""
+    calls = []
+    plain = np.einsum
+
+    def spy(*operands, **kwargs):
+        calls.append((operands[0], kwargs.get("optimize", False)))
+        return plain(*operands, **kwargs)
+
+    monkeypatch.setattr(np, "einsum", spy)
+    decompose.tucker2_factors(rng.standard_normal((3, 3, 16, 16)), 4, 5, iterations=2)
+    assert calls and all(optimize for _, optimize in calls), calls
+
+
+def test_hooi_stops_when_energy_stops_growing(rng, monkeypatch):
+    # An exact multilinear rank (4, 5) kernel: HOSVD is already optimal, so one sweep ends HOOI.
+    core = rng.standard_normal((3, 3, 4, 5))
+    u_in, u_out = rng.standard_normal((12, 4)), rng.standard_normal((14, 5))
+    kernel = np.einsum("abrs,ir,os->abio", core, u_in, u_out)
+    sweeps = []
+    plain = decompose.unfold
+    monkeypatch.setattr(decompose, "unfold", lambda k, mode: sweeps.append(mode) or plain(k, mode))
+    red, core_f, exp = decompose.tucker2_factors(kernel, 4, 5, iterations=100)
+    assert len(sweeps) == 2 + 2  # HOSVD's two unfoldings, then a single sweep
+    np.testing.assert_allclose(np.einsum("ir,abrs,so->abio", red[0, 0], core_f, exp[0, 0]),
+                               kernel, atol=1e-4)
+
+
+def test_truncated_svd_matches_the_exact_leading_triplets(rng):
+    low = rng.standard_normal((300, 12)) @ rng.standard_normal((12, 280)) * 10
+    matrix = low + 0.01 * rng.standard_normal((300, 280))
+    u, s, vt = decompose.truncated_svd(matrix, 12)  # 12 <= 280 // 4: the randomized path
+    exact = np.linalg.svd(matrix, compute_uv=False)[:12]
+    np.testing.assert_allclose(s, exact, rtol=1e-6)
+    np.testing.assert_allclose(u * s @ vt, low, atol=0.1)
+
+
+def _resnet_stages(widths=(32, 64, 128)):
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(widths[0], 3, padding="same", name="stem")(inp)
+    for i, width in enumerate(widths):
+        stride = 1 if i == 0 else 2
+        y = keras.layers.Conv2D(width, 3, strides=stride, padding="same", activation="relu",
+                                name=f"s{i}_a")(x)
+        y = keras.layers.Conv2D(width, 3, padding="same", name=f"s{i}_b")(y)
+        short = x if i == 0 else keras.layers.Conv2D(width, 1, strides=stride, name=f"s{i}_proj")(x)
+        x = keras.layers.ReLU()(keras.layers.Add()([y, short]))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, keras.layers.Dense(10, name="fc")(x))
+
+
+def test_three_stage_resnet_ranks_equal_the_exact_decomposition(rng):
+    model = _resnet_stages()
+    _randomize(model, rng)
+    new, report = lowrank.factorize(model, energy=0.8, return_report=True, force=True)
+    kernels = {layer.name: layer.get_weights()[0] for layer in model.layers if layer.weights}
+    for row in report.factorized:
+        k = kernels[row.layer]
+        if row.method == "tucker2":
+            exact = tuple(decompose.rank_for_energy(np.linalg.svd(decompose.unfold(k, m),
+                                                                  compute_uv=False), 0.8)
+                          for m in (2, 3))
+        else:
+            matrix = k if k.ndim == 2 else decompose.spatial_matrix(k)
+            exact = decompose.rank_for_energy(np.linalg.svd(matrix, compute_uv=False), 0.8)
+        assert row.rank == exact, row.layer
+    assert {r.method for r in report.factorized} == {"tucker2", "spatial_svd", "svd"}
+    x = rng.standard_normal((2, 16, 16, 3)).astype("float32")
+    out = new(x, training=False).numpy()
+    assert out.shape == (2, 10) and np.isfinite(out).all()
+    assert new.transform_report.transformed == [r.layer for r in report.factorized]
+
+
+def test_long_factorize_logs_progress_per_layer_and_noop_warns(rng, monkeypatch, caplog):
+    from edgecompress import _progress
+
+    monkeypatch.setattr(_progress, "SHOW_AFTER_SECONDS", 0.0)
+    model = sequential_cnn()
+    with caplog.at_level("INFO", logger="edgecompress"):
+        lowrank.factorize(model, method="svd", rank=2)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("factorize (factors): layer 1/2 'fc1'") for line in lines), lines
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="edgecompress"):
+        new = lowrank.factorize(model, method="svd", rank=16)  # saves nothing anywhere
+    assert not new.transform_report.transformed
+    assert any("factorize changed no layer" in r.getMessage() for r in caplog.records)

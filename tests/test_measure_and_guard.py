@@ -16,7 +16,9 @@ def test_lenet5_counts_by_hand():
     assert m["params"] == m.params and m.float32_bytes == 4 * 431_080
     macs = 24 * 24 * 20 * 25 + 8 * 8 * 50 * (5 * 5 * 20) + 800 * 500 + 500 * 10
     assert m.macs == macs == 2_293_000
-    assert m.file_bytes > m.float32_bytes and 0 < m.gzip_bytes < m.file_bytes
+    assert m.file_bytes is None and m.gzip_bytes is None  # no .h5 saved unless asked
+    sized = measure(models.lenet5(), file_sizes=True)
+    assert sized.file_bytes > sized.float32_bytes and 0 < sized.gzip_bytes < sized.file_bytes
     assert m.unique_values["fc1"] > 1000
 
 
@@ -97,3 +99,19 @@ def test_wrapped_models_count_the_same_parameters(wrap):
                "cluster": quantization.cluster_weights}[wrap](model)
     m = measure(wrapped)
     assert m.params == 266_610 and m.macs == measure(model).macs
+
+
+def test_accuracy_takes_every_label_form_for_keras_and_tflite(tmp_path, rng):
+    from tflite_export import export
+
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    x = rng.random((40, 6, 6, 1)).astype("float32")
+    y = rng.integers(0, 3, 40)
+    export(model, tmp_path / "m.tflite", "float32")
+    expected = float(np.mean(model.predict(x, verbose=0).argmax(1) == y))
+    for target in (model, tmp_path / "m.tflite"):
+        for labels in (y, y[:, None], np.eye(3)[y]):
+            assert measure(target, (x, labels)).accuracy == pytest.approx(expected)
+    with pytest.raises(ValueError, match="`data` must hold class labels"):
+        measure(model, (x, rng.random(40)))

@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
+import tflite_export
 from edgecompress import models
 from edgecompress._keras import keras
 from edgecompress.models._checks import stride_plan
+from tflite_export.micro import to_c_array
 
 
 def test_resnet8_matches_mlperf_tiny_count():
@@ -172,12 +174,6 @@ def test_bad_arguments_get_one_line_errors(builder, kwargs, message):
     assert "\n" not in str(info.value) and "Received:" in str(info.value)
 
 
-try:  # tflite_export is a sibling package (tests may import it; the families may not)
-    import tflite_export
-    from tflite_export.micro import to_c_array
-except ImportError:  # pragma: no cover - until the exporter lands on main
-    tflite_export = None
-
 TINY_BUILDS = [
     ("lenet5", lambda: models.lenet5((16, 16, 1), 3)),
     ("lenet_300_100", lambda: models.lenet_300_100((8, 8, 1), 3)),
@@ -189,7 +185,6 @@ TINY_BUILDS = [
 
 
 @pytest.mark.slow  # the converter needs 10-60 s per backbone (minutes on a loaded machine)
-@pytest.mark.skipif(tflite_export is None, reason="tflite_export is not installed (not merged yet)")
 @pytest.mark.parametrize("name, build", TINY_BUILDS, ids=[n for n, _ in TINY_BUILDS])
 def test_every_builder_exports_full_int8_for_tflite_micro(name, build, tmp_path):
     model = build()

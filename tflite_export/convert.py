@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress import litert
+from edgecompress._errors import CheckError
 from edgecompress._io import atomic_write
 from edgecompress._keras import check_graph_model, keras, tf
 from edgecompress.measure import gzip_size
@@ -66,7 +67,7 @@ class ExportReport:
         return json.dumps(self.to_dict())
 
 
-class FloatOpsError(ValueError):
+class FloatOpsError(CheckError, ValueError):
     """An ``int8`` conversion left float ops in the file."""
 
 

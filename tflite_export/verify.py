@@ -9,9 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from edgecompress import litert
+from edgecompress._errors import CheckError
+from edgecompress.datasets import labels
 
 
-class VerificationError(ValueError):
+class VerificationError(CheckError, ValueError):
     """The exported file disagrees with the Keras model more than allowed.
 
     Attributes:
@@ -57,14 +59,9 @@ def verify(tflite, model, data, batch_size: int = 64) -> dict:
 def _split(data):
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = data
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] > 1:
-            y = y.argmax(axis=1)
-        y = y.reshape(-1)
-        if len(y) != len(x if not isinstance(x, (list, tuple)) else x[0]):
-            raise ValueError(
-                f"`verify_data` must have one label per sample. Received: {len(y)} labels"
-            )
+        y = labels(y, len(x if not isinstance(x, (list, tuple)) else x[0]), "verify_data")
+        if y is not None and (y.dtype != np.int64 or y.ndim != 1):
+            y = None  # regression targets: agreement and error only, no accuracy
     else:
         x, y = data, None
     x = [np.asarray(a, dtype=np.float32) for a in x] if isinstance(x, (list, tuple)) else np.asarray(x, dtype=np.float32)

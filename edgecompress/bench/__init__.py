@@ -12,8 +12,6 @@ import logging
 import os
 import time
 
-import numpy as np
-
 FAMILIES = ("export", "lowrank", "pruning", "quantization", "binary", "distillation", "backbones",
             "deep_compression")
 
@@ -21,12 +19,13 @@ log = logging.getLogger("edgecompress.bench")
 
 
 def load_data(test_images=None, test_labels=None, quick=False):
-    """MNIST-5k for training; the held-out 1,000 digits, or the given IDX test set, to evaluate."""
+    """The benchmark data: ``mnist5k``'s training and test roles (:func:`datasets.resolve`), or
+    the given IDX files whole as the test set (e.g. MNIST t10k)."""
     from edgecompress import datasets
 
-    train, test = datasets.load("mnist5k")
-    if test_images:
-        test = datasets.load_idx(test_images, test_labels)
+    train = datasets.resolve("mnist5k", "train")
+    test = (datasets.load_idx(test_images, test_labels) if test_images
+            else datasets.resolve("mnist5k", "test"))
     if quick:
         train = (train[0][:1000], train[1][:1000])
         test = (test[0][:300], test[1][:300])
@@ -36,21 +35,12 @@ def load_data(test_images=None, test_labels=None, quick=False):
 T10K_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
-def load_mnist_dir(mnist_dir=None, quick=False, train_on_all=False):
+def load_mnist_dir(mnist_dir=None, quick=False):
     """:func:`load_data` with the MNIST t10k IDX files of ``mnist_dir`` (if given) as the test set.
 
-    ``train_on_all`` then trains on all 5,000 MNIST-5k digits (none of them is in t10k)."""
-    if not mnist_dir:
-        return load_data(quick=quick)
-    train, test = load_data(*(os.path.join(mnist_dir, name) for name in T10K_FILES))
-    if train_on_all:
-        from edgecompress import datasets
-
-        (x_a, y_a), (x_b, y_b) = datasets.load("mnist5k")
-        train = (np.concatenate([x_a, x_b]), np.concatenate([y_a, y_b]))
-    if quick:
-        train, test = (train[0][:1000], train[1][:1000]), (test[0][:300], test[1][:300])
-    return train, test
+    Every benchmark entry point trains on the same 4,000 MNIST-5k digits, so figures agree."""
+    files = [os.path.join(mnist_dir, name) for name in T10K_FILES] if mnist_dir else [None, None]
+    return load_data(*files, quick=quick)
 
 
 def data_arguments(parser):

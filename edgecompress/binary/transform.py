@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import larq as lq
 
-from edgecompress._keras import check_graph_model, keras
+from edgecompress._keras import check_graph_model, keras, tf
+from edgecompress._progress import Progress
 from edgecompress.binary import schemes
 from edgecompress.binary.layers import XnorConv2D, XnorDense
-from edgecompress.surgery import Replacement, find_layers, iter_layers, rebuild
+from edgecompress.surgery import (
+    DROP,
+    Replacement,
+    TransformReport,
+    attach,
+    find_layers,
+    iter_layers,
+    rebuild,
+)
 
-BINARIZABLE = (keras.layers.Conv2D, keras.layers.Dense)
+log = logging.getLogger("edgecompress")
+L = keras.layers
+BINARIZABLE = (L.Conv2D, L.Dense)
 _RELU_LIKE = {"relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "softplus", "leaky_relu"}
+# Layers that keep every value's sign class (>= 0 stays >= 0): looked through to find a producer.
+_SIGN_KEEPING = (L.MaxPooling2D, L.AveragePooling2D, L.MaxPooling1D, L.AveragePooling1D,
+                 L.Flatten, L.Reshape, L.Dropout, L.SpatialDropout2D, L.ZeroPadding2D,
+                 L.Cropping2D, L.UpSampling2D)
+_RELU_LAYERS = (L.ReLU, L.LeakyReLU, L.ELU, L.ThresholdedReLU, L.PReLU)
 
 
 def is_binarizable(layer) -> bool:
@@ -51,7 +68,9 @@ def binarize(
         layers: names of the layers to binarize; None for every binarizable layer.
 
     Returns:
-        A new, uncompiled model. ``model`` is not changed.
+        A new, uncompiled model. ``model`` is not changed. It carries a
+        :class:`~edgecompress.surgery.TransformReport` as ``transform_report`` (binarized and
+        removed layers under ``transformed``).
 
     Raises:
         ValueError: for an unknown scheme, a named layer that cannot be binarized, or a model with
@@ -88,13 +107,97 @@ def binarize(
                 + f". Received: model '{model.name}' with {len(candidates)} binarizable layer(s)"
             )
     chosen = {id(layer) for layer in selected}
+    drops, needs_bn = _centre_binary_inputs(model, selected) if scheme.binary_activations else ({}, set())
 
     def rule(layer):
+        if id(layer) in drops:
+            return DROP
         if id(layer) not in chosen:
             return None
-        return Replacement([_binary_layer(layer, scheme)], [layer.get_weights()])
+        binary_layer = _binary_layer(layer, scheme)
+        if id(layer) in needs_bn:
+            norm = L.BatchNormalization(name=f"{layer.name}_in_bn")
+            return Replacement([norm, binary_layer], [None, layer.get_weights()])
+        return Replacement([binary_layer], [layer.get_weights()])
 
-    return rebuild(model, rule)
+    with Progress("binarize", len(list(iter_layers(model)))) as progress:
+        new = rebuild(model, progress.rule(rule))
+    report = TransformReport(f"binarize({scheme.name})",
+                             transformed=[layer.name for layer in selected]
+                             + [layer.name for layer in drops.values()])
+    if drops or needs_bn:
+        log.info("binarize: removed %d ReLU-like layer(s) in front of binary inputs (%s); added "
+                 "BatchNormalization in front of %d binarized layer(s)", len(drops),
+                 ", ".join(layer.name for layer in drops.values()), len(needs_bn))
+    report.warn_if_noop()
+    return attach(new, report)
+
+
+def _graph_links(model):
+    """Per layer id: the inbound layers of each call, and every consumer (None = a model output)."""
+    inbound, consumers = {}, {}
+
+    def walk(m):
+        for nodes in m._nodes_by_depth.values():
+            for node in nodes:
+                if node.is_input:
+                    continue
+                sources = [t._keras_history.layer for t in tf.nest.flatten(node.keras_inputs)]
+                inbound.setdefault(id(node.layer), []).append(sources)
+                for source in sources:
+                    consumers.setdefault(id(source), []).append(node.layer)
+                if isinstance(node.layer, keras.Model):
+                    walk(node.layer)
+        for tensor in tf.nest.flatten(m.outputs):
+            consumers.setdefault(id(tensor._keras_history.layer), []).append(None)
+
+    walk(model)
+    return inbound, consumers
+
+
+def _is_relu_layer(layer) -> bool:
+    if isinstance(layer, _RELU_LAYERS):
+        return True
+    return isinstance(layer, L.Activation) and getattr(
+        layer.activation, "__name__", "") in _RELU_LIKE
+
+
+def _centre_binary_inputs(model, selected):
+    """The ReLU-like layers to remove and the binarized layers that need a BN in front."""
+    inbound, consumers = _graph_links(model)
+    chosen = {id(layer) for layer in selected}
+
+    def source(layer, skip=()):
+        """The nearest producer upstream, looking through sign-keeping (and ``skip``) layers."""
+        for _ in range(1000):
+            calls = inbound.get(id(layer), [])
+            if len(calls) != 1 or len(calls[0]) != 1:
+                return None
+            layer = calls[0][0]
+            if isinstance(layer, L.InputLayer):
+                return None
+            if not (isinstance(layer, _SIGN_KEEPING) or id(layer) in skip):
+                return layer
+        return None
+
+    def only_feeds_binary(layer, depth=0):
+        users = consumers.get(id(layer), [None])
+        return depth < 100 and all(
+            user is not None and (id(user) in chosen or (
+                isinstance(user, _SIGN_KEEPING) and only_feeds_binary(user, depth + 1)))
+            for user in users)
+
+    drops = {}
+    for layer in selected:
+        producer = source(layer)
+        if producer is not None and _is_relu_layer(producer) and only_feeds_binary(producer):
+            drops[id(producer)] = producer
+    needs_bn = set()
+    for layer in selected:
+        producer = source(layer, skip=drops)
+        if producer is not None and not isinstance(producer, L.BatchNormalization):
+            needs_bn.add(id(layer))
+    return drops, needs_bn
 
 
 def _binary_layer(layer, scheme: schemes.Scheme):

@@ -18,9 +18,13 @@ References:
 
 from __future__ import annotations
 
+import math
+import numbers
+
 from edgecompress._keras import check_graph_model, keras, model_kind, tf
 from edgecompress.distillation import losses as distill_losses
 from edgecompress.surgery import find_layers
+from edgecompress.tasks import infer_tasks
 
 # Defaults discussed in the Distiller docstring and BENCHMARKS.md ("Knowledge distillation").
 DEFAULT_TEMPERATURE = 4.0
@@ -62,26 +66,9 @@ class Distiller(keras.Model):
     hard loss, and metrics such as ``val_accuracy`` are the student's, so EarlyStopping and
     ModelCheckpoint monitor the student.
 
-    Defaults (``T=4, alpha=0.5``), from the MNIST-5k benchmark (BENCHMARKS.md, "Knowledge
-    distillation"; 5k-parameter student, 4,000 digits, median of 3 seeds):
-
-    * **Regularize the teacher, not the student.** The teacher that helps is Hinton's: LeNet-5
-      with dropout, trained with rotations, zoom and shifts. The student distilled from it beats
-      the same student trained alone on the plain digits by about 1 pp. In earlier runs, LeNet-5
-      teachers without dropout (97.6-98.1%) made students 0.1-0.4 pp worse, and an ensemble at
-      99.0% helped no more than the single regularized teacher (98.5%, one seed): what transfers
-      is the teacher's smoothness, not its last tenth of a point.
-    * ``T=4`` beat ``T=8`` (median 97.5% against 97.3%, same seeds); ``T=8, alpha=0.1`` was the
-      worst setting with a weak teacher.
-    * ``alpha=0.5`` keeps the labels at an equal share (with the ``T**2`` factor both gradients
-      have the same scale); a small-data teacher's errors dominate at ``alpha=0.1``.
-    * Distillation and augmentation overlap: when both students also get random shifts, the
-      student alone already reaches most of the gain and distillation adds 0-0.2 pp. Nor did an
-      80%-pruned student (about 1,000 weights left) gain: its limit is capacity.
-    * On top of augmentation, *function matching* (``mixup=1.0, T=1, alpha=0``, Beyer et al.),
-      with shifts and a 100-epoch cosine schedule for both students, was never below the student
-      alone on any seed, but its median gain was only 0.00-0.16 pp (two teachers), within seed
-      noise. It needs the long schedule: at 40 epochs it lost 0.2 pp.
+    The defaults (``T=4, alpha=0.5``) come from the MNIST-5k benchmark; BENCHMARKS.md,
+    "Knowledge distillation", holds the figures and what they teach (regularize the teacher, not
+    the student; distillation and augmentation overlap; function matching needs long schedules).
 
     Feed a ``tf.data`` pipeline to ``fit`` when you augment: the Distiller runs the teacher on
     each batch, so it labels every new view afresh ("consistent teaching", Beyer et al.).
@@ -195,9 +182,7 @@ class Distiller(keras.Model):
         return None
 
     def compile_from_config(self, config):
-        from tf_keras.src.saving import saving_lib
-
-        self.compile(**saving_lib.deserialize_keras_object(config))
+        self.compile(**keras.saving.deserialize_keras_object(config))
         if isinstance(self.optimizer, keras.optimizers.Optimizer):
             self.optimizer.build(self._train_variables())
 
@@ -325,7 +310,8 @@ class Distiller(keras.Model):
 
 # --------------------------------------------------------------------------------------- helpers
 def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    """A finite real number: Python or NumPy (``np.float32(2.0)``), not a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _check_model(model, argument):
@@ -360,23 +346,8 @@ def _check_output_shapes(teacher, student):
 
 
 def _ends_in_softmax(model) -> bool:
-    """Whether the (single) output of a graph model is a softmax, seen through wrappers."""
-    if model_kind(model) == "subclassed" or not model.outputs:
-        return False
-    layer = model.outputs[0]._keras_history.layer
-    while True:
-        if isinstance(layer, keras.Model):
-            return _ends_in_softmax(layer)
-        if isinstance(layer, keras.layers.Softmax):
-            return True
-        inner = getattr(layer, "layer", None)  # tfmot wrappers
-        act = getattr(layer, "activation", None)
-        if act is None and isinstance(inner, keras.layers.Layer):
-            layer = inner
-            continue
-        act = getattr(act, "activation", act)  # tfmot QuantizeAwareActivation
-        name = act if isinstance(act, str) else getattr(act, "__name__", "")
-        return name == "softmax"
+    """Whether the (single) output is probabilities, by the rule of :mod:`edgecompress.tasks`."""
+    return not infer_tasks(model)[0].from_logits
 
 
 def _logits(output, is_probability: bool):

@@ -3,6 +3,12 @@
 Pure numpy on kernels in Keras layout: Dense ``(n_in, n_out)``, Conv2D ``(kh, kw, c_in, c_out)``.
 Every factor is returned in the layout of the plain Keras layer that will hold it.
 
+Cost is bounded for large layers: spectra come from one singular-value computation per matrix
+(no vectors), leading vectors at a small rank come from a randomized truncated SVD
+(scikit-learn's ``randomized_svd``, Halko et al.) instead of a full one, every tensor
+contraction runs pairwise through BLAS (``np.einsum(..., optimize=True)``), and HOOI stops
+after ``iterations`` sweeps or when the captured energy stops growing by ``tol``.
+
 References:
     Denton et al., "Exploiting Linear Structure Within Convolutional Networks for Efficient
     Evaluation", NeurIPS 2014 (SVD of fully connected layers).
@@ -12,11 +18,20 @@ References:
     Applications", ICLR 2016 (Tucker-2: 1x1 reduce, k x k core, 1x1 expand).
     De Lathauwer et al., "On the Best Rank-(R1, ..., RN) Approximation of Higher-Order Tensors",
     SIAM J. Matrix Anal. Appl. 2000 (HOSVD and HOOI).
+    Halko, Martinsson, Tropp, "Finding Structure with Randomness", SIAM Review 2011 (randomized
+    truncated SVD).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.utils.extmath import randomized_svd
+
+TRUNCATED_MIN_SIZE = 256
+"""Leading vectors of a matrix whose smaller side has at least this many entries, at a rank of at
+most a quarter of it, come from a randomized truncated SVD (exact LAPACK SVD otherwise)."""
+HOOI_TOL = 1e-4
+"""HOOI stops when a sweep raises the captured energy ``||core||^2 / ||kernel||^2`` by less."""
 
 
 def singular_values(matrix: np.ndarray) -> np.ndarray:
@@ -42,12 +57,26 @@ def discarded_energy(values: np.ndarray) -> np.ndarray:
     return tail / total
 
 
+def truncated_svd(matrix: np.ndarray, rank: int, seed: int = 0):
+    """``(U, s, Vt)`` of the leading ``rank`` singular triplets of a 2-D array (float64).
+
+    Randomized (Halko et al., 10 oversamples, 4 power iterations, fixed seed) when ``rank`` is
+    small against a large matrix (see :data:`TRUNCATED_MIN_SIZE`); exact otherwise.
+    """
+    matrix = np.asarray(matrix, np.float64)
+    small = min(matrix.shape)
+    if small >= TRUNCATED_MIN_SIZE and rank <= small // 4:
+        return randomized_svd(matrix, rank, n_oversamples=10, n_iter=4, random_state=seed)
+    u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+    return u[:, :rank], s[:rank], vt[:rank]
+
+
 def svd_factors(kernel: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
     """W ~= (U sqrt(S)) (sqrt(S) V^T): the kernels ``(n_in, rank)`` and ``(rank, n_out)``."""
-    u, s, vt = np.linalg.svd(np.asarray(kernel, np.float64), full_matrices=False)
-    root = np.sqrt(s[:rank])
-    first = u[:, :rank] * root
-    second = root[:, None] * vt[:rank]
+    u, s, vt = truncated_svd(kernel, rank)
+    root = np.sqrt(s)
+    first = u * root
+    second = root[:, None] * vt
     return first.astype(np.float32), second.astype(np.float32)
 
 
@@ -78,14 +107,17 @@ def tucker2_spectra(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _leading(matrix: np.ndarray, rank: int) -> np.ndarray:
-    return np.linalg.svd(matrix, full_matrices=False)[0][:, :rank]
+    return truncated_svd(matrix, rank)[0]
 
 
-def tucker2_factors(kernel: np.ndarray, rank_in: int, rank_out: int, iterations: int = 0):
-    """Tucker-2 of a conv kernel over its channel axes, by HOSVD and optional HOOI sweeps.
+def tucker2_factors(kernel: np.ndarray, rank_in: int, rank_out: int, iterations: int = 0,
+                    tol: float = HOOI_TOL):
+    """Tucker-2 of a conv kernel over its channel axes, by HOSVD and at most ``iterations`` HOOI sweeps.
 
     A mode kept at its full channel count gets the identity factor (Tucker-1), so the caller can
-    drop that 1x1 layer.
+    drop that 1x1 layer. HOOI stops early when a sweep raises the captured energy by less than
+    ``tol``; each contraction is pairwise (``optimize=True``): the three-operand einsum without it
+    took 260 s on a 3x3x512x512 kernel, 0.02 s with it.
 
     Returns:
         ``(reduce, core, expand)`` kernels of shapes ``(1, 1, cin, rank_in)``,
@@ -97,11 +129,22 @@ def tucker2_factors(kernel: np.ndarray, rank_in: int, rank_out: int, iterations:
     def factor(matrix, rank, size):
         return np.eye(size) if rank == size else _leading(matrix, rank)
 
+    def project(u_in, u_out):
+        return np.einsum("abio,ir,os->abrs", k, u_in, u_out, optimize=True)
+
     u_in = factor(unfold(k, 2), rank_in, cin)
     u_out = factor(unfold(k, 3), rank_out, cout)
-    for _ in range(iterations):  # HOOI: each factor is the best one given the other
-        u_in = factor(unfold(np.einsum("abio,os->abis", k, u_out), 2), rank_in, cin)
-        u_out = factor(unfold(np.einsum("abio,ir->abro", k, u_in), 3), rank_out, cout)
-    core = np.einsum("abio,ir,os->abrs", k, u_in, u_out)
+    total = float(np.sum(k * k)) or 1.0
+    captured = float(np.sum(project(u_in, u_out) ** 2)) / total
+    for _ in range(iterations if rank_in < cin and rank_out < cout else 0):
+        # HOOI: each factor is the best one given the other (one full mode needs no sweep)
+        u_in = factor(unfold(np.einsum("abio,os->abis", k, u_out, optimize=True), 2), rank_in, cin)
+        u_out = factor(unfold(np.einsum("abio,ir->abro", k, u_in, optimize=True), 3),
+                       rank_out, cout)
+        now = float(np.sum(project(u_in, u_out) ** 2)) / total
+        done, captured = now - captured < tol, now
+        if done:
+            break
+    core = project(u_in, u_out)
     return (u_in[None, None].astype(np.float32), core.astype(np.float32),
             u_out.T[None, None].astype(np.float32))

@@ -18,9 +18,18 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgecompress._keras import check_graph_model, keras
+from edgecompress._progress import Progress
 from edgecompress.lowrank import decompose as dec
 from edgecompress.measure import layer_macs, node_shapes
-from edgecompress.surgery import Replacement, find_layers, iter_layers, layer_weights, rebuild
+from edgecompress.surgery import (
+    Replacement,
+    TransformReport,
+    attach,
+    find_layers,
+    iter_layers,
+    layer_weights,
+    rebuild,
+)
 
 METHODS = ("auto", "svd", "spatial_svd", "tucker2")
 TARGETS = ("params", "macs")
@@ -155,7 +164,10 @@ def factorize(
         return_report: also return a :class:`FactorizationReport`.
 
     Returns:
-        The new, uncompiled model, or ``(model, report)`` when ``return_report``.
+        The new, uncompiled model, or ``(model, report)`` when ``return_report``. The model
+        carries a :class:`~edgecompress.surgery.TransformReport` as ``transform_report``; a call
+        that factorizes no layer logs a warning. Runs longer than a few seconds show per-layer
+        progress (see ``edgecompress._progress``).
 
     Raises:
         ValueError: for none or several of ``energy`` / ``rank`` / ``target_ratio``, values out of
@@ -200,7 +212,9 @@ def factorize(
         _weight_by_inputs(model, [c for c in candidates if c.method == "svd"], data)
     ranks = _choose_ranks(candidates, energy, rank, target_ratio, target)
     rules = {}
+    progress = Progress("factorize (factors)", len(candidates))
     for cand in candidates:
+        progress.step(cand.layer.name)
         r = ranks.get(cand.layer.name)
         if r is None:
             report.append(cand.row(None, reason="left at full size by the target allocation"))
@@ -213,9 +227,15 @@ def factorize(
             continue
         rules[id(cand.layer)] = cand.replacement(r, iterations)
         report.append(cand.row(r))
-    new = rebuild(model, lambda layer: rules.get(id(layer)))
+    progress.close()
     order = {layer.name: i for i, layer in enumerate(iter_layers(model))}
+    with Progress("factorize (rebuild)", len(order)) as progress:
+        new = rebuild(model, progress.rule(lambda layer: rules.get(id(layer))))
     report.sort(key=lambda row: order.get(row.layer, 0))
+    outcome = TransformReport("factorize", transformed=[r.layer for r in report.factorized],
+                              skipped={r.layer: r.reason for r in report.skipped})
+    attach(new, outcome)
+    outcome.warn_if_noop()
     return (new, report) if return_report else new
 
 
@@ -405,7 +425,9 @@ def select(model, method: str = "auto", layers=None) -> tuple[list[Candidate], F
     explicit = layers is not None
     found = find_layers(model, layers, _TYPES[method], "layers")
     candidates, report = [], FactorizationReport()
+    progress = Progress("lowrank (spectra)", len(found))
     for layer in found:
+        progress.step(layer.name)
         problem = _unsupported(layer)
         if problem and explicit:
             raise ValueError(f"`layers` names a layer that cannot be factorized: '{layer.name}' "
@@ -419,6 +441,7 @@ def select(model, method: str = "auto", layers=None) -> tuple[list[Candidate], F
                                              1.0, False, problem))
             continue
         candidates.append(Candidate(layer, _resolve_method(layer, method)))
+    progress.close()
     return candidates, report
 
 

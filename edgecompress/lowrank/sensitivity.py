@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgecompress._progress import Progress
 from edgecompress.lowrank.factorize import TARGETS, _check_choice, allocate, select
 from edgecompress.measure import keras_accuracy
 from edgecompress.surgery import rebuild
@@ -82,7 +83,9 @@ def rank_sensitivity(model, data, ranks=None, method: str = "auto", layers=None,
     """
     candidates, _ = select(model, method, layers)
     result = Sensitivity(baseline=keras_accuracy(model, data, batch_size), method=method)
+    progress = Progress("rank_sensitivity", len(candidates))
     for cand in candidates:
+        progress.step(cand.layer.name)
         grid = ranks.get(cand.layer.name, DEFAULT_FRACTIONS) if isinstance(ranks, dict) else ranks
         points = []
         for r in _rank_grid(cand, DEFAULT_FRACTIONS if grid is None else grid):
@@ -93,6 +96,7 @@ def rank_sensitivity(model, data, ranks=None, method: str = "auto", layers=None,
             points.append(SensitivityPoint(r, acc, result.baseline - acc, params, macs))
         result.curves[cand.layer.name] = points
         result.before[cand.layer.name] = (cand.params_before, cand.macs_before)
+    progress.close()
     return result
 
 

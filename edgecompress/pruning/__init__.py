@@ -1,7 +1,9 @@
 """Pruning and sparsity constraints (survey §2): magnitude pruning on tfmot, structured filter
 pruning that removes filters, sparsity regularizers and the iterative prune -> fine-tune loop."""
 
+from edgecompress.pruning.filters import CRITERIA as FILTER_CRITERIA  # noqa: F401
 from edgecompress.pruning.filters import filter_importance, prune_filters  # noqa: F401
+from edgecompress.pruning.iterative import CRITERIA as ITERATIVE_CRITERIA  # noqa: F401
 from edgecompress.pruning.iterative import iterative_prune  # noqa: F401
 from edgecompress.pruning.magnitude import (  # noqa: F401
     PrunedModel,

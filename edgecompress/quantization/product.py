@@ -18,12 +18,21 @@ References:
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 
 import numpy as np
 
 from edgecompress._keras import check_graph_model, keras, tf
-from edgecompress.surgery import Replacement, find_layers, iter_layers, rebuild
+from edgecompress.surgery import (
+    Replacement,
+    TransformReport,
+    attach,
+    find_layers,
+    iter_layers,
+    rebuild,
+)
 
 
 class _PQMixin:
@@ -130,18 +139,41 @@ def _check_divides(name, what, size, d):
 
 PQ_LAYERS = (PQDense, PQConv2D)
 SUPPORTED = (keras.layers.Dense, keras.layers.Conv2D)
+HOLDOUT = 0.25
+RIDGE = 0.1
+SAMPLES_PER_CODEWORD = 4
+MAX_KMEANS_POINTS = 2048
+log = logging.getLogger("edgecompress")
 
 
-def _supported(layer) -> bool:
-    return (isinstance(layer, SUPPORTED) and not isinstance(layer, keras.layers.DepthwiseConv2D)
-            and not isinstance(layer, PQ_LAYERS))
+def _refusal(layer, d: int) -> str | None:
+    """Why PQ cannot quantize ``layer`` with sub-vectors of ``d`` rows, or None if it can."""
+    cls = type(layer).__name__
+    if isinstance(layer, PQ_LAYERS):
+        return "already product-quantized"
+    if (not isinstance(layer, SUPPORTED) or isinstance(layer, keras.layers.Conv2DTranspose)
+            or isinstance(layer, keras.layers.DepthwiseConv2D)):
+        return (f"{cls} is not supported: product quantization handles Dense and Conv2D, whose "
+                "kernels are laid out (..., in, out)")
+    if isinstance(layer, keras.layers.Conv2D) and layer.groups != 1:
+        return f"a grouped Conv2D (groups={layer.groups}) is not supported"
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        return "only channels_last Conv2D is supported"
+    size = int(layer.kernel.shape[-2])
+    if size % d:
+        what = "input channels" if isinstance(layer, keras.layers.Conv2D) else "input dimension"
+        return f"subvector_size={d} does not divide its {what} ({size})"
+    return None
 
 
-def _quantize_matrix(w2d: np.ndarray, d: int, k: int, seed: int = 0, iters: int = 30):
+def _quantize_matrix(w2d: np.ndarray, d: int, k: int, seed: int = 0, iters: int = 30,
+                     max_points: int = MAX_KMEANS_POINTS):
     """PQ of a (D, out) matrix: codebooks (M, k, d), assignments (M, out).
 
     k-means++ seeding per sub-space (scikit-learn), then Lloyd iterations batched over all
-    sub-spaces in numpy. With ``k >= out`` every sub-vector is its own codeword (exact).
+    sub-spaces in numpy. With ``k >= out`` every sub-vector is its own codeword (exact). A layer
+    with more than ``max_points`` output units learns its codebooks on a random sample of that
+    many units, then assigns every unit; the work per layer is bounded by ``max_points``.
     """
     from sklearn.cluster import kmeans_plusplus
 
@@ -152,21 +184,28 @@ def _quantize_matrix(w2d: np.ndarray, d: int, k: int, seed: int = 0, iters: int 
         books = np.concatenate([subs, np.repeat(subs[:, :1], k - out, axis=1)], axis=1)
         return books.astype(np.float32), np.tile(np.arange(out, dtype=np.int32), (M, 1))
     rng = np.random.RandomState(seed)
-    books = np.stack([kmeans_plusplus(subs[m], k, random_state=rng)[0] for m in range(M)])
+    sample = subs if out <= max_points else subs[:, np.sort(rng.choice(out, max_points, replace=False))]
+    books = np.stack([kmeans_plusplus(sample[m], k, random_state=rng)[0] for m in range(M)])
     rows = np.arange(M)[:, None]
     for _ in range(iters):
-        dist = (np.einsum("mkd,mkd->mk", books, books)[:, None, :]
-                - 2 * np.einsum("mnd,mkd->mnk", subs, books))
-        assign = np.argmin(dist, axis=-1)  # (M, out)
+        assign = _nearest(sample, books)
         sums = np.zeros_like(books)
-        np.add.at(sums, (rows, assign), subs)
+        np.add.at(sums, (rows, assign), sample)
         counts = np.zeros((M, k))
         np.add.at(counts, (rows, assign), 1)
         new = np.where((counts > 0)[..., None], sums / np.maximum(counts, 1)[..., None], books)
         if np.allclose(new, books):
             break
         books = new
-    return books.astype(np.float32), assign.astype(np.int32)
+    return books.astype(np.float32), _nearest(subs, books).astype(np.int32)
+
+
+def _nearest(subs, books, chunk: int = 4096):
+    """Index of the nearest codeword for every sub-vector: (M, n, d), (M, k, d) -> (M, n)."""
+    norms = np.einsum("mkd,mkd->mk", books, books)[:, None, :]
+    return np.concatenate([
+        np.argmin(norms - 2 * np.einsum("mnd,mkd->mnk", subs[:, i:i + chunk], books), axis=-1)
+        for i in range(0, subs.shape[1], chunk)], axis=1)
 
 
 def _decode_matrix(books, assign):
@@ -174,21 +213,45 @@ def _decode_matrix(books, assign):
     return gathered.transpose(0, 2, 1).reshape(-1, assign.shape[1])
 
 
-def _qcnn_refine(x: np.ndarray, w2d: np.ndarray, books, assign, sweeps: int = 2):
-    """Q-CNN: alternate assignment and codebook updates to minimise ||X W - X W_hat||^2."""
+def _qcnn_refine(x: np.ndarray, w2d: np.ndarray, books, assign, sweeps: int = 2,
+                 ridge: float = RIDGE, x_held: np.ndarray | None = None):
+    """Q-CNN: alternate assignment and codebook updates to minimise ||X W - X W_hat||^2.
+
+    Each codeword solve is a ridge regression pulled toward the mean of the weight sub-vectors
+    it stands for, with strength ``ridge * trace(X_m^T X_m) / d``: an input dimension the
+    calibration data never excites (a dead ReLU, an always-zero pixel) keeps the weights' value
+    instead of an arbitrary one. With ``x_held`` (held-out rows), refinement stops at the first
+    sweep whose held-out output error rises, and the best codebooks seen are returned.
+
+    Returns:
+        ``(books, assign, errors)``: ``errors`` is the held-out relative error after the k-means
+        start and after each sweep run (empty without ``x_held``).
+    """
     x = x.astype(np.float64)
     target = x @ w2d
     books = books.astype(np.float64)
     assign = assign.copy()
     M, K, d = books.shape
+    weight_subs = w2d.reshape(M, d, -1).astype(np.float64)  # (M, d, out)
     approx = _decode_matrix(books, assign)
     resid = target - x @ approx
+
+    def held_error(kernel):
+        if x_held is None:
+            return None
+        ref = x_held @ w2d
+        return float(np.linalg.norm(x_held @ kernel - ref) / max(np.linalg.norm(ref), 1e-12))
+
+    errors = [] if x_held is None else [held_error(approx)]
+    best = (books.copy(), assign.copy())
     for _ in range(sweeps):
         for m in range(M):
             xm = x[:, m * d:(m + 1) * d]
             rm = resid + xm @ approx[m * d:(m + 1) * d]
-            gram = xm.T @ xm + 1e-6 * np.trace(xm.T @ xm) / d * np.eye(d) + 1e-12 * np.eye(d)
-            proj = xm.T @ rm  # (d, out)
+            gram = xm.T @ xm
+            lam = ridge * np.trace(gram) / d + 1e-12
+            gram = gram + lam * np.eye(d)
+            proj = xm.T @ rm + lam * weight_subs[m]  # (d, out)
             cost = np.einsum("kd,de,ke->k", books[m], gram, books[m])[:, None] - 2 * books[m] @ proj
             assign[m] = np.argmin(cost, axis=0)
             sums = np.zeros((K, d))
@@ -198,7 +261,14 @@ def _qcnn_refine(x: np.ndarray, w2d: np.ndarray, books, assign, sweeps: int = 2)
             books[m, live] = np.linalg.solve(gram, (sums[live] / counts[live, None]).T).T
             approx[m * d:(m + 1) * d] = books[m][assign[m]].T
             resid = rm - xm @ approx[m * d:(m + 1) * d]
-    return books.astype(np.float32), assign.astype(np.int32)
+        if x_held is not None:
+            errors.append(held_error(approx))
+            if errors[-1] > min(errors[:-1]):
+                break
+            best = (books.copy(), assign.copy())
+        else:
+            best = (books, assign)
+    return best[0].astype(np.float32), best[1].astype(np.int32), errors
 
 
 def _layer_inputs(model, layer, data, max_rows: int, seed: int):
@@ -216,73 +286,123 @@ def _layer_inputs(model, layer, data, max_rows: int, seed: int):
     return x
 
 
+def _split(data, holdout: float, seed: int):
+    """(fit samples, held-out samples or None): a random ``holdout`` fraction is held out."""
+    x = np.asarray(data)
+    held = int(round(holdout * len(x)))
+    if held < 1 or held >= len(x):
+        return x, None
+    order = np.random.default_rng(seed).permutation(len(x))
+    return x[order[held:]], x[order[:held]]
+
+
 def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size: int = 16,
-                     layers=None, calibration_data=None, sweeps: int = 2,
-                     max_rows: int = 4096, seed: int = 0) -> keras.Model:
+                     layers=None, calibration_data=None, sweeps: int = 4,
+                     max_rows: int = 4096, seed: int = 0, holdout: float = HOLDOUT,
+                     ridge: float = RIDGE) -> keras.Model:
     """Replace Dense / Conv2D layers by :class:`PQDense` / :class:`PQConv2D`.
 
     Args:
         model: a built Sequential or Functional tf_keras model (never modified).
-        subvector_size: ``d``, rows per sub-space; must divide each selected Dense layer's input
+        subvector_size: ``d``, rows per sub-space; must divide each quantized Dense layer's input
             dimension and each Conv2D's input channels.
         codebook_size: ``K`` >= 2 codewords per sub-space; a layer with fewer output units than
             ``K`` keeps all its sub-vectors (exact).
-        layers: names of Dense / Conv2D layers to quantize; None for all of them.
+        layers: names of Dense / Conv2D layers to quantize (each must be quantizable, else
+            ValueError); None for every layer that can be: the others (Conv2DTranspose, grouped
+            convs, channels ``d`` does not divide) are skipped and listed in the report.
         calibration_data: input samples; when given, codebooks and assignments are refined Q-CNN
             style against each layer's output error (top-level layers).
-        sweeps: Q-CNN refinement passes over the sub-spaces.
+        sweeps: at most this many Q-CNN refinement passes over the sub-spaces.
         max_rows: at most this many input rows (pixels for a Conv2D) are used for refinement.
-        seed: k-means seed.
+        seed: k-means and hold-out seed.
+        holdout: fraction of ``calibration_data`` held out; refinement stops when the error on
+            it rises (early stopping), so the codebooks do not overfit the calibration samples.
+        ridge: strength of the pull of each refined codeword toward its weights (see
+            :func:`_qcnn_refine`), relative to the sub-space's input energy.
 
     Returns:
-        A new, uncompiled model; ``fit`` fine-tunes the codebooks (assignments stay fixed).
+        A new, uncompiled model; ``fit`` fine-tunes the codebooks (assignments stay fixed). Its
+        ``transform_report`` lists the quantized and the skipped layers.
 
     Raises:
-        ValueError: for ``subvector_size`` that does not divide a layer, ``codebook_size`` < 2,
-            or a bad layer name.
+        ValueError: for a bad argument, a layer named in ``layers`` that cannot be quantized
+            (with the reason), or a bad layer name.
 
     References:
         Wu et al., "Quantized Convolutional Neural Networks for Mobile Devices", CVPR 2016.
     """
     check_graph_model(model)
-    for arg, val in (("subvector_size", subvector_size), ("codebook_size", codebook_size)):
-        if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
+    for arg, val in (("subvector_size", subvector_size), ("codebook_size", codebook_size),
+                     ("sweeps", sweeps), ("max_rows", max_rows)):
+        if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < (0 if arg == "sweeps" else 1):
             raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={val!r}")
     if codebook_size < 2:
         raise ValueError(f"`codebook_size` must be an int >= 2. Received: codebook_size={codebook_size}")
-    selected = [layer for layer in find_layers(model, layers, SUPPORTED) if _supported(layer)]
-    for layer in selected:
-        if isinstance(layer, keras.layers.Conv2D) and (layer.groups != 1 or
-                                                        layer.data_format != "channels_last"):
-            raise ValueError(
-                f"`layers` must name channels_last, groups=1 Conv2D layers. Received: '{layer.name}'")
-        kshape = layer.kernel.shape
-        _check_divides(layer.name, "input channels" if len(kshape) == 4 else "input dimension",
-                       int(kshape[-2]), int(subvector_size))
+    for arg, val, top in (("holdout", holdout, 1.0), ("ridge", ridge, np.inf)):
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not 0 <= val < top:
+            raise ValueError(f"`{arg}` must be in [0, {top}). Received: {arg}={val!r}")
+    d, k = int(subvector_size), int(codebook_size)
+    report = TransformReport("product_quantize")
+    if layers is None:
+        selected = []
+        for layer in iter_layers(model):
+            if not any(hasattr(layer, w) for w in ("kernel", "depthwise_kernel", "pointwise_kernel")):
+                continue
+            why = _refusal(layer, d)
+            if why is None:
+                selected.append(layer)
+            else:
+                report.skipped[layer.name] = why
+    else:
+        selected = find_layers(model, layers, SUPPORTED)
+        for layer in selected:
+            why = _refusal(layer, d)
+            if why is not None:
+                raise ValueError(
+                    f"`layers` names layer '{layer.name}' ({type(layer).__name__}), which product "
+                    f"quantization cannot quantize: {why}. Leave it out of `layers`.")
     top = set(id(layer) for layer in model.layers)
-    plans = {}
-    for layer in selected:
+    fit_x = held_x = None
+    if calibration_data is not None:
+        fit_x, held_x = _split(calibration_data, holdout, seed)
+    plans, small, start = {}, [], time.monotonic()
+    for number, layer in enumerate(selected, 1):
         kernel = layer.kernel.numpy()
         w2d = kernel.reshape(-1, kernel.shape[-1])
-        k = int(codebook_size)
-        books, assign = _quantize_matrix(w2d, int(subvector_size), k, seed)
-        if calibration_data is not None and id(layer) in top:
-            x = _layer_inputs(model, layer, calibration_data, max_rows, seed)
-            books, assign = _qcnn_refine(x, w2d, books, assign, sweeps)
+        books, assign = _quantize_matrix(w2d, d, k, seed)
+        if fit_x is not None and id(layer) in top:
+            x = _layer_inputs(model, layer, fit_x, max_rows, seed)
+            if len(x) < SAMPLES_PER_CODEWORD * k:
+                small.append(f"'{layer.name}' ({len(x)} rows)")
+            x_held = None if held_x is None else _layer_inputs(model, layer, held_x, max_rows, seed)
+            books, assign, _ = _qcnn_refine(x, w2d, books, assign, sweeps, ridge, x_held)
         plans[layer.name] = (books, assign)
+        report.transformed.append(layer.name)
+        if time.monotonic() - start > 2:
+            log.info("product_quantize: %d/%d '%s' (%.1f s)", number, len(selected), layer.name,
+                     time.monotonic() - start)
+    if small:
+        log.warning(
+            "product_quantize: calibration_data is small for codebook_size=%d: fewer than %d rows "
+            "for %s; the refined codebooks may overfit. Pass at least %d samples.",
+            k, SAMPLES_PER_CODEWORD * k, ", ".join(small), SAMPLES_PER_CODEWORD * k)
 
     def rule(layer):
-        if layer.name not in plans or not _supported(layer):
+        if layer.name not in plans or _refusal(layer, d) is not None:
             return None
         books, assign = plans[layer.name]
         config = layer.get_config()
-        config.update(subvector_size=int(subvector_size), codebook_size=int(books.shape[1]))
+        config.update(subvector_size=d, codebook_size=int(books.shape[1]))
         cls = PQDense if isinstance(layer, keras.layers.Dense) else PQConv2D
         new = cls.from_config(config)
         weights = [books] + ([layer.bias.numpy()] if layer.use_bias else []) + [assign]
         return Replacement([new], [weights])
 
-    return rebuild(model, rule)
+    result = rebuild(model, rule)
+    attach(result, report)
+    report.warn_if_noop()
+    return result
 
 
 def decode(model: keras.Model) -> keras.Model:

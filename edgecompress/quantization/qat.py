@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from edgecompress._keras import check_graph_model, keras
-from edgecompress.surgery import clone, find_layers
+from edgecompress.quantization import qat_graph
+from edgecompress.surgery import attach, find_layers
 
 _q = tfmot.quantization.keras
 PRESERVE = ("none", "sparsity", "clusters", "both")
@@ -57,9 +58,16 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
     """A QAT clone of ``model`` (8-bit weights and activations), optionally preserving sparsity
     and/or the clusters of a pruned / clustered model, ready for ``compile`` + ``fit``.
 
+    Before tfmot annotates it, the clone is rewritten (see :mod:`.qat_graph`): nested models are
+    inlined, batch norms folded into the conv before them or, like ``Rescaling``,
+    ``Normalization`` and TFOpLambda constant arithmetic, turned into per-channel 1x1 depthwise
+    convs; Conv1D, ``Multiply`` and activations tfmot has no rule for get quantize configs. What
+    is still unquantizable is left float and listed in ``result.transform_report``
+    (a :class:`~.qat_graph.QATReport`).
+
     Args:
-        model: a built Sequential or Functional tf_keras model without nested models (strip
-            pruning/clustering wrappers first). Never modified.
+        model: a built Sequential or Functional tf_keras model (strip pruning/clustering
+            wrappers first). Never modified.
         preserve: ``none`` (QAT), ``sparsity`` (PQAT), ``clusters`` (CQAT) or ``both`` (PCQAT).
         skip: names of layers to leave in float (not annotated for quantization).
         calibration_data: input samples; when given, every activation range is set from them
@@ -69,13 +77,14 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
         A new, uncompiled tfmot QAT model. Export it with full-int8 TFLite conversion.
 
     Raises:
-        ValueError: for an unknown ``preserve``, a nested model, or a layer tfmot's 8-bit scheme
-            does not support (named, with its class and how to skip or annotate it).
+        ValueError: for an unknown ``preserve``, a bad ``skip`` name, or a layer tfmot cannot
+            quantize nor leave float (a TFOpLambda tfmot cannot clone), named with its class.
 
     Example:
         >>> qat = quantize_aware(model, calibration_data=x_train[:512])
         >>> qat.compile(keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy")
         >>> qat.fit(x_train, y_train, epochs=1)
+        >>> qat.transform_report.skipped  # the layers left float, and why
 
     References:
         Jacob et al., CVPR 2018.
@@ -84,19 +93,15 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
     scheme = get_scheme(preserve)
     skipped = {layer.name for layer in find_layers(model, skip, (keras.layers.Layer,), "skip")} \
         if skip is not None else set()
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
+    report = qat_graph.QATReport("quantize_aware")
+    private = qat_graph.prepare(model, report)
+    for layer in private.layers:
+        if type(layer).__name__ == "TFOpLambda" and layer.name not in skipped:
             raise ValueError(
-                f"`model` holds a nested model '{layer.name}' ({type(layer).__name__}); tfmot QAT "
-                "cannot quantize a model inside a model. Flatten it into one Functional model.")
-    private = clone(model)
-
-    def annotate(layer):
-        if isinstance(layer, keras.layers.InputLayer) or layer.name in skipped:
-            return layer
-        return _q.quantize_annotate_layer(layer)
-
-    annotated = keras.models.clone_model(private, clone_function=annotate)
+                f"`model` has layer '{layer.name}' (TFOpLambda `{layer.symbol}`), which tfmot QAT "
+                "cannot clone or quantize (only `+ - * /` with a scalar or per-channel constant "
+                "are rewritten). Write it as a Keras layer.")
+    annotated = qat_graph.annotate(private, skipped, report)
     try:
         with _q.quantize_scope():
             result = _q.quantize_apply(annotated, scheme)
@@ -112,6 +117,8 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
             "your model and pass the annotated model.") from None
     if calibration_data is not None:
         calibrate(result, calibration_data)
+    attach(result, report)
+    report.warn_if_noop()
     return result
 
 

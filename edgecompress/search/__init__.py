@@ -1,22 +1,31 @@
 """Budget-driven compression: fit a model into a device's flash, arena and latency.
 
 ``edgecompress compress MODEL --data DATA --target flash=64KB,arena=20KB --max-drop 1.0 -o OUT``
-runs :func:`search` and writes its outputs with :func:`write_outputs`.
+runs :func:`search` and writes its outputs with :func:`write_outputs`. Names load on first use,
+so the command line's parser starts no TensorFlow.
 """
 
-from edgecompress.search.core import (  # noqa: F401
-    MARGINS,
-    PRUNE_RATIOS,
-    RANK_FRACTIONS,
-    SearchResult,
-    allocate,
-    require_winner,
-    search,
-)
-from edgecompress.search.outputs import recipe_toml, write_outputs  # noqa: F401
-from edgecompress.search.space import Action  # noqa: F401
-from edgecompress.search.targets import Target, parse_target  # noqa: F401
+from __future__ import annotations
 
-__all__ = ["search", "SearchResult", "Target", "parse_target", "Action", "allocate",
-           "require_winner", "write_outputs", "recipe_toml", "PRUNE_RATIOS", "RANK_FRACTIONS",
-           "MARGINS"]
+import importlib
+
+_NAMES = {
+    "search": "core", "SearchResult": "core", "allocate": "core", "require_winner": "core",
+    "PRUNE_RATIOS": "core", "RANK_FRACTIONS": "core", "MARGINS": "core",
+    "write_outputs": "outputs", "recipe_toml": "outputs", "Action": "space",
+    "Target": "targets", "parse_target": "targets", "Executor": "jobs",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

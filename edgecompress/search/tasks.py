@@ -77,6 +77,7 @@ def finetune(model, shared, seed: int) -> int:
         The number of epochs whose weights were kept (what a recipe ``fit`` step repeats).
     """
     from edgecompress import datasets, distribute
+    from edgecompress import tasks as tasks_lib
     from edgecompress._keras import keras
 
     settings = shared["settings"]
@@ -92,20 +93,9 @@ def finetune(model, shared, seed: int) -> int:
         trainer.fit(data, epochs=settings["epochs"], validation_data=shared["val"],
                               callbacks=[stop], verbose=0)
     else:
-        trained, _ = distribute.fit(
-            model, data, settings["strategy"], epochs=settings["epochs"],
-            validation_data=shared["val"], callbacks=[stop], verbose=0,
-            compile={"optimizer": lambda: keras.optimizers.Adam(learning_rate),
-                     "loss": loss_for(model), "metrics": ["accuracy"]})
-        if trained is not model:
-            model.set_weights(trained.get_weights())
+        distribute.fit(model, data, settings["strategy"], epochs=settings["epochs"],
+                       validation_data=shared["val"], callbacks=[stop], verbose=0,
+                       compile={"optimizer": lambda: keras.optimizers.Adam(learning_rate),
+                                **tasks_lib.compile_kwargs(tasks_lib.infer_tasks(model, shared["fit"][1]))})
     return int(stop.best_epoch) + 1
 
-
-def loss_for(model):
-    """The task's loss (the recipe layer's inference)."""
-    try:
-        from edgecompress.tasks import loss_for as infer
-    except ImportError:
-        from edgecompress.recipe import _loss_for as infer
-    return infer(model)

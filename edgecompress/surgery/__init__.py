@@ -11,6 +11,7 @@ from edgecompress.surgery.graph import (  # noqa: F401
     clone,
     copy_layer,
     find_layers,
+    flatten,
     iter_layers,
     layer_weights,
     rebuild,

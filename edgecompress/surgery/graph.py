@@ -8,13 +8,14 @@ is a fresh object, and the weights of kept layers are copied.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Union
 
 import numpy as np
 
 from edgecompress._keras import KerasTensor, check_graph_model, keras, tf
+from edgecompress.surgery.select import select
 
 
 class _Drop:
@@ -34,10 +35,13 @@ class Replacement:
         layers: new, unbuilt layers, applied as a chain (the first takes the original inputs).
         weights: one entry per layer: a list of arrays for ``set_weights``, or None to keep the
             layer's fresh initialization.
+        tensor_only: call the first layer on the original layer's one tensor input alone,
+            without its other arguments (e.g. the constant of a TFOpLambda ``x + 3.0``).
     """
 
     layers: Sequence[keras.layers.Layer]
     weights: Sequence[Union[list, None]] = field(default=())
+    tensor_only: bool = False
 
     def __post_init__(self):
         self.layers = list(self.layers)
@@ -99,8 +103,11 @@ def rebuild(model: keras.Model, rule: Rule | None = None, name: str | None = Non
 class _Plan:
     """Decides each original layer's replacement once, and remembers the weights to load."""
 
-    def __init__(self, rule: Rule | None):
+    def __init__(self, rule: Rule | None, flat: bool = False):
         self.rule = rule
+        self.flat = flat  # inline nested models (see flatten)
+        self.prefix: list[str] = []  # the nested models being inlined
+        self.names: set[str] = set()
         self.by_layer: dict[int, RuleResult | keras.Model] = {}
         self.pending: list[tuple[keras.layers.Layer, list]] = []
         self.copies: list[tuple[keras.layers.Layer, list]] = []
@@ -129,19 +136,31 @@ class _Plan:
                 f"A surgery rule must return None, a Layer, a Replacement or DROP. "
                 f"Received: {type(result).__name__} for layer '{layer.name}'"
             )
+        if self.flat and isinstance(result, Replacement):
+            for new in result.layers:
+                if new.name in self.names:
+                    base = f"{self.prefix[-1]}_{new.name}" if self.prefix else new.name
+                    unique, count = base, 1
+                    while unique in self.names:
+                        unique, count = f"{base}_{count}", count + 1
+                    new._name = unique
+                self.names.add(new.name)
         self.by_layer[key] = result
         return result
 
     def apply(self, layer, args, kwargs):
         result = self.resolve(layer)
-        if result is DROP:
-            flat = [t for t in tf.nest.flatten((args, kwargs)) if _is_tensor(t)]
+        if result is DROP or (isinstance(result, Replacement) and result.tensor_only):
+            flat = [t for t in tf.nest.flatten((args, kwargs)) if _is_keras_tensor(t)]
             if len(flat) != 1:
+                what = "dropped" if result is DROP else "replaced with tensor_only=True"
                 raise ValueError(
-                    f"Only a single-input layer can be dropped. Received: layer '{layer.name}' "
+                    f"Only a single-input layer can be {what}. Received: layer '{layer.name}' "
                     f"({type(layer).__name__}) with {len(flat)} inputs"
                 )
-            return flat[0]
+            if result is DROP:
+                return flat[0]
+            args, kwargs = (flat[0],), {}
         if isinstance(result, keras.Model):
             return result(*args, **kwargs)
         out = result.layers[0](*args, **kwargs)
@@ -168,10 +187,6 @@ class _Plan:
                 ) from None
 
 
-def _is_tensor(x) -> bool:
-    return tf.is_tensor(x) or isinstance(x, KerasTensor)
-
-
 def _rebuild_sequential(model, plan: _Plan, name):
     inp = model.inputs[0]
     new = keras.Sequential(name=name or model.name)
@@ -188,17 +203,45 @@ def _rebuild_sequential(model, plan: _Plan, name):
     return new
 
 
+def flatten(model: keras.Model, rule: Rule | None = None, name: str | None = None) -> keras.Model:
+    """A Functional copy of ``model`` with every nested model inlined into one graph.
+
+    Tools that cannot see inside a model-in-a-model (tfmot QAT among them) get the same
+    computation as one flat graph. A shared nested model stays shared (its layers are created
+    once). An inner layer whose name is already taken in the flat graph is renamed
+    ``<nested model>_<layer>``.
+
+    Args:
+        model: a built Sequential or Functional tf_keras model.
+        rule: an optional surgery rule applied to every (inner or outer) layer, as in
+            :func:`rebuild`; it is never asked about the nested models themselves.
+        name: name of the new model; defaults to the input model's name.
+
+    Returns:
+        A new, uncompiled Functional model (the input is not modified).
+    """
+    check_graph_model(model)
+    plan = _Plan(rule, flat=True)
+    new = _rebuild_functional(model, plan, name)
+    plan.load_weights()
+    return new
+
+
 def _rebuild_functional(model, plan: _Plan, name):
-    tensor_map: dict[int, object] = {}
     new_inputs = []
     for tensor in model.inputs:
         input_layer = tensor._keras_history.layer
-        new_input = keras.Input(
+        new_inputs.append(keras.Input(
             batch_shape=tensor.shape, dtype=tensor.dtype, name=input_layer.name,
             sparse=getattr(input_layer, "sparse", False), ragged=getattr(input_layer, "ragged", False),
-        )
-        tensor_map[id(tensor)] = new_input
-        new_inputs.append(new_input)
+        ))
+    outputs = _call_graph(model, plan, new_inputs)
+    return keras.Model(inputs=new_inputs, outputs=outputs, name=name or model.name)
+
+
+def _call_graph(model, plan: _Plan, inputs):
+    """Apply ``plan`` to ``model``'s graph on ``inputs``; nested models are inlined when flat."""
+    tensor_map: dict[int, object] = {id(t): new for t, new in zip(model.inputs, inputs)}
 
     def lookup(x):
         return tensor_map.get(id(x), x) if _is_keras_tensor(x) else x
@@ -209,7 +252,13 @@ def _rebuild_functional(model, plan: _Plan, name):
                 continue
             args = tf.nest.map_structure(lookup, node.call_args)
             kwargs = tf.nest.map_structure(lookup, node.call_kwargs)
-            outputs = plan.apply(node.layer, args, kwargs)
+            if plan.flat and isinstance(node.layer, keras.Model):
+                inner = [t for t in tf.nest.flatten((args, kwargs)) if _is_keras_tensor(t)]
+                plan.prefix.append(node.layer.name)
+                outputs = _call_graph(node.layer, plan, inner)
+                plan.prefix.pop()
+            else:
+                outputs = plan.apply(node.layer, args, kwargs)
             old_flat = tf.nest.flatten(node.outputs)
             new_flat = tf.nest.flatten(outputs)
             if len(old_flat) != len(new_flat):
@@ -220,8 +269,7 @@ def _rebuild_functional(model, plan: _Plan, name):
             for old, new in zip(old_flat, new_flat):
                 tensor_map[id(old)] = new
 
-    outputs = tf.nest.map_structure(lambda t: tensor_map[id(t)], model._nested_outputs)
-    return keras.Model(inputs=new_inputs, outputs=outputs, name=name or model.name)
+    return tf.nest.map_structure(lambda t: tensor_map[id(t)], model._nested_outputs)
 
 
 def _is_keras_tensor(x) -> bool:
@@ -230,15 +278,18 @@ def _is_keras_tensor(x) -> bool:
 
 def find_layers(
     model: keras.Model,
-    layers: Iterable[str] | None,
+    layers,
     types: tuple[type, ...],
     argument: str = "layers",
 ) -> list[keras.layers.Layer]:
-    """The layers a transform should act on, with clear errors for bad names.
+    """The layers a transform should act on, with clear errors for bad selections.
 
     Args:
         model: the model to search (nested models are searched too).
-        layers: layer names, or None for every layer of one of ``types``.
+        layers: None for every layer of one of ``types``, a layer name or list of names, or a rule
+            table such as ``{"kinds": ["conv", "dense"], "min_params": 1000,
+            "exclude": "first_last", "match": "block[0-9]+_"}`` (see
+            :mod:`edgecompress.surgery.select`).
         types: the layer classes the transform handles.
         argument: the argument name used in error messages.
 
@@ -246,29 +297,10 @@ def find_layers(
         The selected layers, in model order.
 
     Raises:
-        ValueError: for a name that is not in the model, or a layer of another type.
+        ValueError: for a bad selection, a name that is not in the model, a named layer of another
+            type, or a rule that selects nothing (the message lists the model's layers).
     """
-    every = list(iter_layers(model))
-    if layers is None:
-        return [layer for layer in every if isinstance(layer, types)]
-    if isinstance(layers, str):
-        layers = [layers]
-    by_name = {layer.name: layer for layer in every}
-    wanted = list(layers)
-    type_names = "/".join(t.__name__ for t in types)
-    for layer_name in wanted:
-        if layer_name not in by_name:
-            raise ValueError(
-                f"`{argument}` names a layer that is not in the model. Received: '{layer_name}'. "
-                f"Layers: {sorted(by_name)}"
-            )
-        if not isinstance(by_name[layer_name], types):
-            found = type(by_name[layer_name]).__name__
-            raise ValueError(
-                f"`{argument}` must name {type_names} layers. Received: '{layer_name}' "
-                f"of class {found}"
-            )
-    return [layer for layer in every if layer.name in set(wanted)]
+    return select(list(iter_layers(model)), getattr(model, "outputs", None), layers, types, argument)
 
 
 def iter_layers(model: keras.Model):

@@ -1,0 +1,17 @@
+"""``binarize``: larq binary layers in place of Conv2D/Dense (first and last kept float by default)."""
+
+from __future__ import annotations
+
+from edgecompress import binary
+from edgecompress.binary.transform import BINARIZABLE
+from edgecompress.recipe.schema import LAYERS, Param, choice, register
+
+
+@register("binarize", {
+    "scheme": choice(binary.SCHEMES),
+    "keep_first_last": Param((bool,), None),
+    "layers": LAYERS,
+}, layer_types=BINARIZABLE)
+def binarize(state, scheme, keep_first_last, layers):
+    kwargs = {k: v for k, v in (("scheme", scheme), ("keep_first_last", keep_first_last)) if v is not None}
+    state.model = binary.binarize(state.model, layers=layers, **kwargs)

@@ -1,0 +1,139 @@
+"""The recipe matrix's models and data (built here; no downloads), shared by the test and the
+README table script."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from edgecompress import models
+from edgecompress._keras import keras
+
+TRAIN, TEST = 48, 16
+
+
+def _ds_cnn(classes=12):
+    """The MLPerf Tiny keyword-spotting DS-CNN (49x10x1 MFCCs), 64 filters, 4 DS blocks."""
+    i = keras.Input((49, 10, 1))
+    x = keras.layers.Conv2D(64, (10, 4), strides=(2, 2), padding="same", use_bias=False)(i)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    for _ in range(4):
+        x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+        x = keras.layers.Conv2D(64, 1, use_bias=False)(x)
+        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(i, keras.layers.Dense(classes, activation="softmax")(x), name="ds_cnn")
+
+
+def _autoencoder():
+    """The MLPerf Tiny anomaly-detection FC autoencoder shape (640 -> 8 -> 640), narrowed."""
+    i = keras.Input((640,))
+    x = i
+    for units in (64, 64, 8, 64, 64):
+        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Dense(units)(x)))
+    return keras.Model(i, keras.layers.Dense(640)(x), name="autoencoder")
+
+
+def _conv1d(classes=4):
+    i = keras.Input((64, 3))
+    x = keras.layers.Conv1D(16, 5, activation="relu")(i)
+    x = keras.layers.MaxPooling1D(2)(x)
+    x = keras.layers.Conv1D(32, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(i, keras.layers.Dense(classes, activation="softmax")(x), name="conv1d")
+
+
+def _two_heads():
+    i = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(i)
+    x = keras.layers.Conv2D(16, 3, activation="relu")(x)
+    x = keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(x))
+    heads = [keras.layers.Dense(10, activation="softmax", name="digit")(x), keras.layers.Dense(1, name="size")(x)]
+    return keras.Model(i, heads, name="two_heads")
+
+
+def _mobilenet():
+    return keras.applications.MobileNet(input_shape=(96, 96, 3), alpha=0.25, weights=None, classes=4)
+
+
+MODELS = {
+    "lenet5": models.lenet5,
+    "resnet8": models.resnet8,
+    "ds_cnn": _ds_cnn,
+    "mobilenet_025": _mobilenet,
+    "autoencoder": _autoencoder,
+    "conv1d": _conv1d,
+    "two_heads": _two_heads,
+}
+
+
+def data(name: str, model, mnist=None, seed: int = 0):
+    """``(train, test)`` for ``model``: MNIST digits for LeNet-5, else seeded synthetic data."""
+    rng = np.random.default_rng(seed)
+    n = TRAIN + TEST
+    if name == "lenet5" and mnist is not None:
+        x, y = mnist[0][0][:n], mnist[0][1][:n]
+    else:
+        x = rng.normal(size=(n, *model.inputs[0].shape[1:])).astype("float32")
+        if name == "autoencoder":
+            y = x
+        else:
+            classes = int(model.outputs[0].shape[-1])
+            y = np.arange(n) % classes
+        if name == "two_heads":
+            y = [y, x.reshape(n, -1).mean(1, keepdims=True)]
+    def split(a):
+        return a[:TRAIN], a[TRAIN:]
+
+    if isinstance(y, list):
+        (x_tr, x_te), parts = split(x), [split(v) for v in y]
+        return (x_tr, [p[0] for p in parts]), (x_te, [p[1] for p in parts])
+    (x_tr, x_te), (y_tr, y_te) = split(x), split(y)
+    return (x_tr, y_tr), (x_te, y_te)
+
+
+REFUSAL = re.compile(r"^step \d+ \([a-z_]+\): ")
+
+
+def quick(recipe):
+    """Epochs and rounds cut to 1 and 2 (a smoke run)."""
+    for step in recipe.steps:
+        for key in ("epochs", "finetune_epochs"):
+            if step.params.get(key):
+                step.params[key] = 1
+        if step.params.get("rounds"):
+            step.params["rounds"] = min(step.params["rounds"], 2)
+    return recipe
+
+
+def run_one(model_name: str, recipe_name: str, out_dir, mnist=None):
+    """Run a shipped recipe (quick) on a matrix model: ``("verified" | "guard" | "refused", detail)``.
+
+    Anything else (a crash, an error that names no step) propagates.
+    """
+    from pathlib import Path
+
+    from edgecompress import recipe as recipes
+    from edgecompress.pipeline import shipped_recipe
+
+    keras.utils.set_random_seed(0)
+    model = MODELS[model_name]()
+    train, test = data(model_name, model, mnist)
+    recipe = quick(recipes.load(shipped_recipe(recipe_name)))
+    try:
+        result = recipes.run(recipe, model, train, test, out_dir, verbose=0)
+        outcome = "verified"
+    except recipes.AccuracyGuardError as err:
+        result, outcome = err.result, "guard"
+    except recipes.RecipeError as err:
+        message = str(err)
+        if not REFUSAL.match(message):
+            raise
+        return "refused", message
+    exports = [s for s in recipe.steps if s.kind in ("export", "pack")]
+    files = [Path(a.path) for a in result.artifacts]
+    if len(files) != len(exports) or not all(f.is_file() and f.stat().st_size > 0 for f in files):
+        raise AssertionError(f"{recipe_name} on {model_name}: expected {len(exports)} files, got {files}")
+    return outcome, "; ".join(f"{a.name} {a.file_bytes} B {a.status}" for a in result.artifacts)

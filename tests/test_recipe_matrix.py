@@ -1,0 +1,71 @@
+"""Every shipped recipe on models it was not written for: each run ends in verified files, or in a
+refusal that names the step (and the layer or input) before training.
+
+CI runs every (model, recipe) pair through validation, and each shipped recipe end to end on one
+model (rotating through the matrix; the heaviest, MobileNet, on the cheapest recipe). Set
+EDGECOMPRESS_FULL_MATRIX=1 to run all 70 pairs end to end (the README table comes from that run).
+"""
+
+import os
+
+import pytest
+
+from edgecompress import recipe as recipes
+from edgecompress.pipeline import shipped_recipe
+from tests._recipe_matrix import MODELS, REFUSAL, data, run_one
+
+SHIPPED = sorted(p.stem for p in shipped_recipe("x").parent.glob("*.toml"))
+#: One model per shipped recipe for the CI run.
+CI_PAIRS = {
+    "binary": "ds_cnn",
+    "deep_compression": "resnet8",
+    "deep_compression_long": "two_heads",
+    "distillation": "resnet8",
+    "filter_pruning": "conv1d",
+    "lowrank": "autoencoder",
+    "product_quantization": "lenet5",
+    "pruning": "two_heads",
+    "qat": "mobilenet_025",
+    "quantization": "ds_cnn",
+}
+
+#: Pairs refused at validation, and why (so a refusal that goes away, or appears, is noticed).
+REFUSED = {
+    ("distillation", "autoencoder"): "swap_backbone",  # a regression output: no classifier to build
+    ("distillation", "two_heads"): "swap_backbone",  # two outputs
+    ("distillation", "conv1d"): "swap_backbone",  # small_cnn needs (height, width, channels)
+    ("product_quantization", "conv1d"): "product_quantize",  # no Dense/Conv2D with >= 4096 weights
+}
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_every_shipped_recipe_validates_or_refuses_by_step(model_name, mnist5k):
+    model = MODELS[model_name]()
+    train, _ = data(model_name, model, mnist5k)
+    for name in SHIPPED:
+        recipe = recipes.load(shipped_recipe(name))
+        expected = REFUSED.get((name, model_name))
+        if expected is None:
+            recipes.validate(recipe, model, train[1])
+            continue
+        with pytest.raises(recipes.RecipeError) as info:
+            recipes.validate(recipe, model, train[1])
+        assert REFUSAL.match(str(info.value)) and f"({expected})" in str(info.value), str(info.value)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("recipe_name", SHIPPED)
+def test_shipped_recipe_runs_on_a_matrix_model(recipe_name, tmp_path, mnist5k):
+    model_name = CI_PAIRS[recipe_name]
+    outcome, detail = run_one(model_name, recipe_name, tmp_path, mnist5k)
+    expected = "refused" if (recipe_name, model_name) in REFUSED else ("verified", "guard")
+    assert outcome in expected, detail
+
+
+@pytest.mark.skipif(not os.environ.get("EDGECOMPRESS_FULL_MATRIX"), reason="set EDGECOMPRESS_FULL_MATRIX=1")
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+@pytest.mark.parametrize("recipe_name", SHIPPED)
+def test_full_matrix(recipe_name, model_name, tmp_path, mnist5k):
+    outcome, detail = run_one(model_name, recipe_name, tmp_path, mnist5k)
+    expected = "refused" if (recipe_name, model_name) in REFUSED else ("verified", "guard")
+    assert outcome in expected, detail

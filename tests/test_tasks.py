@@ -1,0 +1,89 @@
+"""edgecompress.tasks: one rule for what each output predicts."""
+
+import numpy as np
+import pytest
+import tensorflow_model_optimization as tfmot
+
+from edgecompress import models, tasks
+from edgecompress._keras import keras
+
+
+def _two_heads():
+    i = keras.Input((8,))
+    h = keras.layers.Dense(4)(i)
+    return keras.Model(i, [keras.layers.Dense(3, name="cls")(h), keras.layers.Dense(1, name="reg")(h)])
+
+
+def _nested_softmax():
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    i = keras.Input((4,))
+    return keras.Model(i, inner(i))
+
+
+@pytest.mark.parametrize("build, y, expected", [
+    (lambda: models.lenet5(), None, [("classification", False, True)]),
+    (lambda: models.lenet5(), np.eye(10)[[1, 2]], [("classification", False, False)]),
+    (lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Softmax(),
+                               keras.layers.Flatten()]), None, [("classification", False, True)]),
+    (_nested_softmax, None, [("classification", False, True)]),
+    (lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(5)]), np.array([0, 4, 2]),
+     [("classification", True, True)]),
+    (lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(5)]), np.array([0.5, 7.0, 2.0]),
+     [("regression", False, True)]),
+    (lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")]), None,
+     [("binary", False, True)]),
+    (lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]), np.array([0, 1, 1]),
+     [("binary", True, True)]),
+    (lambda: keras.Sequential([keras.Input((640,)), keras.layers.Dense(8), keras.layers.Dense(640)]),
+     np.random.default_rng(0).random((3, 640)), [("regression", False, True)]),
+    (lambda: keras.Sequential([keras.Input((64,)), keras.layers.Dense(8),
+                               keras.layers.Dense(64, activation="sigmoid")]),
+     np.random.default_rng(0).random((3, 64)), [("regression", False, True)]),
+    (_two_heads, [np.array([0, 2]), np.array([0.3, 4.0])],
+     [("classification", True, True), ("regression", False, True)]),
+    (_two_heads, {"cls": np.eye(3)[[0, 2]], "reg": np.array([0, 1])},
+     [("classification", True, False), ("binary", True, True)]),
+])
+def test_infer_tasks(build, y, expected):
+    got = [(t.kind, t.from_logits, t.sparse) for t in tasks.infer_tasks(build(), y)]
+    assert got == expected
+
+
+@pytest.mark.parametrize("wrap", [
+    tfmot.sparsity.keras.prune_low_magnitude,
+    tfmot.quantization.keras.quantize_model,
+])
+def test_softmax_seen_through_tfmot_wrappers(wrap):
+    (task,) = tasks.infer_tasks(wrap(models.lenet5()))
+    assert (task.kind, task.from_logits, task.compare) == ("classification", False, "top1")
+
+
+def test_override_and_compile_kwargs_train_each_output():
+    model = _two_heads()
+    x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+    y = [np.arange(32) % 3, x[:, :1] * 2.0]
+    found = tasks.infer_tasks(model, y, override=[None, "mae"])
+    assert [t.kind for t in found] == ["classification", "regression"]
+    assert [t.metric_name for t in found] == ["accuracy", "mae"]
+    assert [t.compare for t in found] == ["top1", "error"]
+    model.compile("adam", **tasks.compile_kwargs(found))
+    hist = model.fit(x, y, epochs=1, verbose=0).history
+    assert {"cls_accuracy", "reg_mae"} <= set(hist)
+    scores = tasks.evaluate(model, (x, y), found)
+    pred = model.predict(x, verbose=0)
+    assert scores[0] == pytest.approx(np.mean(pred[0].argmax(-1) == y[0]))
+    assert scores[1] == pytest.approx(np.mean(np.abs(pred[1] - y[1])), rel=1e-5)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("ranking", "`task` must be one of"),
+    ({"nope": "regression"}, "names outputs that do not exist"),
+])
+def test_bad_override(override, message):
+    with pytest.raises(ValueError, match=message):
+        tasks.infer_tasks(_two_heads(), override=override)
+
+
+def test_labels_must_match_outputs():
+    with pytest.raises(ValueError, match="one array per model output"):
+        tasks.infer_tasks(_two_heads(), [np.zeros(2)])

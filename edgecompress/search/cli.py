@@ -73,10 +73,10 @@ def run_target_search(args, staged_output) -> int:
         distill=args.distill, strategy=None if args.strategy == "none" else args.strategy,
         seed=args.seed)
     winner = search_mod.require_winner(result)
-    from edgecompress import litert
     from edgecompress.search.core import describe
+    from edgecompress.search.measure import tflite_accuracy
 
-    test_accuracy = float((litert.Runner(winner["tflite"]).predict(test[0]).argmax(-1) == test[1]).mean())
+    test_accuracy = tflite_accuracy(winner["tflite"], test)
     with staged_output(args.out, args.overwrite) as stage:
         search_mod.write_outputs(result, stage, f"budget search on {Path(args.model).name}")
     print(f"winner: {winner['name']} ({describe(winner)}): flash {winner['flash']:,} B, "

@@ -78,6 +78,15 @@ def tflm_agreement(tflite: bytes, x: np.ndarray) -> float:
     return float(np.mean(same & finite))
 
 
+def tflite_accuracy(tflite: bytes, data) -> float:
+    """Top-1 accuracy of the file in LiteRT on ``(x, y)`` (class-id labels)."""
+    from edgecompress import litert
+
+    out = litert.Runner(tflite).predict(data[0])
+    out = out[0] if isinstance(out, list) else out
+    return float(np.mean(out.reshape(len(out), -1).argmax(-1) == np.asarray(data[1]).reshape(-1)))
+
+
 def _quantize(x, detail):
     dtype = np.dtype(detail["dtype"])
     if dtype == np.float32:

@@ -199,7 +199,8 @@ def _corrected(target: Target, measured: list[dict]) -> Target:
 
 def allocate(model, scans, target: Target, reference: dict) -> list[dict]:
     """Greedy allocation over measured sensitivities (NetAdapt's rule): repeatedly take the
-    per-layer step with the least accuracy drop per unit of over-budget resource it frees.
+    per-layer step with the least accuracy drop per unit of over-budget resource it frees. A layer
+    may take one pruning ratio and one rank (its filters are pruned, then it is factorized).
 
     The flash estimate moves with the parameter count (one byte each in int8), the arena with the
     activation peak, the latency with MACs, each scaled from the measured int8 baseline. Each move
@@ -209,10 +210,10 @@ def allocate(model, scans, target: Target, reference: dict) -> list[dict]:
         Plans ``{"actions", "params", "estimate", "margin"}``, one per margin crossed, then the
         most compressed plan if none was reached.
     """
-    by_layer: dict[str, list[dict]] = {}
+    by_layer: dict[tuple, list[dict]] = {}  # one choice per layer and kind: prune, then factorize
     for row in scans:
-        by_layer.setdefault(row["action"]["layer"], []).append(row)
-    chosen: dict[str, dict] = {}
+        by_layer.setdefault((row["action"]["layer"], row["action"]["kind"]), []).append(row)
+    chosen: dict[tuple, dict] = {}
     margins, plans, seen = list(MARGINS), [], set()
     estimate = _estimate(reference, reference)
     while margins:
@@ -221,8 +222,8 @@ def allocate(model, scans, target: Target, reference: dict) -> list[dict]:
         if not over:
             break
         best, best_score = None, None
-        for layer, rows in by_layer.items():
-            current = chosen.get(layer)
+        for slot, rows in by_layer.items():
+            current = chosen.get(slot)
             for row in rows:
                 if row is current:
                     continue
@@ -235,7 +236,7 @@ def allocate(model, scans, target: Target, reference: dict) -> list[dict]:
                     best, best_score = row, score
         if best is None:
             break
-        chosen[best["action"]["layer"]] = best
+        chosen[best["action"]["layer"], best["action"]["kind"]] = best
         new, _ = space.apply(model, [Action(**r["action"]) for r in chosen.values()])
         measured = {"params": int(new.count_params()), "peak": space.activation_peak(new),
                     "macs": _macs(new)}

@@ -2,7 +2,8 @@
 
 An action removes a fraction of a channel group's filters (:func:`edgecompress.pruning.prune_filters`)
 or factorizes a layer at a fraction of its full rank (:func:`edgecompress.lowrank.factorize`).
-A plan holds at most one action per layer; filter pruning runs first, then factorization.
+A plan holds at most one action of each kind per layer; filter pruning runs first, then
+factorization (at a fraction of the pruned layer's full rank).
 """
 
 from __future__ import annotations

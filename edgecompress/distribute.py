@@ -88,20 +88,19 @@ def fit(model, data, strategy=None, **fit_kwargs):
         model: a tf_keras Sequential or Functional model (tfmot/larq/edgecompress layers allowed).
         data: a ``tf.data.Dataset`` of global batches (each worker gets its share of each batch).
         strategy: a strategy name (see :data:`STRATEGIES`) or a ``tf.distribute.Strategy``.
-        **fit_kwargs: ``compile`` (a dict for ``model.compile``; its ``optimizer`` may be a
-            factory, called inside the scope) and everything ``model.fit`` takes.
+        **fit_kwargs: ``compile``, a function returning the keyword arguments of
+            ``model.compile`` (called inside the strategy's scope, where the optimizer, losses
+            and metrics must be created), and everything ``model.fit`` takes.
 
     Returns:
         The Keras history.
     """
-    from edgecompress._keras import keras, tf
+    from edgecompress._keras import tf
 
-    compile_kwargs = dict(fit_kwargs.pop("compile", {}))
+    make = fit_kwargs.pop("compile", dict)
     with replica_of(model, strategy) as replica:
-        optimizer = compile_kwargs.pop("optimizer", None)
-        if callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
-            optimizer = optimizer()  # a factory: the optimizer's variables belong to the strategy
-        replica.compile(optimizer=optimizer or "adam", **compile_kwargs)
+        # Called in the scope: optimizer, loss and metric variables must belong to the strategy.
+        replica.compile(**(make() if callable(make) else dict(make)))
         if replica is not model and isinstance(data, tf.data.Dataset):
             options = tf.data.Options()
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -20,8 +20,8 @@ base = keras.Sequential([keras.Input((8, 8, 1)),
 model = pruning.prune_low_magnitude(base, schedule=pruning.ConstantSparsity(0.5))
 data = datasets.shifted_batches(x, y, 32, pixels=0, seed=0)  # 32 = the global batch
 history = distribute.fit(model, data, strategy, epochs=3, verbose=0,
-                         compile={"optimizer": lambda: keras.optimizers.Adam(1e-3),
-                                  "loss": "sparse_categorical_crossentropy"})
+                         compile=lambda: {"optimizer": keras.optimizers.Adam(1e-3),
+                                          "loss": "sparse_categorical_crossentropy"})
 kernel = pruning.strip(model).get_layer("fc1").get_weights()[0]
 print("RESULT " + json.dumps({
     "replicas": replicas,

@@ -85,6 +85,7 @@ def finetune(model, shared, seed: int) -> int:
                                          restore_best_weights=True)
     data = datasets.shifted_batches(*shared["fit"], settings["batch_size"], pixels=0, seed=seed)
     learning_rate = settings["learning_rate"]
+    task_list = tasks_lib.infer_tasks(model, shared["fit"][1])
     if settings["distill"]:
         from edgecompress import distillation
 
@@ -95,7 +96,7 @@ def finetune(model, shared, seed: int) -> int:
     else:
         distribute.fit(model, data, settings["strategy"], epochs=settings["epochs"],
                        validation_data=shared["val"], callbacks=[stop], verbose=0,
-                       compile={"optimizer": lambda: keras.optimizers.Adam(learning_rate),
-                                **tasks_lib.compile_kwargs(tasks_lib.infer_tasks(model, shared["fit"][1]))})
+                       compile=lambda: {"optimizer": keras.optimizers.Adam(learning_rate),
+                                        **tasks_lib.compile_kwargs(task_list)})
     return int(stop.best_epoch) + 1
 

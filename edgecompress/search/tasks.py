@@ -62,7 +62,7 @@ def candidate(shared, actions: list, mode: str, seed: int, name: str, estimate=N
         "name": name, "actions": actions, "resolved": resolved, "mode": mode, "epochs": epochs,
         "estimate": estimate,
         "params": int(new.count_params()), "flash": foot.flash, "arena": foot.arena,
-        "arena_exact": foot.arena_exact, "latency_ms": foot.latency_ms,
+        "latency_ms": foot.latency_ms,
         "accuracy": rep.accuracy, "keras_accuracy": rep.keras_accuracy, "agreement": rep.agreement,
         "tflm_agreement": measure.tflm_agreement(tflite, shared["val"][0][:settings["tflm_samples"]]),
         "tflite": tflite, "keras": model_to_bytes(new),

@@ -3,6 +3,7 @@ reproduces its winner, and the exit codes of `edgecompress compress --target`.""
 
 import numpy as np
 import pytest
+from _search_models import tiny_classifier
 
 from edgecompress import cli, datasets, models, search
 from edgecompress._errors import UsageError
@@ -133,12 +134,7 @@ def test_outputs_and_recipe_reproduce_the_winner(lenet_search, tmp_path):
 
 
 def test_impossible_budget_exits_1_naming_the_closest(tmp_path, capsys):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8, 8, 1)),
-                              keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
-                              keras.layers.Flatten(name="flatten"),
-                              keras.layers.Dense(32, activation="relu", name="fc1"),
-                              keras.layers.Dense(10, activation="softmax", name="fc2")])
+    model = tiny_classifier(filters=8, units=32)
     path = tmp_path / "tiny.keras"
     model.save(path)
     out = tmp_path / "out"

@@ -1,27 +1,16 @@
 """The search on a local two-CPU Ray cluster gives the winner the local worker processes give."""
 
 import pytest
+from _search_models import tiny_classifier
 
 from edgecompress import datasets, search
-from edgecompress._keras import keras
 
 ray = pytest.importorskip("ray")
 
 
-def _tiny_model():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8, 8, 1)),
-                              keras.layers.Conv2D(16, 3, activation="relu", name="conv"),
-                              keras.layers.Flatten(name="flatten"),
-                              keras.layers.Dense(64, activation="relu", name="fc1"),
-                              keras.layers.Dense(10, activation="softmax", name="fc2")])
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
 def test_ray_gives_the_local_winner():
     (x, y), _ = datasets.load("digits")
-    model = _tiny_model()
+    model = tiny_classifier()
     model.fit(x, y, epochs=3, batch_size=32, verbose=0)
     kwargs = dict(target="flash=16KB", max_drop=10.0, ratios=(0.5,), rank_fractions=(0.25,),
                   epochs=1, top_k=2, scan_samples=150, seed=3)

@@ -41,9 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="tiny settings (for smoke tests)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing report")
 
-    comp = add("compress", help="run a TOML recipe on a model")
+    comp = add("compress", help="run a TOML recipe on a model, or search for one that fits a "
+                                "device budget (--target)")
     comp.add_argument("model", help=".keras / .h5 / SavedModel path")
-    comp.add_argument("--recipe", required=True, help="recipe TOML file (or a shipped recipe name)")
+    comp.add_argument("--recipe", help="recipe TOML file (or a shipped recipe name)")
     comp.add_argument("--data", required=True, help=DATA_HELP)
     comp.add_argument("-o", "--out", required=True, help="output folder")
     comp.add_argument("--overwrite", action="store_true")
@@ -54,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--quiet", action="store_true")
     comp.add_argument("--max-drop", type=float, default=None,
                       help="accuracy guard: most pp of accuracy an artifact may lose (percent more error "
-                           "for regression outputs); default the recipe's max_drop, else 2 pp / 10%%")
+                           "for regression outputs); default the recipe's max_drop, else 2 pp / 10%%; "
+                           "with --target 1 pp")
+    from edgecompress.search.cli import add_arguments as add_search_arguments
+
+    add_search_arguments(comp)
 
     rep = add("report", help="measure models / .tflite files side by side")
     rep.add_argument("artifacts", nargs="+", help=".keras/.h5/.tflite paths (first = baseline)")
@@ -124,6 +129,17 @@ def staged_output(out: str, overwrite: bool):
 
 
 def _cmd_compress(args) -> int:
+    if args.target is not None or args.strategy != "none":
+        from edgecompress.search.cli import run_target_search, start_strategy
+
+        start_strategy(args.strategy)  # MultiWorkerMirroredStrategy must come before other TF ops
+        if args.target is not None:
+            if args.recipe:
+                raise UsageError("give `--recipe` or `--target`, not both")
+            return run_target_search(args, staged_output)
+    if not args.recipe:
+        raise UsageError("`compress` needs `--recipe` (a TOML file or shipped name) or `--target` "
+                         "(a device budget such as flash=64KB,arena=20KB)")
     from edgecompress import datasets
     from edgecompress import recipe as recipes
     from edgecompress.keras3_save import save_keras3
@@ -150,7 +166,8 @@ def _cmd_compress(args) -> int:
         artifacts = baseline_artifacts(model, train, test, stage)
         try:
             result = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet, max_drop=max_drop,
-                                 validation=validation)
+                                 validation=validation,
+                                 strategy=None if args.strategy == "none" else args.strategy)
         except recipes.AccuracyGuardError as err:
             failed, result = err, err.result
         save_model(result.model, stage / f"{recipe.name}.keras")

@@ -26,7 +26,7 @@ CI_PAIRS = {
     "lowrank": "autoencoder",
     "product_quantization": "lenet5",
     "pruning": "ds_cnn",
-    "qat": "conv1d",
+    "qat": "ds_cnn",
     "quantization": "autoencoder",
 }
 

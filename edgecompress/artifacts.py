@@ -13,8 +13,7 @@ import numpy as np
 
 from edgecompress import tasks as tasks_lib
 from edgecompress._io import atomic_path
-
-CALIBRATION_SAMPLES = 256
+from edgecompress.datasets import CALIBRATION_SAMPLES
 
 
 @dataclass
@@ -72,7 +71,7 @@ def tflite_predictions(path, x, model) -> list[np.ndarray]:
     TFLite may order several outputs differently from Keras; they are matched to the model's
     outputs by shape (ties keep the file's order).
     """
-    from edgecompress.litert import Runner
+    from tflite_export.runtime import Runner
 
     out = Runner(path).predict(x)
     outs = [np.asarray(o) for o in out] if isinstance(out, list) else [np.asarray(out)]

@@ -219,9 +219,9 @@ def _flat(x):
 def _measure_tflite(path: Path, data) -> Measurement:
     if not path.is_file():
         raise FileNotFoundError(f"`model_or_path` must be an existing .tflite file. Received: {path}")
-    from edgecompress import litert
+    from tflite_export import runtime
 
-    info = litert.inspect(path)
+    info = runtime.inspect(path)
     params = nonzero = 0
     unique = {}
     for name, values in info.constants.items():
@@ -232,7 +232,7 @@ def _measure_tflite(path: Path, data) -> Measurement:
     if data is not None:
         x, y = data
         y = class_labels(y, "data")
-        pred = litert.Runner(path).predict(x)
+        pred = runtime.Runner(path).predict(x)
         accuracy = float(np.mean(np.asarray(pred).argmax(axis=-1) == y))
     size = path.stat().st_size
     return Measurement(

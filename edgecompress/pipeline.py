@@ -20,6 +20,7 @@ from edgecompress.artifacts import (  # noqa: F401  (save_model, export_artifact
 
 log = logging.getLogger("edgecompress")
 
+
 def baseline_artifacts(model, train, test, out_dir) -> list[Artifact]:
     """The float32 TFLite file and plain int8 post-training quantization of the input model."""
     out_dir = Path(out_dir)

@@ -8,13 +8,13 @@ from _export_models import digits, listing, tiny_larq, tiny_lenet, trained
 from conftest import Subclassed, weights_fingerprint
 
 import tflite_export
-from edgecompress import litert
 from edgecompress._keras import keras, tf
-from tflite_export import ExportReport, FloatOpsError, VerificationError, export
+from tflite_export import ExportReport, FloatOpsError, VerificationError, export, runtime
 from tflite_export.convert import representative_dataset
 
 FIELDS = ["path", "mode", "bytes", "gzip_bytes", "ops", "agreement", "accuracy",
-          "keras_accuracy", "max_abs_diff"]
+          "keras_accuracy", "max_abs_diff", "rel_l2", "outputs", "runtime", "flash_bytes", "arena",
+          "tflm_agreement", "tflm_outputs", "latency_us", "notes"]
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +65,12 @@ def test_modes_pass_verification(model, data, tmp_path, float_bytes, mode, int8_
     assert report.agreement >= min_agreement
     assert abs(report.accuracy - report.keras_accuracy) <= 0.05
     assert "CONV_2D" in report.ops and (needs is None or needs in report.ops)
-    runner = litert.Runner(path)
+    runner = runtime.Runner(path)
     if int8_io:
         assert runner.input_dtype == np.int8 and runner.output_dtype == np.int8
         assert "QUANTIZE" not in report.ops and "DEQUANTIZE" not in report.ops
     if mode == "int8":
-        types = {t["type"] for t in litert.inspect(path).tensors if t["constant"]}
+        types = {t["type"] for t in runtime.inspect(path).tensors if t["constant"]}
         assert "FLOAT32" not in types
     assert listing(tmp_path) == [path.name]
 
@@ -105,7 +105,7 @@ def test_int8_float_ops_are_listed_and_nothing_written(data, tmp_path):
 def test_float_op_check_by_mock(model, data, tmp_path):
     """Any float tensor in an int8 file fails, whichever op holds it."""
     (x, _), _ = data
-    real = litert.inspect
+    real = runtime.inspect
 
     def floaty(raw):
         info = real(raw)
@@ -113,21 +113,32 @@ def test_float_op_check_by_mock(model, data, tmp_path):
         info.tensors[conv["outputs"][0]]["type"] = "FLOAT32"
         return info
 
-    with mock.patch.object(litert, "inspect", floaty):
+    with mock.patch.object(runtime, "inspect", floaty):
         with pytest.raises(FloatOpsError, match="CONV_2D"):
             export(model, tmp_path / "m.tflite", "int8", representative_data=x[:20])
     assert listing(tmp_path) == []
+
+
+class _WrongRunner:
+    """A runtime that answers at random: a file that disagrees with its model."""
+
+    backend = "wrong"
+
+    def __init__(self, tflite, backend="auto"):
+        self.output_names = ["fc2"]
+
+    def predict(self, x, batch_size=64):
+        return np.random.default_rng(0).random((len(x), 10), dtype=np.float32)
 
 
 def test_failed_verification_writes_nothing_and_keeps_old_file(model, data, tmp_path):
     _, test = data
     path = tmp_path / "m.tflite"
     path.write_bytes(b"old")
-    bad = {"agreement": 0.5, "accuracy": 0.5, "keras_accuracy": 0.9, "max_abs_diff": 1.0}
-    with mock.patch("tflite_export.convert.verify", return_value=bad):
-        with pytest.raises(VerificationError, match="agreement 0.5000 < min_agreement=0.99") as info:
+    with mock.patch("tflite_export.verify.Runner", _WrongRunner):
+        with pytest.raises(VerificationError, match=r"agreement 0\.\d+ < min_agreement=0.99") as info:
             export(model, path, "float32", verify_data=test, min_agreement=0.99)
-    assert isinstance(info.value, ValueError) and info.value.report.agreement == 0.5
+    assert isinstance(info.value, ValueError) and info.value.report.agreement < 0.5
     assert path.read_bytes() == b"old" and listing(tmp_path) == ["m.tflite"]
 
 

@@ -15,7 +15,8 @@ from _export_models import digits, listing, tiny_lenet, trained
 from tflite_export.cli import main
 
 FIELDS = ["path", "mode", "bytes", "gzip_bytes", "ops", "agreement", "accuracy",
-          "keras_accuracy", "max_abs_diff"]
+          "keras_accuracy", "max_abs_diff", "rel_l2", "outputs", "runtime", "flash_bytes", "arena",
+          "tflm_agreement", "tflm_outputs", "latency_us", "notes"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -29,7 +30,7 @@ def saved(tmp_path_factory):
 
 def _errors(capfd):
     err = capfd.readouterr().err
-    return [line for line in err.splitlines() if "error" in line]
+    return [line for line in err.splitlines() if line.startswith("tflite-export:")]
 
 
 def test_int8_verify_c_array_json(saved, tmp_path, capfd):
@@ -66,12 +67,13 @@ def test_summary_table_with_npz_and_idx(saved, tmp_path, capfd):
 
 def test_failed_verification_exits_1_without_file(saved, tmp_path, capfd):
     out = tmp_path / "m.tflite"
-    bad = {"agreement": 0.4, "accuracy": 0.4, "keras_accuracy": 0.9, "max_abs_diff": 1.0}
-    with mock.patch("tflite_export.convert.verify", return_value=bad):
+    from test_export import _WrongRunner
+
+    with mock.patch("tflite_export.verify.Runner", _WrongRunner):
         code = main([str(saved), "-o", str(out), "--verify", "digits", "--min-agreement", "0.99"])
     assert code == 1
     errors = _errors(capfd)
-    assert len(errors) == 1 and "agreement 0.4000 < min_agreement=0.99" in errors[0]
+    assert len(errors) == 1 and re.search(r"agreement 0\.\d+ < min_agreement=0.99", errors[0])
     assert listing(tmp_path) == []
 
 
@@ -94,10 +96,11 @@ def test_float_ops_in_int8_exit_1(saved, tmp_path, capfd):
         (["--min-agreement", "0.5"], "needs --verify"),
         (["--mode", "int5"], "invalid choice"),
         (["--bogus"], "unrecognized arguments"),
-        (["--verify", "nosuchdata"], "DATA must be"),
+        (["--verify", "nosuchdata"], "`--verify` must be one of"),
         (["--verify", "a.idx", "b.idx", "c.idx"], "two IDX paths"),
-        (["--verify", "missing.npz"], "existing .npz"),
-        (["--verify", "mnist5k"], r"shape \(28, 28, 1\) but the model takes \(8, 8, 1\)"),
+        (["--verify", "missing.npz"], "missing.npz: no such file"),
+        (["--verify", "mnist5k"],
+         r"`--verify` inputs must have shape \(8, 8, 1\) to fit the model. Received: \(28, 28, 1\)"),
     ],
 )
 def test_usage_errors_exit_2(saved, tmp_path, capfd, args, match):

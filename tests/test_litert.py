@@ -1,13 +1,13 @@
-"""edgecompress.litert (runner + flatbuffer reader) and measure() on .tflite files."""
+"""tflite_export.runtime (reader + LiteRT/LCE runners) and measure() on .tflite files."""
 
 import numpy as np
 import pytest
 from conftest import residual_cnn, sequential_cnn
 
-from edgecompress import litert
 from edgecompress import measure as measure_fn
 from edgecompress._keras import keras, tf
 from edgecompress.measure import keras_macs
+from tflite_export import runtime
 
 
 def _convert(model, int8=False, int8_io=False, optimizations=None, x=None):
@@ -33,7 +33,7 @@ def data():
 @pytest.mark.parametrize("build", [sequential_cnn, residual_cnn])
 def test_inspect_float_matches_keras(build, data):
     model = build()
-    info = litert.inspect(_convert(model))
+    info = runtime.inspect(_convert(model))
     assert info.macs == keras_macs(model)
     params = sum(v.size for v in info.constants.values())
     # BatchNormalization folds into weights or a MUL, equal biases share a buffer: between
@@ -48,7 +48,7 @@ def test_inspect_float_matches_keras(build, data):
 def test_runner_int8_quantizes_and_dequantizes(int8_io, data):
     x, _ = data
     model = sequential_cnn()
-    runner = litert.Runner(_convert(model, int8=True, int8_io=int8_io, x=x))
+    runner = runtime.Runner(_convert(model, int8=True, int8_io=int8_io, x=x))
     assert runner.input_dtype == (np.int8 if int8_io else np.float32)
     out = runner.predict(x, batch_size=7)  # 24 = 3 * 7 + 3: resizes the batch twice
     assert out.dtype == np.float32 and out.shape == (24, 4)
@@ -58,7 +58,7 @@ def test_runner_int8_quantizes_and_dequantizes(int8_io, data):
 def test_inspect_int8_constants_are_dequantized(data):
     x, _ = data
     model = sequential_cnn()
-    info = litert.inspect(_convert(model, int8=True, x=x))
+    info = runtime.inspect(_convert(model, int8=True, x=x))
     fc2 = [v for k, v in info.constants.items() if "fc2/MatMul" in k]
     assert len(fc2) == 1 and fc2[0].dtype == np.float32
     # Per-channel int8 dequantized: close to the Keras kernel (transposed: [units, in]).
@@ -71,12 +71,12 @@ def test_sparse_constant_is_densified():
     kernel[np.abs(kernel) < np.quantile(np.abs(kernel), 0.8)] = 0
     model.set_weights([kernel])
     raw = _convert(model, optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY])
-    info = litert.inspect(raw)
+    info = runtime.inspect(raw)
     assert "DENSIFY" in info.ops
     (dense,) = info.constants.values()
     np.testing.assert_array_equal(dense, kernel.T)
     x = np.random.default_rng(1).random((3, 64), dtype=np.float32)
-    np.testing.assert_allclose(litert.Runner(raw).predict(x), x @ kernel, atol=1e-5)
+    np.testing.assert_allclose(runtime.Runner(raw).predict(x), x @ kernel, atol=1e-5)
 
 
 def test_lce_binary_file_runs_and_counts(data):
@@ -95,16 +95,16 @@ def test_lce_binary_file_runs_and_counts(data):
         keras.layers.Dense(4, activation="softmax"),
     ])
     raw = lce.convert_keras_model(model)
-    info = litert.inspect(raw)
+    info = runtime.inspect(raw)
     assert "LceBconv2d" in info.ops and info.is_lce
     assert info.macs == keras_macs(model)
     binary = [v for v in info.constants.values() if v.shape == (16, 3, 3, 8)]
     assert len(binary) == 1
     np.testing.assert_array_equal(binary[0], np.sign(model.layers[2].kernel.numpy()).transpose(3, 0, 1, 2))
-    runner = litert.Runner(raw)
+    runner = runtime.Runner(raw)
     assert runner.backend == "lce"
     np.testing.assert_allclose(runner.predict(x[:5]), model.predict(x[:5], verbose=0), atol=1e-4)
-    assert litert.benchmark(raw, runs=2, warmup=1) > 0
+    assert runtime.benchmark(raw, runs=2, warmup=1) > 0
 
 
 def test_measure_tflite_file(tmp_path, data):
@@ -129,13 +129,13 @@ def test_bad_files(tmp_path, content, error):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(error, match="tflite|TFLite"):
-        litert.Runner(path)
+        runtime.Runner(path)
     with pytest.raises(error):
-        litert.inspect(path)
+        runtime.inspect(path)
 
 
 def test_bad_arguments():
     with pytest.raises(TypeError, match="path_or_bytes"):
-        litert.Runner(3)
+        runtime.Runner(3)
     with pytest.raises(ValueError, match="num_threads"):
-        litert.Runner(b"", num_threads=0)
+        runtime.Runner(b"", num_threads=0)

@@ -1,15 +1,17 @@
-"""tflite_export.micro: C array that compiles, TFLM op check, flash and arena estimates."""
+"""tflite_export.micro and the TFLM runner: C array that compiles, TFLM's op verdict, the exact arena."""
 
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
-from _export_models import tiny_larq, tiny_lenet
+from _export_models import digits, tiny_larq, tiny_lenet, trained
 
-from edgecompress import litert
 from edgecompress._keras import keras, tf
+from tflite_export import runtime
 from tflite_export.micro import TFLM_OPS, arena_estimate, to_c_array
+from tflite_export.runtime import MicroOpsError, TFLMRunner, allocates, measure_arena
+from tflite_export.verify import verify
 
 
 def _write(model, path, quantize=False):
@@ -56,10 +58,52 @@ def test_arena_estimate_by_hand(tmp_path):
     # 64 -> 32 -> 16 floats: op 1 holds input (256 B) + hidden (128 B); op 2 hidden + output (64 B).
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32), keras.layers.Dense(16)])
     path = _write(model, tmp_path / "mlp.tflite")
-    info = litert.inspect(path)
+    info = runtime.inspect(path)
     assert info.ops == ["FULLY_CONNECTED", "FULLY_CONNECTED"]
     assert arena_estimate(info) == 256 + 128
-    assert to_c_array(path, tmp_path, "mlp").arena_bytes == 384
+    report = to_c_array(path, tmp_path, "mlp")
+    # TFLM's head is exactly the activation peak; its persistent tail comes on top.
+    assert report.arena_head == 384 and report.arena_tail > 0
+    assert report.arena_head + report.arena_tail - 16 <= report.arena_bytes <= report.arena_head + report.arena_tail
+    rounded = -(-report.arena_bytes // 16) * 16
+    assert f"constexpr unsigned int mlp_arena_size = {rounded};" in (tmp_path / "mlp.h").read_text()
+
+
+@pytest.fixture(scope="module")
+def lenet_int8(tmp_path_factory):
+    (x, y), (xt, yt) = digits()
+    model = trained(tiny_lenet(), x, y, steps=300)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([s[None]] for s in x[:300])
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    path = tmp_path_factory.mktemp("tflm") / "lenet_int8.tflite"
+    path.write_bytes(conv.convert())
+    return model, path, (xt, yt)
+
+
+def test_tflm_agrees_with_keras_on_int8_lenet(lenet_int8):
+    model, path, data = lenet_int8
+    result = verify(path, model, data, runtime="tflm", min_agreement=0.99)
+    assert result["runtime"] == "tflm" and result["agreement"] >= 0.99
+    # TFLM and LiteRT (XNNPACK) differ by rounding only: a few output quanta at most.
+    litert = runtime.Runner(path, backend="litert").predict(data[0])
+    tflm = TFLMRunner(path).predict(data[0])
+    np.testing.assert_allclose(tflm, litert, atol=8 / 256)
+    assert np.mean(tflm.argmax(-1) == litert.argmax(-1)) >= 0.99
+
+
+def test_measured_arena_allocates_and_one_kb_less_fails(lenet_int8):
+    _, path, (xt, _) = lenet_int8
+    arena = measure_arena(path)
+    assert arena.bytes > 1024 and arena.head > 0 and arena.tail > 0
+    assert arena.recorded == arena.head + arena.tail
+    assert allocates(path, arena.bytes) and not allocates(path, arena.bytes - 1)
+    assert not allocates(path, arena.bytes - 1024)
+    runner = TFLMRunner(path, arena_bytes=arena.bytes)
+    assert runner.predict(xt[:5]).shape == (5, 10)
+    with pytest.raises(MicroOpsError, match="arena of"):
+        TFLMRunner(path, arena_bytes=arena.bytes - 1024)
 
 
 def test_lce_ops_are_named_as_missing(tmp_path):
@@ -71,6 +115,9 @@ def test_lce_ops_are_named_as_missing(tmp_path):
     assert "LceBconv2d" in report.unsupported_ops and not report.micro_ready
     assert all(op not in TFLM_OPS for op in report.unsupported_ops)
     assert "FULLY_CONNECTED" in report.ops and "FULLY_CONNECTED" not in report.unsupported_ops
+    assert "arena_size" not in (tmp_path / "bnn.h").read_text()
+    with pytest.raises(MicroOpsError, match="LceBconv2d"):
+        TFLMRunner(path)
 
 
 @pytest.mark.parametrize(

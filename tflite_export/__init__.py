@@ -16,7 +16,12 @@ _NAMES = {
     "verify": "tflite_export.verify",
     "MicroReport": "tflite_export.micro",
     "to_c_array": "tflite_export.micro",
-    "benchmark": "edgecompress.litert",
+    "benchmark": "tflite_export.runtime.base",
+    "Runner": "tflite_export.runtime.base",
+    "TFLMRunner": "tflite_export.runtime.tflm",
+    "measure_arena": "tflite_export.runtime.tflm",
+    "Arena": "tflite_export.runtime.tflm",
+    "MicroOpsError": "tflite_export.runtime.tflm",
 }
 
 __all__ = sorted(_NAMES)

@@ -44,7 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fail (exit 1) if top-1 agreement with Keras is below X, in [0, 1]")
     p.add_argument("--optimize-sparsity", action="store_true",
                    help="store a pruned model's zeros sparsely (EXPERIMENTAL_SPARSITY)")
-    p.add_argument("--c-array", metavar="DIR", help="also write DIR/<name>.h and .cc for TFLite Micro")
+    p.add_argument("--max-rel-error", type=float, metavar="X",
+                   help="fail (exit 1) if a non-classification output's relative L2 error exceeds X")
+    p.add_argument("--micro", action="store_true",
+                   help="also run the file in TFLite Micro: op check by TFLM, exact arena, and with "
+                        "--verify a per-output comparison with Keras (exit 1 if TFLM cannot run it)")
+    p.add_argument("--c-array", metavar="DIR",
+                   help="also write DIR/<name>.h and .cc for TFLite Micro (the header carries the "
+                        "measured arena)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--version", action="version", version=_version())
@@ -83,6 +90,8 @@ def _check_args(args) -> None:
             raise UsageError(f"--min-agreement must be in [0, 1], got {args.min_agreement}")
         if not args.verify:
             raise UsageError("--min-agreement needs --verify DATA")
+    if args.max_rel_error is not None and (args.max_rel_error < 0 or not args.verify):
+        raise UsageError(f"--max-rel-error needs --verify DATA and X >= 0, got {args.max_rel_error}")
     for flag in ("calibration", "verify"):
         value = getattr(args, flag)
         if value is not None and len(value) > 2:
@@ -96,7 +105,7 @@ def _run(args) -> int:
         log.info("[%s] %s", PROG, message)
 
     say("loading TensorFlow")
-    from edgecompress.datasets import resolve
+    from edgecompress.datasets import describe, resolve
     from tflite_export.convert import export, load_model
 
     say(f"loading {args.model}")
@@ -105,9 +114,11 @@ def _run(args) -> int:
     if args.calibration:
         calibration = resolve(args.calibration, "calibration", "--calibration",
                               input_shape=input_shape(model, "--calibration"))[0]
+        say(f"--calibration: {describe(args.calibration, 'calibration', '--calibration')}")
     if args.verify:
         verify_data = resolve(args.verify, "test", "--verify",
                               input_shape=input_shape(model, "--verify"))
+        say(f"--verify: {describe(args.verify, 'test', '--verify')}")
     report = export(
         model, args.output, args.mode,
         representative_data=calibration,
@@ -117,6 +128,8 @@ def _run(args) -> int:
         overwrite=args.overwrite,
         optimize_sparsity=args.optimize_sparsity,
         log=say,
+        max_rel_error=args.max_rel_error,
+        micro=args.micro,
     )
     micro = None
     if args.c_array:
@@ -126,7 +139,12 @@ def _run(args) -> int:
         name = re.sub(r"\W", "_", Path(args.output).stem)
         name = name if re.match(r"[A-Za-z_]", name) else f"g_{name}"
         say(f"writing C array {name} to {args.c_array}")
-        micro = to_c_array(args.output, args.c_array, name)
+        arena = None
+        if report.arena is not None:
+            from tflite_export.runtime import Arena
+
+            arena = Arena(**report.arena)
+        micro = to_c_array(args.output, args.c_array, name, arena=arena)
     if args.json:
         print(report.to_json())
     else:
@@ -153,12 +171,23 @@ def summary(report, micro=None) -> str:
         ("accuracy (keras)", pct(report.keras_accuracy)),
         ("max |diff|", "-" if report.max_abs_diff is None else f"{report.max_abs_diff:.3g}"),
     ]
+    for head in report.outputs if len(report.outputs) > 1 else []:
+        figure = (f"agreement {pct(head['agreement'])}" if head["compare"] == "top1"
+                  else f"rel. L2 {head['rel_l2']:.3g}")
+        rows.append((f"output {head['name']}", f"{figure}, max |diff| {head['max_abs_diff']:.3g}"))
+    if report.arena is not None:
+        rows += [
+            ("flash bytes (TFLM)", f"{report.flash_bytes:,}"),
+            ("arena (TFLM)", f"{report.arena['bytes']:,} bytes (head {report.arena['head']:,}, "
+                             f"tail {report.arena['tail']:,})"),
+            ("agreement (TFLM)", pct(report.tflm_agreement)),
+        ]
     if micro is not None:
         rows += [
             ("C source", micro.source),
             ("flash bytes", f"{micro.flash_bytes:,}"),
-            ("arena estimate", f"{micro.arena_bytes:,} bytes"),
-            ("TFLM lacks", ", ".join(micro.unsupported_ops) or "none (all ops supported)"),
+            ("arena (TFLM)", f"{micro.arena_bytes:,} bytes" if micro.micro_ready else "-"),
+            ("TFLM", "runs the file" if micro.micro_ready else micro.refusal),
         ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

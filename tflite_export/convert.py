@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompress import litert
 from edgecompress._errors import CheckError
 from edgecompress._io import atomic_write
 from edgecompress._keras import check_graph_model, keras, tf
+from edgecompress.datasets import CALIBRATION_SAMPLES
 from edgecompress.measure import gzip_size
+from tflite_export import runtime
 from tflite_export.verify import VerificationError, verify
 
 MODES = ("float32", "dynamic", "float16", "int8", "int16x8", "binary")
-CALIBRATION_SAMPLES = 200
 # Ops that may stay float in an int8 file without int8 I/O: the boundary converters.
 _BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
 
@@ -44,10 +44,20 @@ class ExportReport:
         bytes: file size.
         gzip_bytes: file size after gzip -9.
         ops: the distinct op types in the file, sorted.
-        agreement: top-1 agreement of the file with the Keras model on ``verify_data`` (or None).
+        agreement: top-1 agreement of the file with the Keras model on ``verify_data`` (the lowest
+            over classification outputs; None without verification or classification output).
         accuracy: top-1 accuracy of the file (None without labels).
         keras_accuracy: top-1 accuracy of the Keras model (None without labels).
         max_abs_diff: largest absolute difference of the (dequantized) outputs.
+        rel_l2: largest relative-L2 error ``||file - keras|| / ||keras||`` over the outputs.
+        outputs: per Keras output, what :func:`tflite_export.verify.verify` compared.
+        runtime: the runtime the file was verified in (``litert``, ``lce``...).
+        flash_bytes: (``micro``) the bytes a microcontroller stores: the file as written.
+        arena: (``micro``) the exact TFLM tensor arena, ``{"bytes", "head", "tail", "recorded"}``.
+        tflm_agreement: (``micro`` with ``verify_data``) top-1 agreement of TFLM with Keras.
+        tflm_outputs: (``micro`` with ``verify_data``) per output, what TFLM's run compared.
+        latency_us: median batch-1 latency, when a benchmark filled it (None from ``export``).
+        notes: what the export changed or left as it was (e.g. float layers of a binary model).
     """
 
     path: str
@@ -59,6 +69,15 @@ class ExportReport:
     accuracy: float | None = None
     keras_accuracy: float | None = None
     max_abs_diff: float | None = None
+    rel_l2: float | None = None
+    outputs: list = field(default_factory=list)
+    runtime: str | None = None
+    flash_bytes: int | None = None
+    arena: dict | None = None
+    tflm_agreement: float | None = None
+    tflm_outputs: list = field(default_factory=list)
+    latency_us: float | None = None
+    notes: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +101,8 @@ def export(
     overwrite: bool = True,
     optimize_sparsity: bool = False,
     log: Callable[[str], None] | None = None,
+    max_rel_error: float | None = None,
+    micro: bool = False,
 ) -> ExportReport:
     """Convert ``model`` to a ``.tflite`` file, check it, verify it, and write it atomically.
 
@@ -92,14 +113,23 @@ def export(
         mode: ``"float32"``, ``"dynamic"`` (int8 weights, float activations), ``"float16"``,
             ``"int8"`` (full integer), ``"int16x8"`` (int16 activations, int8 weights) or
             ``"binary"`` (a larq model through Larq Compute Engine).
-        representative_data: calibration inputs for ``int8`` and ``int16x8``: an array
-            (up to 200 random samples are used), a ``tf.data.Dataset`` (of inputs or
+        representative_data: calibration inputs for ``int8`` and ``int16x8`` (not used for a
+            tfmot QAT model, which converts from its learned ranges): an array
+            (up to ``CALIBRATION_SAMPLES`` random ones are used), a ``tf.data.Dataset`` (of inputs or
             ``(inputs, labels)``, batched or not) or an iterable/generator of the same.
         int8_io: for ``int8``, make the file's input and output int8 too (no float boundary).
         verify_data: ``(x, y)`` (or ``x`` alone) to run the file and the Keras model on and fill
             the report's agreement, accuracies and max difference.
-        min_agreement: with ``verify_data``, the least top-1 agreement accepted, in [0, 1]; a
-            lower one raises :class:`VerificationError` and writes nothing.
+        min_agreement: with ``verify_data``, the least top-1 agreement accepted for each
+            classification output, in [0, 1]; a lower one raises :class:`VerificationError` and
+            writes nothing. Non-finite outputs always fail.
+        max_rel_error: with ``verify_data``, the largest relative-L2 error accepted for each other
+            output (regression, one-unit binary); with ``min_agreement`` alone,
+            :data:`tflite_export.verify.MAX_REL_ERROR`.
+        micro: also run the file in TensorFlow Lite Micro: TFLM must accept every op
+            (:class:`tflite_export.runtime.MicroOpsError` otherwise), the exact arena is measured,
+            and with ``verify_data`` TFLM's outputs are compared with Keras under the same
+            thresholds.
         overwrite: if False, an existing ``path`` is an error.
         optimize_sparsity: also apply ``tf.lite.Optimize.EXPERIMENTAL_SPARSITY`` (a pruned
             model's zeros are stored in a sparse format).
@@ -109,26 +139,22 @@ def export(
         An :class:`ExportReport`.
 
     Raises:
-        ValueError: for a bad argument, an int8 file with float ops (:class:`FloatOpsError`, which
-            lists them) or a failed verification (:class:`VerificationError`).
+        ValueError: for a bad argument.
+        CheckError: an int8 file with float ops (:class:`FloatOpsError`, which lists them), a failed
+            verification (:class:`VerificationError`) or a file TFLM cannot run (``MicroOpsError``).
         FileNotFoundError / FileExistsError: for a missing model or an existing output.
     """
     say = log or (lambda message: None)
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {list(MODES)}. Received: mode={mode!r}")
     for name, value in (("int8_io", int8_io), ("overwrite", overwrite),
-                        ("optimize_sparsity", optimize_sparsity)):
+                        ("optimize_sparsity", optimize_sparsity), ("micro", micro)):
         if not isinstance(value, bool):
             raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
     if int8_io and mode != "int8":
         raise ValueError(f"`int8_io` needs mode='int8'. Received: int8_io=True, mode={mode!r}")
     if optimize_sparsity and mode == "binary":
         raise ValueError("`optimize_sparsity` is not available with mode='binary' (LCE has no such option).")
-    if mode in ("int8", "int16x8") and representative_data is None:
-        raise ValueError(
-            f"`representative_data` is required for mode={mode!r} (calibration inputs: an array, "
-            "a tf.data.Dataset or a generator). Received: None"
-        )
     if min_agreement is not None:
         if isinstance(min_agreement, bool) or not isinstance(min_agreement, (int, float)) or not (
             0.0 <= min_agreement <= 1.0
@@ -138,43 +164,78 @@ def export(
             raise ValueError("`min_agreement` needs `verify_data` to verify against. Received: verify_data=None")
     out = _check_output(path, overwrite)
     model = load_model(model)
+    if mode in ("int8", "int16x8") and representative_data is None and not is_qat(model):
+        raise ValueError(
+            f"`representative_data` is required for mode={mode!r} (calibration inputs: an array, "
+            "a tf.data.Dataset or a generator). Received: None"
+        )
     if mode == "binary" and not _has_larq_layers(model):
         raise ValueError(
             "mode='binary' needs a larq model (QuantConv2D/QuantDense layers); this model has none. "
             "Use mode='int8' or binarize it first."
         )
 
+    notes = []
+    if mode in ("int8", "int16x8") and is_qat(model):
+        # A QAT model carries learned ranges; re-calibrating over them mis-converts Dense->BN
+        # blocks (issue #22.7), so the converter uses the learned ranges only.
+        if representative_data is not None:
+            notes.append("QAT model: converted from its learned ranges; representative_data not used")
+        representative_data = None
     say(f"converting to {mode}")
     raw = _convert(model, mode, representative_data, int8_io, optimize_sparsity)
-    info = litert.inspect(raw)
+    info = runtime.inspect(raw)
     if mode == "int8":
         floats = float_ops(info, allow_boundary=not int8_io)
         if floats:
+            hint = (" This QAT model has no learned range there (tfmot does not fake-quantize a "
+                    "Dense or Conv followed by BatchNormalization): fold the BatchNormalization "
+                    "into the layer before QAT." if is_qat(model) else "")
             raise FloatOpsError(
                 "mode='int8' left float ops in the file (no file written): "
                 + ", ".join(floats)
-                + ". Replace those layers, or export with mode='dynamic' or 'int16x8'."
+                + "." + hint + " Replace those layers, or export with mode='dynamic' or 'int16x8'."
             )
     report = ExportReport(
-        path=str(out), mode=mode, bytes=len(raw), gzip_bytes=gzip_size(raw), ops=info.op_types
+        path=str(out), mode=mode, bytes=len(raw), gzip_bytes=gzip_size(raw), ops=info.op_types,
+        notes=notes,
     )
     if verify_data is not None:
         say(f"verifying on {_count(verify_data)} samples")
-        result = verify(raw, model, verify_data)
+        result = _verified(raw, model, verify_data, "auto", min_agreement, max_rel_error, report)
         report.agreement = result["agreement"]
         report.accuracy = result["accuracy"]
         report.keras_accuracy = result["keras_accuracy"]
         report.max_abs_diff = result["max_abs_diff"]
-        if min_agreement is not None and report.agreement < min_agreement:
-            raise VerificationError(
-                f"Verification failed: top-1 agreement {report.agreement:.4f} < "
-                f"min_agreement={min_agreement} (max_abs_diff {report.max_abs_diff:.4g}); "
-                "no file written.",
-                report=report,
-            )
+        report.rel_l2 = result["rel_l2"]
+        report.outputs = result["outputs"]
+        report.runtime = result["runtime"]
+    if micro:
+        from tflite_export.runtime import measure_arena
+
+        say("measuring the TFLite Micro arena")
+        report.flash_bytes = len(raw)
+        report.arena = measure_arena(raw).to_dict()
+        if verify_data is not None:
+            say("verifying in TFLite Micro")
+            result = _verified(raw, model, verify_data, "tflm", min_agreement, max_rel_error, report)
+            report.tflm_agreement = result["agreement"]
+            report.tflm_outputs = result["outputs"]
     say(f"writing {out}")
     atomic_write(out, raw, overwrite)
     return report
+
+
+def _verified(raw, model, data, runtime, min_agreement, max_rel_error, report) -> dict:
+    """:func:`verify`, with a failure's message and export report (no file was written)."""
+    try:
+        return verify(raw, model, data, runtime=runtime, min_agreement=min_agreement,
+                      max_rel_error=max_rel_error)
+    except VerificationError as err:
+        found = err.report or {}
+        report.agreement, report.max_abs_diff = found.get("agreement"), found.get("max_abs_diff")
+        report.outputs, report.runtime = found.get("outputs", []), found.get("runtime")
+        raise VerificationError(f"{err} No file written.", report=report) from None
 
 
 def load_model(model) -> keras.Model:
@@ -203,6 +264,12 @@ def _check_output(path, overwrite: bool) -> Path:
     return out
 
 
+def is_qat(model) -> bool:
+    """Whether ``model`` holds tfmot quantization-aware-training layers (fake-quant ranges)."""
+    return any(type(layer).__module__.startswith("tensorflow_model_optimization.python.core.quantization")
+               for layer in model.submodules)
+
+
 def _has_larq_layers(model) -> bool:
     for layer in model.submodules:
         if type(layer).__module__.startswith("larq."):
@@ -222,13 +289,15 @@ def _convert(model, mode, representative_data, int8_io, optimize_sparsity) -> by
     converter.optimizations = optimizations
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if mode in ("int8", "int16x8"):
+    if mode in ("int8", "int16x8") and representative_data is not None:
         converter.representative_dataset = representative_dataset(representative_data, model)
     if mode == "int8":
-        # Float fallback stays allowed so the file can be inspected and its float ops named.
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS
-        ]
+        # Float fallback stays allowed so the file can be inspected and its float ops named. A QAT
+        # model (no representative data) takes its int8 ops from its fake-quant ranges.
+        if representative_data is not None:
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS
+            ]
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8

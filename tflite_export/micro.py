@@ -1,7 +1,8 @@
-"""TFLite Micro artifacts: the model as a C array, the op check, and flash / arena estimates.
+"""TFLite Micro artifacts: the model as a C array with its measured arena, and the op check by TFLM.
 
-Beyond ``xxd -i`` (what the TFLM examples use), ``to_c_array`` checks the ops against those TFLite
-Micro implements and estimates the tensor arena from the file's op order.
+Beyond ``xxd -i`` (what the TFLM examples use), ``to_c_array`` runs the file in TFLM's own
+interpreter: TFLM decides whether its ops run, and the header carries the exact tensor arena
+(:func:`tflite_export.runtime.measure_arena`, TFLM's head/tail breakdown in a comment).
 
 References:
     David et al., "TensorFlow Lite Micro: Embedded Machine Learning on TinyML Systems",
@@ -16,24 +17,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgecompress import litert
 from edgecompress._io import atomic_write
-
-# Builtin ops with a kernel in TFLite Micro (tflite-micro's MicroMutableOpResolver, 2024), and
-# the custom ops it ships. LCE's binary ops and DENSIFY are not among them.
-TFLM_OPS = frozenset(
-    """ABS ADD ADD_N ARG_MAX ARG_MIN ASSIGN_VARIABLE AVERAGE_POOL_2D BATCH_MATMUL BATCH_TO_SPACE_ND
-    BROADCAST_ARGS BROADCAST_TO CALL_ONCE CAST CEIL CONCATENATION CONV_2D COS CUMSUM DEPTH_TO_SPACE
-    DEPTHWISE_CONV_2D DEQUANTIZE DIV ELU EMBEDDING_LOOKUP EQUAL EXP EXPAND_DIMS FILL FLOOR FLOOR_DIV
-    FLOOR_MOD FULLY_CONNECTED GATHER GATHER_ND GREATER GREATER_EQUAL HARD_SWISH IF L2_NORMALIZATION
-    L2_POOL_2D LEAKY_RELU LESS LESS_EQUAL LOG LOG_SOFTMAX LOGICAL_AND LOGICAL_NOT LOGICAL_OR
-    LOGISTIC MAX_POOL_2D MAXIMUM MEAN MINIMUM MIRROR_PAD MUL NEG NOT_EQUAL PACK PAD PADV2 PRELU
-    QUANTIZE READ_VARIABLE REDUCE_MAX RELU RELU6 RESHAPE RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR
-    REVERSE_V2 ROUND RSQRT SELECT_V2 SHAPE SIN SLICE SOFTMAX SPACE_TO_BATCH_ND SPACE_TO_DEPTH SPLIT
-    SPLIT_V SQRT SQUARE SQUARED_DIFFERENCE SQUEEZE STRIDED_SLICE SUB SUM SVDF TANH TRANSPOSE
-    TRANSPOSE_CONV UNIDIRECTIONAL_SEQUENCE_LSTM UNPACK VAR_HANDLE WHILE ZEROS_LIKE
-    CIRCULAR_BUFFER TFLite_Detection_PostProcess ETHOSU""".split()
-)
+from tflite_export import runtime
+from tflite_export.runtime.tflm import TFLM_OPS, MicroOpsError
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -46,40 +32,51 @@ class MicroReport:
         header: path of the written ``.h``.
         source: path of the written ``.cc``.
         flash_bytes: bytes of the model array in flash (the ``.tflite`` size).
-        arena_bytes: estimated tensor arena: the peak bytes of activation tensors alive at once
-            when the ops run in file order (TFLM's own bookkeeping, a few KB, comes on top).
+        arena_bytes: the exact tensor arena measured in TFLM (0 when TFLM cannot run the file).
+        arena_head: TFLM's arena head (activations, scratch).
+        arena_tail: TFLM's arena tail (persistent interpreter data).
+        activation_estimate: the peak bytes of activation tensors alive at once in file order
+            (:func:`arena_estimate`), for comparison: TFLM's tail comes on top of it.
         ops: the distinct op types in the file.
-        unsupported_ops: ops TFLite Micro does not implement (empty when the model can run).
+        unsupported_ops: ops TFLite Micro does not implement, when TFLM refused the file.
+        refusal: TFLM's reason when it refused the file ("" when it runs).
     """
 
     header: str
     source: str
     flash_bytes: int
     arena_bytes: int
+    arena_head: int = 0
+    arena_tail: int = 0
+    activation_estimate: int = 0
     ops: list = field(default_factory=list)
     unsupported_ops: list = field(default_factory=list)
+    refusal: str = ""
 
     @property
     def micro_ready(self) -> bool:
-        return not self.unsupported_ops
+        return not self.refusal
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
 
-def to_c_array(tflite_path, out_dir, name: str = "g_model") -> MicroReport:
+def to_c_array(tflite_path, out_dir, name: str = "g_model", arena=None) -> MicroReport:
     """Write ``<name>.h`` and ``<name>.cc`` holding the model as a 16-byte-aligned C array.
 
     The ``.cc`` defines ``alignas(16) const unsigned char <name>[]`` and
-    ``const unsigned int <name>_len``; the ``.h`` declares both (TFLite Micro's style).
+    ``const unsigned int <name>_len``; the ``.h`` declares both (TFLite Micro's style) and, when
+    TFLM runs the file, ``constexpr unsigned int <name>_arena_size``: the measured arena, rounded
+    up to 16 bytes for an ``alignas(16)`` arena.
 
     Args:
         tflite_path: the ``.tflite`` file.
         out_dir: an existing folder for the two files.
         name: the C identifier of the array.
+        arena: an already measured :class:`tflite_export.runtime.Arena` (else it is measured).
 
     Returns:
-        A :class:`MicroReport` with the TFLM op check, flash bytes and arena estimate.
+        A :class:`MicroReport` with TFLM's verdict, flash bytes and the arena.
     """
     if not isinstance(name, str) or not _IDENTIFIER.match(name):
         raise ValueError(f"`name` must be a C identifier ([A-Za-z_][A-Za-z0-9_]*). Received: name={name!r}")
@@ -89,16 +86,28 @@ def to_c_array(tflite_path, out_dir, name: str = "g_model") -> MicroReport:
     if path is None or not path.is_file():
         raise FileNotFoundError(f"`tflite_path` must be an existing .tflite file. Received: {tflite_path}")
     data = path.read_bytes()
-    info = litert.inspect(data)
+    info = runtime.inspect(data)
+    refusal = ""
+    if arena is None:
+        try:
+            arena = runtime.measure_arena(data)
+        except MicroOpsError as err:  # still a C array; the report says TFLM refused it
+            refusal = str(err)
     out = Path(out_dir)
     header, source = out / f"{name}.h", out / f"{name}.cc"
     guard = f"{name.upper()}_H_"
+    arena_lines = "" if arena is None else (
+        f"// Tensor arena measured in TFLite Micro: {arena.bytes} bytes "
+        f"(head {arena.head}: activations; tail {arena.tail}: persistent).\n"
+        f"constexpr unsigned int {name}_arena_size = {-(-arena.bytes // 16) * 16};\n\n"
+    )
     atomic_write(header, (
         f"// Generated by tflite-export from {path.name}. Do not edit.\n"
         f"#ifndef {guard}\n#define {guard}\n\n"
         f"extern const unsigned char {name}[];\n"
         f"extern const unsigned int {name}_len;\n\n"
-        f"#endif  // {guard}\n"
+        + arena_lines
+        + f"#endif  // {guard}\n"
     ).encode())
     rows = (
         "  " + ", ".join(f"0x{b:02x}" for b in data[i : i + 12]) for i in range(0, len(data), 12)
@@ -115,9 +124,13 @@ def to_c_array(tflite_path, out_dir, name: str = "g_model") -> MicroReport:
         header=str(header),
         source=str(source),
         flash_bytes=len(data),
-        arena_bytes=arena_estimate(info),
+        arena_bytes=arena.bytes if arena is not None else 0,
+        arena_head=arena.head if arena is not None else 0,
+        arena_tail=arena.tail if arena is not None else 0,
+        activation_estimate=arena_estimate(info),
         ops=info.op_types,
-        unsupported_ops=sorted(set(info.ops) - TFLM_OPS),
+        unsupported_ops=sorted(set(info.ops) - TFLM_OPS) if refusal else [],
+        refusal=refusal,
     )
 
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 
 from edgecompress import recipe as recipes
@@ -36,10 +35,8 @@ def run(train, test, quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    from edgecompress.bench import data_arguments, load_mnist_dir, table
+    import sys
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    data_arguments(parser)
-    args = parser.parse_args()
-    train, test = load_mnist_dir(args.mnist_dir, quick=args.quick)
-    print(table(run(train, test, quick=args.quick)))
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__]))

@@ -169,3 +169,24 @@ def test_auto_augmentation_by_input_kind(shape, shift):
     from edgecompress import augment
 
     assert augment.resolve("auto", shape)["shift"] == shift
+
+
+def test_fit_warns_on_small_data_and_states_the_split(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+
+    from edgecompress._keras import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype("float32")
+    y = rng.integers(0, 3, 40)
+    text = "[[step]]\nkind = 'fit'\nepochs = 60\nlearning_rate = 0.05\npatience = 2"
+    with caplog.at_level(logging.INFO, logger="edgecompress"):
+        result = recipe.run(recipe.parse(text), model, (x[:30], y[:30]), (x[30:], y[30:]), tmp_path, verbose=0)
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "fewer than 20 a class" in messages
+    assert "held out 6 of 30 training samples (stratified split, 20%)" in messages
+    assert result.trace[-1]["kind"] == "fit"

@@ -66,24 +66,15 @@ def first_accuracy(tasks, values) -> float | None:
 
 
 def tflite_predictions(path, x, model) -> list[np.ndarray]:
-    """Outputs of the ``.tflite`` file at ``path`` on ``x``, in ``model``'s output order.
-
-    TFLite may order several outputs differently from Keras; they are matched to the model's
-    outputs by shape (ties keep the file's order).
-    """
+    """Outputs of the ``.tflite`` file at ``path`` on ``x``, in ``model``'s output order (matched
+    by name, as :func:`tflite_export.verify.match_outputs` does)."""
     from tflite_export.runtime import Runner
+    from tflite_export.verify import match_outputs
 
-    out = Runner(path).predict(x)
+    runner = Runner(path)
+    out = runner.predict(x)
     outs = [np.asarray(o) for o in out] if isinstance(out, list) else [np.asarray(out)]
-    shapes = [tuple(t.shape[1:]) for t in model.outputs]
-    if len(outs) != len(shapes):
-        return outs
-    ordered, free = [], list(range(len(outs)))
-    for shape in shapes:
-        pick = next((i for i in free if tuple(outs[i].shape[1:]) == shape), free[0])
-        free.remove(pick)
-        ordered.append(outs[pick])
-    return ordered
+    return [outs[i] for i in match_outputs(runner.output_names, model.output_names)]
 
 
 def export_artifact(model, path, mode, train, test, name=None, tasks=None, **kwargs) -> Artifact:
@@ -103,8 +94,7 @@ def export_artifact(model, path, mode, train, test, name=None, tasks=None, **kwa
 
     tasks = tasks or tasks_lib.infer_tasks(model, test[1])
     calibration = train[0][:CALIBRATION_SAMPLES] if mode in ("int8", "int16x8") else None
-    rep = export(model, path, mode, representative_data=calibration, verify_data=_verify_data(test, tasks),
-                 **kwargs)
+    rep = export(model, path, mode, representative_data=calibration, verify_data=test, **kwargs)
     labels = tasks_lib.split_labels(test[1], [t.output for t in tasks])
     values = [t.score(lab, pred) for t, lab, pred in
               zip(tasks, labels, tflite_predictions(path, test[0], model))]
@@ -117,10 +107,3 @@ def export_artifact(model, path, mode, train, test, name=None, tasks=None, **kwa
         keras_accuracy=first_accuracy(tasks, keras_values), agreement=rep.agreement,
         ops=",".join(sorted(set(rep.ops))), scores=scores_of(tasks, values),
     )
-
-
-def _verify_data(test, tasks):
-    """``test`` with labels only for a single classification output (what verify scores)."""
-    if len(tasks) == 1 and tasks[0].kind == tasks_lib.CLASSIFICATION:
-        return test
-    return test[0]

@@ -37,8 +37,13 @@ def _ensure_legacy_keras() -> None:
 
 _ensure_legacy_keras()
 
-_SUBPACKAGES = ("binary", "datasets", "distillation", "loading", "lowrank", "measure", "models",
-                "pruning", "quantization", "recipe", "report", "search", "surgery", "bench")
+_HERE = os.path.dirname(__file__)
+_SUBPACKAGES = tuple(
+    name for name in ("binary", "datasets", "distillation", "loading", "lowrank", "measure",
+                      "models", "pruning", "quantization", "recipe", "report", "search", "surgery",
+                      "tasks", "bench")
+    if os.path.exists(os.path.join(_HERE, name)) or os.path.exists(os.path.join(_HERE, f"{name}.py"))
+)
 _NAMES = {"keras": "edgecompress._keras", "tf": "edgecompress._keras",
           "model_kind": "edgecompress._keras", "Measurement": "edgecompress.measure"}
 

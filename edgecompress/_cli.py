@@ -10,9 +10,10 @@ The exit-code contract:
   included. It prints the one-line error, the traceback and TensorFlow's captured output.
 - 130: interrupted (Ctrl-C).
 
-Errors are one line on stderr, ``<prog>: error: <message>``. TensorFlow's and absl's own output
-(C++ logs on fd 2, Python warnings, the converter's prints) is captured while a command runs and
-shown only when the command fails with exit 1 or 70, or always with ``--tf-output``.
+Errors are one line on stderr, the last one, ``<prog>: error: <message>``. TensorFlow's and
+absl's own output (C++ logs on fd 2, Python warnings and loggers, the converter's prints) is
+captured while a command runs and shown, between two ``---`` lines before the error, only when a
+check fails (1) or on an internal error (70); ``--tf-output`` shows it live instead.
 
 This module imports no family and no TensorFlow, so ``tflite_export`` can use it and ``--help``
 stays fast.
@@ -107,15 +108,16 @@ def run(prog: str, parse, command, argv=None) -> int:
 
 def _report(prog: str, err: BaseException, code: int, captured: str) -> int:
     if code in (EXIT_CHECK, EXIT_INTERNAL) and captured.strip():
-        print(f"{prog}: TensorFlow's output of this run follows", file=sys.stderr)
+        print("--- TensorFlow's output of this run ---", file=sys.stderr)
         print(captured.rstrip(), file=sys.stderr)
+        print("--- end of TensorFlow's output ---", file=sys.stderr)
     if code == EXIT_INTERNAL:
         traceback.print_exception(err, file=sys.stderr)
     message = " ".join(str(err).split()) or type(err).__name__
     if code == EXIT_INTERRUPTED:
         message = "interrupted"
-    kind = {EXIT_CHECK: "check failed", EXIT_INTERNAL: f"internal error ({type(err).__name__}), "
-                                                         "please report it"}.get(code, "error")
+    kind = (f"internal error ({type(err).__name__}), please report it" if code == EXIT_INTERNAL
+            else "error")
     print(f"{prog}: {kind}: {message}", file=sys.stderr)
     return code
 

@@ -13,8 +13,7 @@ import numpy as np
 
 from edgecompress import tasks as tasks_lib
 from edgecompress._io import atomic_path
-
-CALIBRATION_SAMPLES = 256
+from edgecompress.datasets import CALIBRATION_SAMPLES
 
 
 @dataclass

@@ -132,15 +132,19 @@ def _cmd_compress(args) -> int:
     recipe = recipes.load(_recipe_path(args.recipe))
     model = load_model(args.model, argument="MODEL", unsafe=args.unsafe)
     shape = input_shape(model, "--data")
-    train = datasets.resolve(args.data, "train", input_shape=shape)
-    test = datasets.resolve(args.data, "test", input_shape=shape)
+    train, validation, test = (_labeled(datasets.resolve(args.data, role, input_shape=shape))
+                               for role in ("train", "validation", "test"))
     max_drop = recipes.check_max_drop(args.max_drop, "--max-drop") if args.max_drop is not None else None
     recipes.validate(recipe, model, train[1])  # before anything is written or trained
+    if not args.quiet:
+        print(f"data: {len(train[0])} train, {len(validation[0])} validation, {len(test[0])} test samples\n"
+              f"{datasets.describe(args.data)}", file=sys.stderr)
     failed = None
     with staged_output(args.out, args.overwrite) as stage:
         artifacts = baseline_artifacts(model, train, test, stage)
         try:
-            result = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet, max_drop=max_drop)
+            result = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet, max_drop=max_drop,
+                                 validation=validation)
         except recipes.AccuracyGuardError as err:
             failed, result = err, err.result
         save_model(result.model, stage / f"{recipe.name}.keras")
@@ -153,6 +157,12 @@ def _cmd_compress(args) -> int:
     if failed is not None:
         raise failed
     return 0
+
+
+def _labeled(data):
+    """Unlabeled data (an autoencoder's) is its own target."""
+    x, y = data
+    return (x, x if y is None else y)
 
 
 def _cmd_report(args) -> int:

@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 SHIPPED = ("mnist5k", "digits")
+# How many samples calibrate int8 ranges (the exporter's representative data, QAT and PQ range
+# calibration): the one place this number lives.
+CALIBRATION_SAMPLES = 256
 _SEED = 1234
 
 
@@ -195,7 +198,7 @@ def load_image_folder(path: str | os.PathLike, image_size: tuple[int, int] | Non
     return x, np.asarray(ys, dtype="int64"), class_names
 
 
-def calibration_set(x, count: int = 200, seed: int = 0) -> Iterator[list[np.ndarray]]:
+def calibration_set(x, count: int = CALIBRATION_SAMPLES, seed: int = 0) -> Iterator[list[np.ndarray]]:
     """Yield ``[sample]`` batches of one image each, for ``converter.representative_dataset``.
 
     Args:
@@ -333,10 +336,12 @@ def resolve(spec, role: str, argument: str = "--data", *, input_shape=None):
 
 
 def describe(spec, role: str | None = None, argument: str = "--data") -> str:
-    """One line per role (or for ``role`` only) saying where :func:`resolve` takes its data from."""
+    """Where :func:`resolve` takes ``role``'s data from, in one line; with no ``role``, one
+    ``role: source`` line per role."""
     resolved = parts(spec, argument)
-    roles = ROLES if role is None else (_check_role(role),)
-    return "\n".join(f"{r}: {resolved[r].source}" for r in roles)
+    if role is not None:
+        return resolved[_check_role(role)].source
+    return "\n".join(f"{r}: {resolved[r].source}" for r in ROLES)
 
 
 def parts(spec, argument: str = "--data") -> dict[str, Part]:

@@ -38,12 +38,10 @@ def rows_with_ratios(artifacts: list[Artifact], baseline: str | None = None) -> 
 
 def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
     """A Markdown table of ``rows`` with the given ``(key, title)`` columns."""
+    from edgecompress._markdown import table
+
     present = [(k, t) for k, t in columns if any(r.get(k) not in (None, "", {}) for r in rows)]
-    lines = ["| " + " | ".join(t for _, t in present) + " |",
-             "|" + "|".join("---" for _ in present) + "|"]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(k, r.get(k)) for k, _ in present) + " |")
-    return "\n".join(lines)
+    return table([t for _, t in present], ([_fmt(k, r.get(k)) for k, _ in present] for r in rows))
 
 
 def _fmt(key, value) -> str:

@@ -55,7 +55,7 @@ CASES = {
         ("fc2",): (4, False, "softmax", [], []),
     }),
     "reshape_unknown": (reshape_model, {
-        ("c1",): (4, False, "'reshape' (Reshape): layer kind not traced", [], []),
+        ("c1",): (4, False, "'reshape' (Reshape): reshapes the channel axis", [], []),
         ("c2",): (3, False, "reaches the model output", [], []),
     }),
     "add_of_concat": (mixed_add_model, {
@@ -99,3 +99,14 @@ def test_flatten_repeats_channels_per_position():
 def test_refuses_subclassed():
     with pytest.raises(TypeError, match="subclassed"):
         surgery.channel_groups(Subclassed())
+
+
+def test_hard_swish_tfoplambda_passes_channels_and_a_vector_constant_blocks():
+    inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, name="c1")(inp)
+    x = L.Multiply(name="hswish")([x, L.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)])  # MobileNetV3
+    y = L.Conv2D(4, 1, name="c2")(x)
+    y = y + keras.backend.constant([1.0, 2.0, 3.0, 4.0])
+    graph = surgery.channel_groups(keras.Model(inp, L.GlobalAveragePooling2D()(L.Conv2D(2, 1, name="c3")(y))))
+    assert graph.group_of("c1").prunable and graph.group_of("c1").consumers == ["c2"]
+    assert "not a scalar" in graph.group_of("c2").reason

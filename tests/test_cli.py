@@ -151,7 +151,7 @@ def test_foreign_output_is_hidden_and_shown_on_failure(ending, code):
         assert err == ["[ours] progress"]
     else:
         assert all(any(n in line for line in err) for n in noise), err
-        assert err[-1] == {1: "prog: check failed: agreement too low",
+        assert err[-1] == {1: "prog: error: agreement too low",
                            70: "prog: internal error (KeyError), please report it: 'oops'"}[code]
     assert ("Traceback (most recent call last):" in out.stderr) == (code == 70)
 
@@ -165,12 +165,31 @@ def test_one_step_compress_writes_only_our_lines_to_stderr(tmp_path):
                               keras.layers.Dense(10, activation="softmax")])
     model.save(tmp_path / "model.keras")
     (tmp_path / "strip.toml").write_text(GOOD_RECIPE)
-    out = _python("import sys; from edgecompress.cli import main; sys.exit(main())",
-                  "compress", str(tmp_path / "model.keras"), "--recipe", str(tmp_path / "strip.toml"),
-                  "--data", "digits", "-o", str(tmp_path / "out"))
+    out = _python(_TAGGED_CLI, "compress", str(tmp_path / "model.keras"),
+                  "--recipe", str(tmp_path / "strip.toml"), "--data", "digits",
+                  "-o", str(tmp_path / "out"))
     assert out.returncode == 0, out.stderr
     assert "baseline_int8_ptq" in out.stdout
-    ours = re.compile(r"^\[(strip|tflite-export)\] |^data: ")
-    foreign = [line for line in out.stderr.splitlines()
-               if not ours.match(line) and not line.startswith(FOREIGN_STDERR_ALLOWLIST)]
-    assert out.stderr.strip() and foreign == []
+    lines = out.stderr.splitlines()
+    foreign = [line for line in lines
+               if not line.startswith("OURS ") and not line.startswith(FOREIGN_STDERR_ALLOWLIST)]
+    assert lines and foreign == []
+
+
+# The CLI with every record of our loggers tagged, so a test can tell our lines from the rest.
+_TAGGED_CLI = """
+import logging, sys
+from edgecompress import _cli
+
+configure = _cli._configure_logging
+
+def tagged():
+    configure()
+    for name in ("edgecompress", "tflite_export"):
+        for handler in logging.getLogger(name).handlers:
+            handler.setFormatter(logging.Formatter("OURS %(message)s"))
+
+_cli._configure_logging = tagged
+from edgecompress.cli import main
+sys.exit(main())
+"""

@@ -30,7 +30,7 @@ def saved(tmp_path_factory):
 
 def _errors(capfd):
     err = capfd.readouterr().err
-    return [line for line in err.splitlines() if "error" in line]
+    return [line for line in err.splitlines() if line.startswith("tflite-export:")]
 
 
 def test_int8_verify_c_array_json(saved, tmp_path, capfd):
@@ -96,10 +96,11 @@ def test_float_ops_in_int8_exit_1(saved, tmp_path, capfd):
         (["--min-agreement", "0.5"], "needs --verify"),
         (["--mode", "int5"], "invalid choice"),
         (["--bogus"], "unrecognized arguments"),
-        (["--verify", "nosuchdata"], "DATA must be"),
+        (["--verify", "nosuchdata"], "`--verify` must be one of"),
         (["--verify", "a.idx", "b.idx", "c.idx"], "two IDX paths"),
-        (["--verify", "missing.npz"], "existing .npz"),
-        (["--verify", "mnist5k"], r"shape \(28, 28, 1\) but the model takes \(8, 8, 1\)"),
+        (["--verify", "missing.npz"], "missing.npz: no such file"),
+        (["--verify", "mnist5k"],
+         r"`--verify` inputs must have shape \(8, 8, 1\) to fit the model. Received: \(28, 28, 1\)"),
     ],
 )
 def test_usage_errors_exit_2(saved, tmp_path, capfd, args, match):

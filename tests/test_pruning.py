@@ -307,3 +307,77 @@ def test_iterative_prune_history(rng, caplog):
     assert history[0]["macs"] > history[1]["macs"] > history[2]["macs"]
     assert final.get_layer("stem").filters == 5  # 8 -> 6 -> 5 (1 - sqrt(0.5) = 29% per round)
     assert "pruning round 2/2" in caplog.text
+
+
+# ---------------------------------------------------------------- Conv1D, separable, depthwise, SE (#17.3)
+
+
+def _conv1d_net():
+    L = keras.layers
+    inp = keras.Input((20, 3))
+    x = L.MaxPooling1D()(L.Conv1D(8, 3, activation="relu", name="c1")(inp))
+    x = L.BatchNormalization(name="bn")(L.Conv1D(6, 3, name="c2")(x))
+    x = L.SeparableConv1D(6, 3, depth_multiplier=2, name="sep1d")(x)
+    x = L.Conv1D(4, 1, name="c3")(L.DepthwiseConv1D(3, name="dw1d")(x))
+    return keras.Model(inp, L.Dense(3, name="head")(L.GlobalAveragePooling1D()(x)))
+
+
+def _separable_se_net():
+    L = keras.layers
+    inp = keras.Input((12, 12, 3))
+    x = L.Conv2D(8, 3, name="stem")(inp)
+    x = L.SeparableConv2D(8, 3, depth_multiplier=2, padding="same", name="sep")(x)
+    x = L.Activation("swish")(L.BatchNormalization(name="sep_bn")(x))
+    x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    se = L.Reshape((1, 1, 8), name="se_reshape")(L.GlobalAveragePooling2D(name="se_gap")(x))
+    se = L.Conv2D(8, 1, activation="sigmoid", name="se_expand")(L.Conv2D(4, 1, name="se_reduce")(se))
+    x = L.Conv2D(6, 1, name="project")(L.Multiply(name="se_mul")([x, se]))
+    return keras.Model(inp, L.Dense(3, name="head")(L.GlobalAveragePooling2D()(x)))
+
+
+def _zero_filters(model, ratio):
+    """Zero the floor(ratio * C) first output channels of every prunable group's producers."""
+    for group in surgery.channel_groups(model).groups:
+        n = int(ratio * group.channels) if group.prunable else 0
+        for name in group.producers if n else []:
+            layer = model.get_layer(name)
+            weights = layer.get_weights()
+            for w in weights[-2:]:  # (pointwise) kernel and bias: output channels last
+                w[..., :n] = 0
+            layer.set_weights(weights)
+
+
+@pytest.mark.parametrize("builder,pruned,shapes", [
+    (_conv1d_net, {"c1", "c2", "sep1d", "c3"},
+     {"sep1d": [(3, 3, 2), (1, 6, 3)], "dw1d": [(3, 3, 1)], "c3": [(1, 3, 2)], "head": [(2, 3)]}),
+    (_separable_se_net, {"stem", "sep", "se_expand", "se_reduce", "project"},
+     {"sep": [(3, 3, 4, 2), (1, 1, 8, 4)], "dw": [(3, 3, 4, 1)], "se_reduce": [(1, 1, 4, 2)],
+      "se_expand": [(1, 1, 2, 4)], "project": [(1, 1, 4, 3)], "head": [(3, 3)]}),
+])
+def test_prune_filters_of_conv1d_separable_depthwise_and_se_chains(builder, pruned, shapes, rng):
+    model = builder()
+    _zero_filters(model, 0.5)
+    small = pruning.prune_filters(model, 0.5)
+    assert set(small.transform_report.transformed) == pruned
+    for name, expected in shapes.items():
+        assert [tuple(w.shape) for w in small.get_layer(name).weights if len(w.shape) > 1] == expected, name
+    assert small.count_params() < model.count_params()
+    x = _x(model, rng)
+    np.testing.assert_allclose(small(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_prune_filters_that_prunes_nothing_warns_and_names_the_refused_layers(caplog):
+    L = keras.layers
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)), L.SeparableConv2D(8, 3, name="sep"),
+        L.LayerNormalization(name="ln"), L.Conv2D(4, 3, groups=2, name="grouped"),
+        L.GlobalAveragePooling2D(), L.Dense(3, name="head")])
+    with caplog.at_level("WARNING", logger="edgecompress"):
+        small = pruning.prune_filters(model, 0.5)
+    report = small.transform_report
+    assert report.transformed == [] and small.count_params() == model.count_params()
+    assert "'ln' (LayerNormalization): normalizes over the channels" in report.refused["sep"]
+    assert "grouped convolution (groups=2)" in report.refused["grouped"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("prune_filters(l1) changed no layer" in m for m in messages)
+    assert any("'sep' left unchanged" in m and "LayerNormalization" in m for m in messages)

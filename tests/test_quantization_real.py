@@ -219,7 +219,7 @@ def test_qat_rewrites_tfoplambda_constant_arithmetic():
     qat = Q.quantize_aware(model, calibration_data=x)
     assert not any(type(layer).__name__ == "TFOpLambda" for layer in qat.layers)
     rewritten = qat.transform_report.rewritten
-    assert len([n for n in rewritten if n.startswith("tf.")]) == 6
+    assert len([n for n in rewritten if n.startswith("tf.")]) == 5
     np.testing.assert_allclose(qat(x).numpy(), model(x).numpy(), atol=0.1 * np.abs(model(x)).max())
     exact = qat_graph.prepare(model, qat_graph.QATReport("t"))  # the float rewrite alone is exact
     np.testing.assert_allclose(exact(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
@@ -267,7 +267,7 @@ def test_qat_flattens_nested_models():
     x = _inputs(model, 8)
     qat = Q.quantize_aware(model, calibration_data=x)
     assert not any(isinstance(layer, keras.Model) for layer in qat.layers)
-    assert {"conv", "stem", "cls", "reg"} <= {layer.name for layer in qat.layers}
+    assert {"conv", "stem", "cls", "reg"} <= {layer.name.removeprefix("quant_") for layer in qat.layers}
     for a, b in zip(_outputs(model, x), _outputs(qat, x)):
         np.testing.assert_allclose(a, b, atol=0.1 * np.abs(a).max() + 1e-3)
 
@@ -314,7 +314,8 @@ def test_pq_skips_layers_subvector_does_not_divide(caplog):
     with pytest.raises(ValueError, match=r"`layers` names layer 'conv1'.*does not divide"):
         Q.product_quantize(model, 4, 4, layers=["conv1"])
     with caplog.at_level(logging.WARNING, logger="edgecompress"):
-        Q.product_quantize(conv1d_net(), 4, 4, layers=None)
+        pq = Q.product_quantize(conv1d_net(), 3, 4)  # Conv1D unsupported, 3 does not divide fc's 16
+    assert set(pq.transform_report.skipped) == {"c1", "c2", "fc"}
     assert "product_quantize changed no layer" in caplog.text
 
 

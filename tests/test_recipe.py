@@ -23,7 +23,8 @@ def test_parse_good_recipe_fills_defaults():
     r = recipe.parse(GOOD)
     assert r.name == "dc" and [s.kind for s in r.steps] == ["prune_low_magnitude", "fit", "strip", "export"]
     assert r.steps[0].params["target_sparsity"] == 0.9
-    assert r.steps[1].params == {"epochs": 2, "learning_rate": 1e-3, "batch_size": 64, "shift": 0}
+    assert r.steps[1].params == {"epochs": 2, "learning_rate": 1e-3, "batch_size": 64, "augment": "auto",
+                                 "patience": 3}
     assert len(r.digest) == 16
 
 
@@ -45,7 +46,24 @@ def test_parse_good_recipe_fills_defaults():
         ("[[step]]\nkind = 'factorize'", "exactly one of"),
         ("[[step]]\nkind = 'factorize'\nenergy = 0.9\nrank = 3", "exactly one of"),
         ("[[step]]\nkind = 'factorize'\nenergy = 1.5", "`energy` must be a number in \\(0, 1\\]"),
-        ("[[step]]\nkind = 'binarize'\nlayers = [1, 2]", "`layers` must be a list of layer names"),
+        ("[[step]]\nkind = 'binarize'\nlayers = [1, 2]", "`layers` must be a layer name, a list of names"),
+        ("[[step]]\nkind = 'binarize'\nlayers = {kind = 'conv'}", "`layers` rule keys must be some of"),
+        ("[[step]]\nkind = 'binarize'\nscheme = 'tenary'", "`scheme` must be one of"),
+        ("[[step]]\nkind = 'factorize'\nmethod = 'qr'\nrank = 2", "`method` must be one of"),
+        ("[[step]]\nkind = 'cluster'\ninit = 'kmeans'", "`init` must be one of"),
+        ("[[step]]\nkind = 'prune_filters'\nratio = 0.5\ncriterion = 'l3'", "`criterion` must be one of"),
+        ("[[step]]\nkind = 'prune_filters'\nratio = 0.5\ncriterion = 'threshold'", "`threshold` must be set"),
+        ("[[step]]\nkind = 'iterative_prune'\ncriterion = 'threshold'", "`criterion` must be one of"),
+        ("[[step]]\nkind = 'quantize_aware'\npreserve = 'all'", "`preserve` must be one of"),
+        ("[[step]]\nkind = 'swap_backbone'\nbackbone = 'vgg'", "`backbone` must be one of"),
+        ("[[step]]\nkind = 'swap_backbone'\nbackbone = 'small_cnn'\nwidth = 2.0",
+         "`width` is not an argument of small_cnn\\(\\)"),
+        ("[[step]]\nkind = 'fit'\nshift = 2", "augment = \\{shift = N\\}"),
+        ("[[step]]\nkind = 'fit'\naugment = 'heavy'", "`augment` must be 'auto', 'none'"),
+        ("[[step]]\nkind = 'fit'\naugment = {shear = 1}", "`augment` keys must be some of"),
+        ("max_drop = 150\n[[step]]\nkind = 'strip'", "`max_drop` must be a number in \\[0, 100\\]"),
+        ("max_drop = -1\n[[step]]\nkind = 'strip'", "`max_drop` must be a number in"),
+        ("task = 'ranking'\n[[step]]\nkind = 'strip'", "`task` must be one of"),
         ("[[step]]\nkind = 'distill'\nmixup = -1", "`mixup` must be a number >= 0"),
         ("name = '../x'\n[[step]]\nkind = 'strip'", "`name` must be a plain name"),
         ("foo = 1\n[[step]]\nkind = 'strip'", "unknown top-level keys"),
@@ -64,8 +82,12 @@ def test_load_missing_file(tmp_path):
         recipe.load(tmp_path / "nope.toml")
 
 
-def test_every_step_kind_has_a_runner():
-    assert set(recipe._RUNNERS) == set(recipe.STEPS)
+def test_every_step_kind_has_a_runner_beside_its_keys():
+    import inspect
+
+    for name, kind in recipe.STEPS.items():
+        run_args = list(inspect.signature(kind.run).parameters)[1:]
+        assert run_args == list(kind.params) + (["options"] if kind.open_keys else []), name
 
 
 def test_shipped_recipes_validate():
@@ -77,8 +99,23 @@ def test_shipped_recipes_validate():
         assert recipe.load(path).name == path.stem
 
 
-def test_fit_loss_sees_softmax_through_tfmot_wrappers():
-    from edgecompress import models, pruning, quantization
+@pytest.mark.parametrize("text, model, message", [
+    ("[[step]]\nkind = 'prune_low_magnitude'\nlayers = {kinds = ['conv']}", "mlp", "selects no layer"),
+    ("[[step]]\nkind = 'cluster'\nlayers = ['ghost']", "mlp", "names a layer that is not in the model"),
+    ("[[step]]\nkind = 'fit'\naugment = {shift = 2}", "mlp", "needs one image input"),
+    ("[[step]]\nkind = 'fit'\naugment = {shift = 14}", "lenet", "under half the input"),
+    ("[[step]]\nkind = 'distill'", "regressor", "one classification output"),
+    ("[[step]]\nkind = 'swap_backbone'\nbackbone = 'small_cnn'", "mlp", "input_shape"),
+])
+def test_validation_against_the_model_names_step_and_key(text, model, message):
+    from edgecompress import models
+    from edgecompress._keras import keras
 
-    for wrap in (lambda m: m, quantization.quantize_aware, pruning.prune_low_magnitude):
-        assert not recipe._loss_for(wrap(models.lenet_300_100())).get_config()["from_logits"]
+    built = {
+        "mlp": lambda: keras.Sequential([keras.Input((12,)), keras.layers.Dense(4, activation="softmax", name="only")]),
+        "regressor": lambda: keras.Sequential([keras.Input((12,)), keras.layers.Dense(1)]),
+        "lenet": models.lenet5,
+    }[model]()
+    with pytest.raises(RecipeError, match=message) as info:
+        recipe.validate(recipe.parse(text), built)
+    assert str(info.value).startswith("step 1 (") and "\n" not in str(info.value)

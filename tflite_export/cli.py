@@ -110,7 +110,7 @@ def _run(args) -> int:
         log.info("[%s] %s", PROG, message)
 
     say("loading TensorFlow")
-    from edgecompress.datasets import resolve
+    from edgecompress.datasets import describe, resolve
     from tflite_export.convert import export, load_model
 
     say(f"loading {args.model}")
@@ -119,9 +119,11 @@ def _run(args) -> int:
     if args.calibration:
         calibration = resolve(args.calibration, "calibration", "--calibration",
                               input_shape=input_shape(model, "--calibration"))[0]
+        say(f"--calibration: {describe(args.calibration, 'calibration', '--calibration')}")
     if args.verify:
         verify_data = resolve(args.verify, "test", "--verify",
                               input_shape=input_shape(model, "--verify"))
+        say(f"--verify: {describe(args.verify, 'test', '--verify')}")
     report = export(
         model, args.output, args.mode,
         representative_data=calibration,

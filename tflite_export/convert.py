@@ -24,6 +24,7 @@ import numpy as np
 from edgecompress._errors import CheckError
 from edgecompress._io import atomic_write
 from edgecompress._keras import check_graph_model, keras, tf
+from edgecompress.datasets import CALIBRATION_SAMPLES
 from edgecompress.measure import gzip_size
 from tflite_export import runtime
 from tflite_export.verify import VerificationError, verify
@@ -31,7 +32,6 @@ from tflite_export.verify import VerificationError, verify
 MODES = ("float32", "dynamic", "float16", "int8", "int16x8", "binary")
 #: What ``micro_compress`` accepts (tflite_export.micro's LUT compression).
 MICRO_COMPRESSIONS = ("lut",)
-CALIBRATION_SAMPLES = 200
 # Ops that may stay float in an int8 file without int8 I/O: the boundary converters.
 _BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
 
@@ -121,7 +121,7 @@ def export(
             ``"binary"`` (a larq model through Larq Compute Engine).
         representative_data: calibration inputs for ``int8`` and ``int16x8`` (not used for a
             tfmot QAT model, which converts from its learned ranges): an array
-            (up to 200 random samples are used), a ``tf.data.Dataset`` (of inputs or
+            (up to ``CALIBRATION_SAMPLES`` random ones are used), a ``tf.data.Dataset`` (of inputs or
             ``(inputs, labels)``, batched or not) or an iterable/generator of the same.
         int8_io: for ``int8``, make the file's input and output int8 too (no float boundary).
         verify_data: ``(x, y)`` (or ``x`` alone) to run the file and the Keras model on and fill

@@ -12,6 +12,8 @@ import logging
 import os
 import time
 
+from edgecompress._markdown import table as markdown_table
+
 FAMILIES = ("export", "lowrank", "pruning", "quantization", "binary", "distillation", "backbones",
             "deep_compression")
 
@@ -50,6 +52,41 @@ def data_arguments(parser):
     parser.add_argument("--quick", action="store_true", help="a fast smoke run on a subset")
 
 
+def main(module, argv=None, add_arguments=None, report=None) -> int:
+    """The entry point of every ``python -m edgecompress.bench.<family>``: the same options
+    (``--mnist-dir``, ``--quick``, the module's own), the same data as ``edgecompress bench``
+    (:func:`load_mnist_dir`), the exit-code contract of the CLIs, and the table on stdout.
+
+    Args:
+        module: the benchmark module (its ``run``, and ``to_markdown`` or ``COLUMNS`` if any).
+        argv: the arguments (default ``sys.argv[1:]``).
+        add_arguments: ``add_arguments(parser)`` adds the module's own options.
+        report: ``report(train, test, args) -> str`` replaces the default
+            ``run(train, test, quick=...)`` rendered as a table.
+    """
+    from edgecompress import _cli
+
+    name = module.__spec__.name if module.__name__ == "__main__" else module.__name__
+    prog = f"python -m {name}"
+    parser = _cli.Parser(prog=prog, description=module.__doc__.strip().splitlines()[0])
+    data_arguments(parser)
+    _cli.add_output_option(parser)
+    if add_arguments is not None:
+        add_arguments(parser)
+
+    def command(args) -> int:
+        train, test = load_mnist_dir(args.mnist_dir, quick=args.quick)
+        if report is not None:
+            print(report(train, test, args))
+            return 0
+        rows = module.run(train, test, quick=args.quick)
+        render = getattr(module, "to_markdown", None)
+        print(render(rows) if render else table(rows, getattr(module, "COLUMNS", None)))
+        return 0
+
+    return _cli.run(prog, parser.parse_args, command, argv)
+
+
 def run_bench(families="all", test_images=None, test_labels=None, quick=False) -> str:
     """Run the benchmark of each named family and return the Markdown tables."""
     names = FAMILIES if families in ("all", "", None) else tuple(f.strip() for f in families.split(","))
@@ -79,10 +116,7 @@ def table(rows: list[dict], columns=None) -> str:
         keys += [k for k in row if k not in keys]
     if columns is not None:
         keys = [c for c in columns if c in keys]
-    lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(k)) for k in keys) + " |")
-    return "\n".join(lines)
+    return markdown_table(keys, ([_cell(row.get(k)) for k in keys] for row in rows))
 
 
 def _cell(value) -> str:

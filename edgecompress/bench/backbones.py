@@ -14,7 +14,6 @@ Without ``--mnist-dir`` it evaluates on MNIST-5k's 1,000 held-out digits.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ import numpy as np
 
 from edgecompress import measure, models
 from edgecompress._keras import keras, tf
+from edgecompress._markdown import table as markdown_table
+from edgecompress.datasets import CALIBRATION_SAMPLES
 
 # (name, builder) on 28x28x1 / 10 classes.
 BACKBONES = [
@@ -64,7 +65,7 @@ def run(train, test, quick: bool = False, runs: int = 100, epochs: int = 3, log=
 
     epochs, runs = (1, 20) if quick else (epochs, runs)
     rows = []
-    calib = train[0][np.random.default_rng(0).choice(len(train[0]), 200, replace=False)]
+    calib = train[0][np.random.default_rng(0).choice(len(train[0]), CALIBRATION_SAMPLES, replace=False)]
     with tempfile.TemporaryDirectory() as tmp:
         for name, build in BACKBONES:
             model = build()
@@ -117,46 +118,38 @@ def vww_latency(train, runs: int = 100, quick: bool = False) -> dict:
 
 
 def to_markdown(rows: list[dict], vww: dict | None = None) -> str:
-    lines = [
-        "| backbone | params | MACs | int8 bytes | int8 latency (µs, 1 thread) | "
-        "Keras acc. | int8 acc. | int8/Keras agreement |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['name']} | {r['params']:,} | {r['macs']:,} | {r['int8_bytes']:,} | "
-            f"{r['int8_latency_us']:,.0f} | {r['keras_accuracy']:.4f} | {r['int8_accuracy']:.4f} | "
-            f"{r['agreement']:.4f} |"
-        )
+    text = markdown_table(
+        ["backbone", "params", "MACs", "int8 bytes", "int8 latency (µs, 1 thread)", "Keras acc.",
+         "int8 acc.", "int8/Keras agreement"],
+        ([r["name"], f"{r['params']:,}", f"{r['macs']:,}", f"{r['int8_bytes']:,}",
+          f"{r['int8_latency_us']:,.0f}", f"{r['keras_accuracy']:.4f}", f"{r['int8_accuracy']:.4f}",
+          f"{r['agreement']:.4f}"] for r in rows), align="l" + "r" * 7)
     if vww:
-        lines += [
-            "",
-            "| MobileNetV2-0.35 96x96x3 | params | MACs | float32 bytes | int8 bytes | "
-            "float32 µs | int8 µs | int8 speed-up |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-            f"| untrained, 2 classes | {vww['params']:,} | {vww['macs']:,} | "
-            f"{vww['float32_bytes']:,} | {vww['int8_bytes']:,} | {vww['float32_latency_us']:,.0f} | "
-            f"{vww['int8_latency_us']:,.0f} | {vww['int8_speedup']:.2f}x |",
-        ]
-    return "\n".join(lines)
+        text += "\n\n" + markdown_table(
+            ["MobileNetV2-0.35 96x96x3", "params", "MACs", "float32 bytes", "int8 bytes",
+             "float32 µs", "int8 µs", "int8 speed-up"],
+            [["untrained, 2 classes", f"{vww['params']:,}", f"{vww['macs']:,}",
+              f"{vww['float32_bytes']:,}", f"{vww['int8_bytes']:,}",
+              f"{vww['float32_latency_us']:,.0f}", f"{vww['int8_latency_us']:,.0f}",
+              f"{vww['int8_speedup']:.2f}x"]], align="l" + "r" * 7)
+    return text
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    from edgecompress.bench import data_arguments, load_mnist_dir
-
-    data_arguments(parser)
+def _arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="training epochs per backbone")
     parser.add_argument("--no-vww", action="store_true", help="skip the 96x96 latency table")
-    args = parser.parse_args(argv)
-    train, test = load_mnist_dir(args.mnist_dir)
-    rows = run(
-        train, test, quick=args.quick, epochs=args.epochs, log=lambda r: print(r, flush=True)
-    )
+
+
+def _report(train, test, args) -> str:
+    rows = run(train, test, quick=args.quick, epochs=args.epochs,
+               log=lambda r: print(r, flush=True))
     vww = None if args.no_vww else vww_latency(train, quick=args.quick)
-    print(vww, flush=True)
-    print(to_markdown(rows, vww))
+    return to_markdown(rows, vww)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__], add_arguments=_arguments, report=_report))

@@ -13,7 +13,6 @@ MNIST t10k IDX files)::
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -176,19 +175,16 @@ COLUMNS = ["name", "params", "bytes", "size_ratio", "accuracy", "keras_accuracy"
            "binary_mac_fraction"]
 
 
-def main(argv=None):
-    from edgecompress.bench import data_arguments, load_mnist_dir, table
+def _report(train, test, args) -> str:
+    from edgecompress.bench import table
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    data_arguments(parser)
-    args = parser.parse_args(argv)
-    tf.config.threading.set_intra_op_parallelism_threads(2)
-    train, test = load_mnist_dir(args.mnist_dir)
-    rows = run(train, test, quick=args.quick)
-    print(table(rows, COLUMNS))
-    for r in rows:
-        print(r)
+    tf.config.threading.set_intra_op_parallelism_threads(2)  # before TensorFlow's first op
+    return table(run(train, test, quick=args.quick), COLUMNS)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__], report=_report))

@@ -26,7 +26,6 @@ Command (writes a Markdown table to stdout)::
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -34,6 +33,7 @@ import numpy as np
 
 from edgecompress import datasets
 from edgecompress._keras import keras
+from edgecompress._markdown import table as markdown_table
 from edgecompress.distillation import Distiller
 from edgecompress.distillation.distiller import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from edgecompress.measure import keras_accuracy
@@ -143,20 +143,15 @@ def run(train, test, quick: bool = False, seeds=(0, 1, 2), epochs: int = 40,
 
 
 def to_markdown(rows) -> str:
-    lines = ["| model | params | test accuracy (median) | per seed | vs undistilled twin |",
-             "|---|---:|---:|---|---:|"]
-    for r in rows:
-        gain = "" if r["vs twin (pp)"] is None else f"{r['vs twin (pp)']:+.2f} pp"
-        seeds = ", ".join(f"{100 * a:.2f}" for a in r["seeds"])
-        lines.append(f"| {r['name']} | {r['params']:,} | {100 * r['accuracy']:.2f}% | {seeds} | {gain} |")
-    return "\n".join(lines)
+    return markdown_table(
+        ["model", "params", "test accuracy (median)", "per seed", "vs undistilled twin"],
+        ([r["name"], f"{r['params']:,}", f"{100 * r['accuracy']:.2f}%",
+          ", ".join(f"{100 * a:.2f}" for a in r["seeds"]),
+          "" if r["vs twin (pp)"] is None else f"{r['vs twin (pp)']:+.2f} pp"] for r in rows),
+        align="lrrlr")
 
 
-def main(argv=None):
-    from edgecompress.bench import data_arguments, load_mnist_dir
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    data_arguments(parser)
+def _arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--teacher-epochs", type=int, default=40)
     parser.add_argument("--seeds", type=int, default=3)
@@ -167,19 +162,25 @@ def main(argv=None):
     parser.add_argument("--function-matching", action="store_true",
                         help="add the function-matching pair (shift, cosine, --fm-epochs)")
     parser.add_argument("--fm-epochs", type=int, default=100)
-    args = parser.parse_args(argv)
+
+
+def _report(train, test, args) -> str:
+    from edgecompress._cli import UsageError
+
     pipelines = tuple(p for p in args.pipelines.split(",") if p)
     if not set(pipelines) <= set(PIPELINES):
-        parser.error(f"--pipelines must be a comma list of {list(PIPELINES)}. "
-                     f"Received: {args.pipelines!r}")
-    train, test = load_mnist_dir(args.mnist_dir)
+        raise UsageError(f"`--pipelines` must be a comma list of {list(PIPELINES)}. "
+                         f"Received: {args.pipelines!r}")
     rows = run(train, test, quick=args.quick, seeds=tuple(range(args.seeds)), epochs=args.epochs,
                teacher_epochs=args.teacher_epochs, progress=True, pruned=args.pruned,
                pipelines=pipelines, temperature=args.temperature, alpha=args.alpha,
                function_matching=args.function_matching, fm_epochs=args.fm_epochs)
-    print(to_markdown(rows))
-    return rows
+    return to_markdown(rows)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__], add_arguments=_arguments, report=_report))

@@ -10,13 +10,13 @@ and each reports the median over all its runs, single thread, batch 1.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from edgecompress._keras import keras
+from edgecompress._markdown import table as markdown_table
 
 
 def _train(model, train, epochs, seed=0):
@@ -104,30 +104,19 @@ def _row(name, rep, latency, base, base_latency) -> dict:
     }
 
 
-def markdown(rows) -> str:
-    head = ("| model | mode | bytes | size vs float32 | accuracy | Keras acc. | agreement | "
-            "Δ acc. vs float32 (pp) | latency µs (median, 1 thread) | speed-up vs float32 |")
-    lines = [head, "|" + "---|" * 10]
-    for r in rows:
-        lines.append(
-            f"| {r['name']} | {r['mode']} | {r['bytes']:,} | {r['size_ratio']:.2f}× | "
-            f"{100 * r['accuracy']:.2f} % | {100 * r['keras_accuracy']:.2f} % | "
-            f"{100 * r['agreement']:.2f} % | {r['accuracy_delta_pp']:+.2f} | "
-            f"{r['latency_us']:.0f} | {r['speedup']:.2f}× |"
-        )
-    return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    from edgecompress.bench import data_arguments, load_mnist_dir
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    data_arguments(parser)
-    args = parser.parse_args(argv)
-    train, test = load_mnist_dir(args.mnist_dir)
-    print(markdown(run(train, test, quick=args.quick)))
-    return 0
+def to_markdown(rows) -> str:
+    return markdown_table(
+        ["model", "mode", "bytes", "size vs float32", "accuracy", "Keras acc.", "agreement",
+         "Δ acc. vs float32 (pp)", "latency µs (median, 1 thread)", "speed-up vs float32"],
+        ([r["name"], r["mode"], f"{r['bytes']:,}", f"{r['size_ratio']:.2f}×",
+          f"{100 * r['accuracy']:.2f} %", f"{100 * r['keras_accuracy']:.2f} %",
+          f"{100 * r['agreement']:.2f} %", f"{r['accuracy_delta_pp']:+.2f}",
+          f"{r['latency_us']:.0f}", f"{r['speedup']:.2f}×"] for r in rows))
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__]))

@@ -12,7 +12,6 @@ Without ``--mnist-dir`` the 1,000 held-out MNIST-5k digits are the test set.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
@@ -129,15 +128,9 @@ COLUMNS = ["model", "variant", "ranks", "fc_params", "conv_macs", "macs", "accur
            "latency_ratio"]
 
 
-def main(argv=None):
-    from edgecompress.bench import data_arguments, load_mnist_dir, table
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    data_arguments(parser)
-    args = parser.parse_args(argv)
-    train, test = load_mnist_dir(args.mnist_dir)
-    print(table(run(train, test, quick=args.quick), COLUMNS))
-
-
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__]))

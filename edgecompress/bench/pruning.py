@@ -19,7 +19,6 @@ package never imports ``tflite_export``).
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import math
 import time
@@ -161,16 +160,9 @@ def _load_base(wrapped, base):
         inner.set_weights(src.get_weights())
 
 
-def main(argv=None):
-    from edgecompress.bench import data_arguments, load_mnist_dir, table
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    data_arguments(parser)
-    args = parser.parse_args(argv)
-
-    train, test = load_mnist_dir(args.mnist_dir)
-    print(table(run(train, test, quick=args.quick)))
-
-
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__]))

@@ -9,7 +9,6 @@ It trains on the 4,000 MNIST-5k training digits, like every benchmark.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import os
 import tempfile
@@ -17,6 +16,8 @@ import tempfile
 import numpy as np
 
 from edgecompress._keras import keras, tf
+from edgecompress._markdown import table as markdown_table
+from edgecompress.datasets import CALIBRATION_SAMPLES
 from edgecompress.measure import keras_accuracy
 
 
@@ -27,7 +28,7 @@ def _int8(model, train, test):
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.representative_dataset = lambda: ([train[0][i:i + 1]] for i in range(200))
+    conv.representative_dataset = lambda: ([train[0][i:i + 1]] for i in range(CALIBRATION_SAMPLES))
     buf = conv.convert()
     interp = Interpreter(model_content=buf)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
@@ -96,7 +97,7 @@ def run(train, test, quick: bool = False) -> list[dict]:
                      bytes=n, ratio=f32 / n, accuracy=keras_accuracy(pc, test)))
 
     # ---- QAT: tutorial recipe vs ours (calibrated ranges, low lr), both exported to int8
-    calib = train[0][:512]
+    calib = train[0][:CALIBRATION_SAMPLES]
     small = (train[0][:1000], train[1][:1000])
     tq = _compile(tfmot.quantization.keras.quantize_model(Q.strip(base)), 1e-3)
     tq.fit(*small, batch_size=500, epochs=1, validation_split=0.1, verbose=0)
@@ -132,22 +133,14 @@ def run(train, test, quick: bool = False) -> list[dict]:
 
 
 def to_markdown(rows) -> str:
-    lines = ["| model | method | bytes | ratio vs float32 | accuracy |", "|---|---|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['name']} | {r['bytes']:,} | {r['ratio']:.1f}x | "
-                     f"{r['accuracy']:.4f} |")
-    return "\n".join(lines)
-
-
-def main(argv=None):
-    from edgecompress.bench import data_arguments, load_mnist_dir
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    data_arguments(parser)
-    args = parser.parse_args(argv)
-    train, test = load_mnist_dir(args.mnist_dir)
-    print(to_markdown(run(train, test, quick=args.quick)))
+    return markdown_table(["model", "method", "bytes", "ratio vs float32", "accuracy"],
+                          ([r["model"], r["name"], f"{r['bytes']:,}", f"{r['ratio']:.1f}x",
+                            f"{r['accuracy']:.4f}"] for r in rows), align="llrrr")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__]))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import larq as lq
 
 from edgecompress._keras import check_graph_model, keras
+from edgecompress.binary.schemes import RELU_LIKE
 from edgecompress.surgery import iter_layers
 
 RULES = {
@@ -26,7 +27,6 @@ _TRANSPARENT = (
     keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Flatten,
     keras.layers.Reshape, keras.layers.Dropout, keras.layers.ZeroPadding2D,
 )
-_RELU_LIKE = {"relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "softplus", "leaky_relu"}
 _WEIGHT_LAYERS = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D)
 
 
@@ -123,7 +123,7 @@ def lint(model: keras.Model) -> list[LintWarning]:
                 warn("bn-before-binary", layer,
                      f"its input comes from '{producer.name}' ({type(producer).__name__}), "
                      "not from BatchNormalization")
-        if bits == 1 and producer is not None and _activation_name(producer) in _RELU_LIKE:
+        if bits == 1 and producer is not None and _activation_name(producer) in RELU_LIKE:
             warn("relu-before-sign", layer, f"'{producer.name}' applies "
                  f"{_activation_name(producer)} before this layer's sign")
     return found

@@ -13,6 +13,12 @@ def _weight_clip():
     return lq.constraints.WeightClip(1.0)
 
 
+# Activations that are >= 0 (or nearly) after their layer: a sign() of them is almost always +1,
+# so a binary activation right after one carries no information.
+RELU_LIKE = frozenset({"relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "softplus",
+                       "leaky_relu"})
+
+
 @dataclass(frozen=True)
 class Scheme:
     """How :func:`~edgecompress.binary.binarize` turns a Conv2D/Dense into a larq layer.

@@ -24,7 +24,6 @@ from edgecompress.surgery import (
 log = logging.getLogger("edgecompress")
 L = keras.layers
 BINARIZABLE = (L.Conv2D, L.Dense)
-_RELU_LIKE = {"relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "softplus", "leaky_relu"}
 # Layers that keep every value's sign class (>= 0 stays >= 0): looked through to find a producer.
 _SIGN_KEEPING = (L.MaxPooling2D, L.AveragePooling2D, L.MaxPooling1D, L.AveragePooling1D,
                  L.Flatten, L.Reshape, L.Dropout, L.SpatialDropout2D, L.ZeroPadding2D,
@@ -42,6 +41,21 @@ def is_binarizable(layer) -> bool:
         and layer.groups == 1
         and layer.data_format == "channels_last"
     )
+
+
+def _not_binarizable_reason(layer) -> str:
+    """Why a layer with a kernel stays float, or "" (binarizable, or nothing to binarize)."""
+    if is_binarizable(layer) or not isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D, L.Dense,
+                                                       L.DepthwiseConv2D, L.DepthwiseConv1D,
+                                                       L.SeparableConv1D, L.SeparableConv2D)):
+        return ""
+    if isinstance(layer, lq.layers_base.BaseLayer):
+        return "already a larq layer"
+    if getattr(layer, "groups", 1) != 1:
+        return f"grouped convolution (groups={layer.groups}): no binary kernel in LCE; left float"
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        return "channels_first convolution; left float"
+    return f"{type(layer).__name__}: no binary kernel in Larq Compute Engine; left float"
 
 
 def binarize(
@@ -96,15 +110,25 @@ def binarize(
                     "`layers` must name plain Conv2D (groups=1, channels_last) or Dense layers. "
                     f"Received: '{layer.name}' of class {type(layer).__name__}"
                 )
-    else:
+    skipped = {}
+    if layers is None:
         candidates = [layer for layer in iter_layers(model) if is_binarizable(layer)]
         selected = candidates[1:-1] if keep_first_last else candidates
+        for layer in candidates:
+            if layer not in selected:
+                skipped[layer.name] = "kept float (keep_first_last=True)"
+        for layer in iter_layers(model):
+            why = _not_binarizable_reason(layer)
+            if why:
+                skipped[layer.name] = why
         if not selected:
+            left = "; ".join(f"'{k}': {v}" for k, v in list(skipped.items())[:6])
             raise ValueError(
-                "`model` has no layer to binarize: it needs Conv2D/Dense layers"
+                "`model` has no layer to binarize: it needs plain Conv2D/Dense layers"
                 + (" besides the first and last (or pass keep_first_last=False)"
                    if keep_first_last and candidates else "")
                 + f". Received: model '{model.name}' with {len(candidates)} binarizable layer(s)"
+                + (f"; left float: {left}" if left else "")
             )
     chosen = {id(layer) for layer in selected}
     drops, needs_bn = _centre_binary_inputs(model, selected) if scheme.binary_activations else ({}, set())
@@ -124,7 +148,7 @@ def binarize(
         new = rebuild(model, progress.rule(rule))
     report = TransformReport(f"binarize({scheme.name})",
                              transformed=[layer.name for layer in selected]
-                             + [layer.name for layer in drops.values()])
+                             + [layer.name for layer in drops.values()], skipped=skipped)
     if drops or needs_bn:
         log.info("binarize: removed %d ReLU-like layer(s) in front of binary inputs (%s); added "
                  "BatchNormalization in front of %d binarized layer(s)", len(drops),
@@ -159,7 +183,7 @@ def _is_relu_layer(layer) -> bool:
     if isinstance(layer, _RELU_LAYERS):
         return True
     return isinstance(layer, L.Activation) and getattr(
-        layer.activation, "__name__", "") in _RELU_LIKE
+        layer.activation, "__name__", "") in schemes.RELU_LIKE
 
 
 def _centre_binary_inputs(model, selected):
@@ -202,7 +226,7 @@ def _centre_binary_inputs(model, selected):
 
 def _binary_layer(layer, scheme: schemes.Scheme):
     config = layer.get_config()
-    if scheme.binary_activations and config.get("activation") in _RELU_LIKE:
+    if scheme.binary_activations and config.get("activation") in schemes.RELU_LIKE:
         config["activation"] = "linear"
     config.update(scheme.layer_kwargs())
     if isinstance(layer, keras.layers.Conv2D):

@@ -96,15 +96,13 @@ class FactorizationReport(list):
         return [asdict(row) for row in self]
 
     def to_markdown(self) -> str:
-        lines = ["| layer | method | rank | params | MACs | energy kept | note |",
-                 "|---|---|---|---|---|---|---|"]
-        for r in self:
-            lines.append(
-                f"| {r.layer} | {r.method or '-'} | {r.rank if r.factorized else '-'} | "
-                f"{r.params_before:,} -> {r.params_after:,} | {r.macs_before:,} -> {r.macs_after:,} | "
-                f"{r.retained_energy:.4f} | {r.reason} |"
-            )
-        return "\n".join(lines)
+        from edgecompress._markdown import table
+
+        return table(
+            ["layer", "method", "rank", "params", "MACs", "energy kept", "note"],
+            ([r.layer, r.method or "-", r.rank if r.factorized else "-",
+              f"{r.params_before:,} -> {r.params_after:,}", f"{r.macs_before:,} -> {r.macs_after:,}",
+              f"{r.retained_energy:.4f}", r.reason] for r in self))
 
 
 def factorize(

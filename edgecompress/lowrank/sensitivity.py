@@ -54,12 +54,11 @@ class Sensitivity:
     before: dict = field(default_factory=dict)
 
     def to_markdown(self) -> str:
-        lines = ["| layer | rank | accuracy | drop (pp) | params | MACs |", "|---|---|---|---|---|---|"]
-        for name, points in self.curves.items():
-            for p in points:
-                lines.append(f"| {name} | {p.rank} | {p.accuracy:.4f} | {100 * p.drop:.2f} | "
-                             f"{p.params:,} | {p.macs:,} |")
-        return "\n".join(lines)
+        from edgecompress._markdown import table
+
+        return table(["layer", "rank", "accuracy", "drop (pp)", "params", "MACs"],
+                     ([name, p.rank, f"{p.accuracy:.4f}", f"{100 * p.drop:.2f}", f"{p.params:,}",
+                       f"{p.macs:,}"] for name, points in self.curves.items() for p in points))
 
 
 def rank_sensitivity(model, data, ranks=None, method: str = "auto", layers=None,

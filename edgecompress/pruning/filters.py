@@ -3,8 +3,10 @@
 tfmot only masks weights, so a pruned model keeps its shape and its speed (tfmot issues #541,
 #732, #760, #611). ``prune_filters`` ranks each channel-dependency group's filters, drops the
 weakest, and rebuilds the model through the surgery core with fewer filters in the producers and
-fewer input channels downstream (BatchNormalization, DepthwiseConv2D, the next Conv2D/Dense, the
-Dense after Flatten, residual Add groups pruned jointly, Concatenate offsets).
+fewer input channels downstream (BatchNormalization, DepthwiseConv1D/2D, the next
+Conv1D/Conv2D/SeparableConv/Dense, the Dense after Flatten, residual Add and squeeze-excite
+Multiply groups pruned jointly, Concatenate offsets). SeparableConv1D/2D lose pointwise filters
+and, for pruned inputs, the matching depthwise channels.
 
 References:
     Li et al., "Pruning Filters for Efficient ConvNets", ICLR 2017 (l1 / l2 filter norms).
@@ -16,14 +18,14 @@ References:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
 
 from edgecompress import surgery
 from edgecompress._keras import check_graph_model, keras
-from edgecompress.surgery.channels import channel_groups
+from edgecompress._progress import Progress
+from edgecompress.surgery.channels import DEPTHWISE, SEPARABLE, channel_groups
 
 CRITERIA = ("l1", "l2", "bn_gamma", "threshold")
 
@@ -68,7 +70,9 @@ def filter_importance(model, criterion="l1", graph=None) -> dict[int, np.ndarray
                 continue  # no BN to rank by: prune_filters leaves the group (or names it)
         else:
             for name in group.producers:
-                kernel = layers[name].get_weights()[0]
+                layer = layers[name]
+                kernel = layer.pointwise_kernel.numpy() if isinstance(layer, SEPARABLE) else \
+                    layer.get_weights()[0]
                 axes = tuple(range(kernel.ndim - 1))
                 if criterion == "l1":
                     total += np.abs(kernel).sum(axis=axes)
@@ -93,7 +97,10 @@ def prune_filters(model, ratio=0.5, criterion="l1", threshold=None):
     Returns:
         A new model of the same kind (Sequential stays Sequential), uncompiled, with fewer filters
         and fewer input channels downstream. Groups that cannot be traced (see
-        :func:`~edgecompress.surgery.channel_groups`) are left unpruned, with a warning.
+        :func:`~edgecompress.surgery.channel_groups`) are left unpruned, with a warning naming
+        the layers and the reason. ``model.transform_report`` (a
+        :class:`~edgecompress.surgery.TransformReport`) lists the pruned producers, those
+        skipped and those refused, with reasons; a call that prunes nothing logs a warning.
 
     Raises:
         ValueError: ratio outside [0, 1), unknown criterion, a mapping naming an unprunable or
@@ -115,7 +122,8 @@ def prune_filters(model, ratio=0.5, criterion="l1", threshold=None):
         raise ValueError(f"`threshold` is only used with criterion='threshold'. Received: "
                          f"criterion={criterion!r}, threshold={threshold!r}")
     graph = channel_groups(model)
-    ratios = _group_ratios(graph, ratio, criterion)
+    report = surgery.TransformReport(f"prune_filters({criterion})")
+    ratios = _group_ratios(graph, ratio, criterion, report)
     scores = filter_importance(model, criterion, graph) if ratios else {}
     masks = {}
     for gid, r in ratios.items():
@@ -125,6 +133,7 @@ def prune_filters(model, ratio=0.5, criterion="l1", threshold=None):
                 raise ValueError(
                     "`criterion='bn_gamma'` needs a BatchNormalization (scale=True) after the "
                     f"pruned layer. Received: layers {group.producers} have none")
+            _note(report.skipped, group, "no BatchNormalization (scale=True) to rank filters by")
             continue
         score = scores[gid]
         if criterion == "threshold":
@@ -139,10 +148,22 @@ def prune_filters(model, ratio=0.5, criterion="l1", threshold=None):
             )
         if drop.any():
             masks[gid] = ~drop
-    return surgery.rebuild(model, _rule(graph, masks))
+            report.transformed += group.producers
+        else:
+            _note(report.skipped, group, "no filter below the threshold" if criterion == "threshold"
+                  else f"ratio {r} of {group.channels} filters rounds down to 0")
+    with Progress("prune_filters", len(list(surgery.iter_layers(model)))) as progress:
+        small = surgery.rebuild(model, progress.rule(_rule(graph, masks)))
+    report.warn_if_noop()
+    return surgery.attach(small, report)
 
 
-def _group_ratios(graph, ratio, criterion) -> dict[int, float]:
+def _note(reasons: dict, group, why: str) -> None:
+    for name in group.producers:
+        reasons[name] = why
+
+
+def _group_ratios(graph, ratio, criterion, report) -> dict[int, float]:
     if isinstance(ratio, Mapping):
         out = {}
         for name, value in ratio.items():
@@ -162,38 +183,52 @@ def _group_ratios(graph, ratio, criterion) -> dict[int, float]:
     if ratio is None and criterion == "threshold":
         ratio = 0.0
     ratio = _check_ratio(ratio)
-    if ratio == 0.0 and criterion != "threshold":
-        return {}
     out = {}
     for group in graph.groups:
-        if group.prunable:
+        if ratio == 0.0 and criterion != "threshold":
+            _note(report.skipped, group, "ratio=0")
+        elif group.prunable:
             out[group.id] = ratio
-        elif not group.reason.startswith(("reaches the model output", f"'{group.producers[0]}' has a")):
-            warnings.warn(f"Layers {group.producers} are left unpruned: {group.reason}", stacklevel=3)
+        elif group.reason.startswith(("reaches the model output", f"'{group.producers[0]}' has a")):
+            _note(report.skipped, group, group.reason)  # its width is the model's output
+        else:
+            _note(report.refused, group, group.reason)
     return out
 
 
 def _rule(graph, masks):
     def rule(layer):
         kind = graph.kinds.get(layer.name)
-        if kind not in ("producer", "follower") or not masks:
+        if kind not in ("producer", "follower", "reshape") or not masks:
             return None
         keep_in = graph.keep_input(layer.name, masks) if layer.name in graph.inputs else None
+        if kind == "reshape":
+            if keep_in.all():
+                return None
+            shape = (*layer.target_shape[:-1], int(keep_in.sum()))
+            return keras.layers.Reshape(shape, name=layer.name)
         weights = layer.get_weights()
         config = layer.get_config()
         if kind == "producer":
             gid = graph.find(graph.produced[layer.name])
-            keep_out = masks.get(gid, np.ones(weights[0].shape[-1], dtype=bool))
+            keep_out = masks.get(gid, np.ones(layer.compute_output_shape(
+                layer.input_shape)[-1], dtype=bool))
             if keep_in.all() and keep_out.all():
                 return None
-            kernel = weights[0][..., keep_in, :][..., keep_out]
-            new_weights = [kernel] + [w[keep_out] for w in weights[1:]]
+            if isinstance(layer, SEPARABLE):  # depthwise, pointwise (rows = in x multiplier), bias
+                depthwise, pointwise, *rest = weights
+                rows = np.repeat(keep_in, layer.depth_multiplier)
+                new_weights = [depthwise[..., keep_in, :], pointwise[..., rows, :][..., keep_out]]
+            else:
+                new_weights = [weights[0][..., keep_in, :][..., keep_out]]
+                rest = weights[1:]
+            new_weights += [w[keep_out] for w in rest]
             config["filters" if "filters" in config else "units"] = int(keep_out.sum())
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+        elif isinstance(layer, DEPTHWISE):
             if keep_in.all():
                 return None
             keep_out = np.repeat(keep_in, layer.depth_multiplier)
-            new_weights = [weights[0][:, :, keep_in, :]] + [w[keep_out] for w in weights[1:]]
+            new_weights = [weights[0][..., keep_in, :]] + [w[keep_out] for w in weights[1:]]
         else:  # BatchNormalization: every weight is per channel
             if keep_in.all():
                 return None

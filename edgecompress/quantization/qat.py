@@ -69,6 +69,11 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
         model: a built Sequential or Functional tf_keras model (strip pruning/clustering
             wrappers first). Never modified.
         preserve: ``none`` (QAT), ``sparsity`` (PQAT), ``clusters`` (CQAT) or ``both`` (PCQAT).
+            With clusters preserved, ``fit`` warns "Gradients do not exist for variables
+            ['<layer>/kernel:0', ...]". It is benign: tfmot trains each layer's
+            ``cluster_centroids`` and ``ori_weights`` and assigns the kernel from them on every
+            training step, so the kernel itself is off the gradient path (checked: the kernels
+            change during ``fit`` and keep their cluster count).
         skip: names of layers to leave in float (not annotated for quantization).
         calibration_data: input samples; when given, every activation range is set from them
             before returning, instead of tfmot's [-6, 6] start. Recommended for short fine-tuning.
@@ -81,7 +86,7 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
             quantize nor leave float (a TFOpLambda tfmot cannot clone), named with its class.
 
     Example:
-        >>> qat = quantize_aware(model, calibration_data=x_train[:512])
+        >>> qat = quantize_aware(model, calibration_data=x_train[:256])
         >>> qat.compile(keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy")
         >>> qat.fit(x_train, y_train, epochs=1)
         >>> qat.transform_report.skipped  # the layers left float, and why

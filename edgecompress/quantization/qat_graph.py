@@ -14,6 +14,8 @@ the squeeze-excite ``Multiply``, the TFOpLambda arithmetic of hard-swish (``x + 
   ``DEPTHWISE_CONV_2D`` (with a ``Reshape`` on each side for 2-D and 3-D tensors);
 - Conv1D gets the conv weight config, weightless merges and activations without a tfmot rule
   (``Multiply``, ``Subtract``, ``Maximum``, ``hard_sigmoid``, ...) get an output quantizer;
+  average pooling keeps its input's scale (no output quantizer: TFLite's AVERAGE_POOL_2D needs
+  the same scale in and out, which tfmot's own rule breaks on DenseNet's transitions);
 - anything else (``LayerNormalization``, custom layers) is left float and reported.
 
 References:
@@ -37,7 +39,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
     default_8bit_quantize_registry as registry,
 )
 
-from edgecompress._keras import KerasTensor, keras
+from edgecompress._keras import KerasTensor, keras, tf
 from edgecompress.surgery import DROP, Replacement, TransformReport, flatten, rebuild
 
 _q = tfmot.quantization.keras
@@ -49,6 +51,10 @@ _ARITHMETIC = {"__operators__.add": "add", "math.add": "add", "math.subtract": "
                "math.multiply": "multiply", "math.truediv": "divide", "math.divide": "divide"}
 _OUTPUT_QUANTIZED = (keras.layers.Multiply, keras.layers.Subtract, keras.layers.Maximum,
                      keras.layers.Minimum, keras.layers.Average)
+# int8 kernels that keep their input's scale: an output quantizer of their own would violate
+# TFLite's same-scale constraint (AVERAGE_POOL_2D) or is needless (max-pooling, upsampling)
+_SAME_SCALE = (keras.layers.AveragePooling1D, keras.layers.AveragePooling2D, keras.layers.MaxPooling1D,
+               keras.layers.UpSampling1D)
 _ACTIVATION_NAMES = (quantize_aware_activation.QuantizeAwareActivation._PRE_QUANT_ACTIVATIONS
                      | quantize_aware_activation.QuantizeAwareActivation._POST_QUANT_ACTIVATIONS
                      | {"relu6"})
@@ -132,6 +138,8 @@ def _quantize_config(layer):
     cls = type(layer)
     if isinstance(layer, keras.layers.Activation) and _activation_name(layer) not in _ACTIVATION_NAMES:
         return configs.Default8BitOutputQuantizeConfig(), None
+    if cls in _SAME_SCALE:
+        return configs.NoOpQuantizeConfig(), None
     if _REGISTRY._is_supported_layer(cls) or cls in (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D):
         return None, None
     if cls is keras.layers.Conv1D:
@@ -272,8 +280,9 @@ def _per_channel(layer, value):
 
 
 def _input_shape(layer):
-    return tuple(layer.inbound_nodes[0].input_shapes if not isinstance(
-        layer.inbound_nodes[0].input_shapes, list) else layer.inbound_nodes[0].input_shapes[0])
+    node = layer.inbound_nodes[0]
+    tensors = [t for t in tf.nest.flatten((node.call_args, node.call_kwargs)) if isinstance(t, KerasTensor)]
+    return tuple(tensors[0].shape)
 
 
 def _as_depthwise(layer, scale, offset):

@@ -7,11 +7,18 @@ from edgecompress.binary.transform import BINARIZABLE
 from edgecompress.recipe.schema import LAYERS, Param, choice, register
 
 
+def _check(context, params):
+    """The family's own refusals (nothing to binarize, a named layer it cannot take), found on the
+    model as it enters the recipe: the rewrite is cheap surgery, without training."""
+    kwargs = {k: params[k] for k in ("scheme", "keep_first_last") if params[k] is not None}
+    binary.binarize(context.model, layers=params["layers"], **kwargs)
+
+
 @register("binarize", {
     "scheme": choice(binary.SCHEMES),
     "keep_first_last": Param((bool,), None),
     "layers": LAYERS,
-}, layer_types=BINARIZABLE)
+}, layer_types=BINARIZABLE, check=_check)
 def binarize(state, scheme, keep_first_last, layers):
     kwargs = {k: v for k, v in (("scheme", scheme), ("keep_first_last", keep_first_last)) if v is not None}
     state.model = binary.binarize(state.model, layers=layers, **kwargs)

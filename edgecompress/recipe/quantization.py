@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from edgecompress import quantization
+from edgecompress.datasets import CALIBRATION_SAMPLES
 from edgecompress.quantization.product import SUPPORTED as PQ_TYPES
 from edgecompress.quantization.scalar import QUANTIZABLE
 from edgecompress.recipe.schema import LAYERS, Param, choice, int_range, register
 
-CALIBRATION_SAMPLES = 512
 BOOL = Param((bool,), None)
 
 

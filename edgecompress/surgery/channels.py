@@ -5,19 +5,23 @@ remove the matching slices of every layer downstream. :func:`channel_groups` wal
 Functional graph and tracks, for every tensor, which producer channel each of its last-axis
 positions comes from:
 
-* Conv2D / Dense (and their subclasses with the same weights) start a new group and consume
-  their input (kernel rows are sliced);
+* Conv1D / Conv2D / Dense (and their subclasses with the same weights) start a new group and
+  consume their input (kernel rows are sliced);
+* SeparableConv1D / SeparableConv2D start a new group (their pointwise filters) and consume their
+  input through the depthwise part (its kernel and the matching pointwise rows are sliced);
 * BatchNormalization (channels-last), activations, pooling, Dropout, padding pass channels
-  through (BN's per-channel vectors are sliced);
-* DepthwiseConv2D: channels follow the input (repeated ``depth_multiplier`` times);
+  through (BN's per-channel vectors are sliced), and so does a Reshape that keeps the last axis
+  (the squeeze-excite ``(C,) -> (1, 1, C)``);
+* DepthwiseConv1D / DepthwiseConv2D: channels follow the input (``depth_multiplier`` must be 1);
 * Add / Subtract / Multiply / Average / Maximum / Minimum join the groups of their inputs: one
   group, one shared mask;
 * Concatenate (last axis) stacks the inputs' channels (with offsets);
 * Flatten repeats channels once per spatial position, so a following Dense loses the matching
   input columns; global pooling keeps them.
 
-Anything else (Reshape, Lambda, softmax over channels, PReLU, a model output, a shared or nested
-layer, ...) makes the groups that reach it unprunable, with the reason, rather than wrong.
+Anything else (a Reshape of the channel axis, Lambda, LayerNormalization, softmax over channels,
+a grouped or transposed convolution, a model output, a shared or nested layer, ...) makes the
+groups that reach it unprunable, with the reason, rather than wrong.
 
 References:
     Li et al., "Pruning Filters for Efficient ConvNets", ICLR 2017.
@@ -30,19 +34,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgecompress._keras import check_graph_model, keras, tf
+from edgecompress._keras import KerasTensor, check_graph_model, keras, tf
 
 L = keras.layers
 PASS_THROUGH = (
     L.ReLU, L.LeakyReLU, L.ELU, L.ThresholdedReLU, L.Dropout, L.SpatialDropout2D,
     L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.MaxPooling2D, L.AveragePooling2D,
     L.MaxPooling1D, L.AveragePooling1D, L.ZeroPadding2D, L.Cropping2D, L.UpSampling2D,
-    L.ActivityRegularization,
+    L.ActivityRegularization, L.ZeroPadding1D, L.Cropping1D, L.UpSampling1D, L.SpatialDropout1D,
+)
+DEPTHWISE = (L.DepthwiseConv2D, L.DepthwiseConv1D)
+SEPARABLE = (L.SeparableConv2D, L.SeparableConv1D)
+_REFUSAL_REASONS = (
+    (L.LayerNormalization, "normalizes over the channels, so removing one changes every output"),
+    (L.UnitNormalization, "normalizes over the channels, so removing one changes every output"),
+    (L.Lambda, "a Lambda's use of channels is unknown"),
 )
 GLOBAL_POOLING = (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D, L.GlobalAveragePooling1D,
                   L.GlobalMaxPooling1D)
 ELEMENTWISE = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
 _CHANNEL_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
+# TFOpLambda functions (``x + 3.0``, ``x * (1 / 6)``, ``tf.nn.relu6(x)``) that act value by value.
+ELEMENTWISE_OPS = {
+    "__operators__.add", "math.add", "math.subtract", "math.multiply", "math.truediv",
+    "math.divide", "nn.relu", "nn.relu6", "math.sigmoid", "math.tanh", "nn.silu", "nn.swish",
+    "math.maximum", "math.minimum", "math.abs", "math.negative", "math.square",
+}
 
 
 @dataclass
@@ -55,8 +72,8 @@ class ChannelGroup:
         channels: number of channels.
         prunable: False when the group reaches something the tracker cannot follow.
         reason: why it is not prunable.
-        followers: BatchNormalization / DepthwiseConv2D layers sliced along with the group.
-        consumers: Conv2D / Dense layers whose input slices (kernel rows) follow the group.
+        followers: BatchNormalization / DepthwiseConv layers sliced along with the group.
+        consumers: Conv / SeparableConv / Dense layers whose input slices follow the group.
     """
 
     id: int
@@ -76,7 +93,7 @@ class ChannelGraph:
         self._groups: dict[int, ChannelGroup] = {}
         self.inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # layer -> (gids, idx) of input
         self.produced: dict[str, int] = {}  # producer layer -> its own group id (before union)
-        self.kinds: dict[str, str] = {}  # layer -> "producer" | "follower" | "pass" | "consumer"
+        self.kinds: dict[str, str] = {}  # layer -> "producer" | "follower" | "pass" | "reshape"
 
     # union-find
     def _new(self, layer, channels) -> int:
@@ -181,6 +198,15 @@ def channel_groups(model: keras.Model) -> ChannelGraph:
     return graph
 
 
+def _unprunable_producer(graph, layer, ins, outs, why):
+    """A layer with filters the tracker cannot prune: its inputs and its own group are blocked."""
+    _unknown(graph, layer, ins, outs, why)
+    n = _channels(outs[0].shape)
+    gid = graph._new(layer, n)
+    graph._block(gid, f"'{layer.name}' ({type(layer).__name__}): {why}")
+    return [(np.full(n, gid, dtype=np.int64), np.arange(n))]
+
+
 def _unknown(graph, layer, ins, outs, why):
     for gids, _ in ins:
         graph._block_all(gids, f"consumed by '{layer.name}' ({type(layer).__name__}): {why}")
@@ -197,6 +223,11 @@ def _step(graph: ChannelGraph, layer, ins, outs):
         gids, idx = ins[0]
         graph.inputs[name] = (gids, idx)
     mixing = getattr(getattr(layer, "activation", None), "__name__", "") in _CHANNEL_MIXING_ACTIVATIONS
+    if isinstance(layer, (L.Conv1D, L.Conv2D)) and getattr(layer, "groups", 1) != 1:
+        return _unprunable_producer(graph, layer, ins, outs, f"grouped convolution "
+                                    f"(groups={layer.groups}) is not traced")
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        return _unknown(graph, layer, ins, outs, "channels_first layout is not traced")
     if _is_producer(layer):
         graph.kinds[name] = "producer"
         graph._note(ins[0][0], "consumers", name)
@@ -206,7 +237,7 @@ def _step(graph: ChannelGraph, layer, ins, outs):
         if mixing:
             graph._block(gid, f"'{name}' has a {layer.activation.__name__} over its channels")
         return [(np.full(n, gid, dtype=np.int64), np.arange(n))]
-    if isinstance(layer, L.DepthwiseConv2D):
+    if isinstance(layer, DEPTHWISE):
         graph.kinds[name] = "follower"
         gids, idx = ins[0]
         graph._note(gids, "followers", name)
@@ -214,6 +245,16 @@ def _step(graph: ChannelGraph, layer, ins, outs):
         if m != 1:
             graph._block_all(gids, f"'{name}' has depth_multiplier={m}")
         return [(np.repeat(gids, m), np.repeat(idx, m))]
+    if isinstance(layer, L.Reshape):
+        if len(outs[0].shape) < 2 or _channels(outs[0].shape) != len(ins[0][0]):
+            return _unknown(graph, layer, ins, outs, "reshapes the channel axis")
+        graph.kinds[name] = "reshape"  # its target shape follows the channel count
+        return [ins[0]]
+    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose)):
+        return _unprunable_producer(graph, layer, ins, outs, "transposed convolutions are not traced")
+    for kinds, why in _REFUSAL_REASONS:
+        if isinstance(layer, kinds):
+            return _unknown(graph, layer, ins, outs, why)
     if isinstance(layer, L.BatchNormalization):
         axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
         rank = len(outs[0].shape)
@@ -245,14 +286,29 @@ def _step(graph: ChannelGraph, layer, ins, outs):
         return [(np.concatenate([g for g, _ in ins]), np.concatenate([i for _, i in ins]))]
     if isinstance(layer, ELEMENTWISE):
         return [_join(graph, layer, ins, outs)]
+    if type(layer).__name__ == "TFOpLambda" and layer.get_config().get("function") in ELEMENTWISE_OPS:
+        node = layer._inbound_nodes[0]
+        constants = [a for a in tf.nest.flatten((node.call_args, node.call_kwargs))
+                     if not isinstance(a, (KerasTensor, str, type(None)))]
+        if any(np.size(c) != 1 for c in constants):
+            return _unknown(graph, layer, ins, outs, "a constant operand that is not a scalar")
+        if any(len(g) != _channels(outs[0].shape) for g, _ in ins):
+            return _unknown(graph, layer, ins, outs, "broadcasting operation")
+        if len(ins) == 1:
+            graph.kinds[name] = "pass"
+            return [ins[0]]
+        return [_join(graph, layer, ins, outs)]
     return _unknown(graph, layer, ins, outs, "layer kind not traced")
 
 
+
 def _is_producer(layer) -> bool:
-    if isinstance(layer, L.Dense):
+    """Dense, Conv1D/Conv2D (groups=1) and SeparableConv1D/2D: layers whose filters can go."""
+    if isinstance(layer, (L.Dense, *SEPARABLE)):
         return True
-    return (type(layer) is L.Conv2D or (isinstance(layer, L.Conv2D) and not isinstance(
-        layer, (L.Conv2DTranspose, L.SeparableConv2D)))) and getattr(layer, "groups", 1) == 1
+    return (isinstance(layer, (L.Conv1D, L.Conv2D))
+            and not isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose))
+            and getattr(layer, "groups", 1) == 1 and layer.data_format == "channels_last")
 
 
 def _join(graph, layer, ins, outs):

@@ -38,11 +38,12 @@ class TransformReport:
                 "skipped": dict(self.skipped), "refused": dict(self.refused)}
 
     def to_markdown(self) -> str:
-        rows = ["| layer | outcome | reason |", "|---|---|---|"]
-        rows += [f"| {name} | transformed | |" for name in self.transformed]
-        rows += [f"| {name} | skipped | {why} |" for name, why in self.skipped.items()]
-        rows += [f"| {name} | refused | {why} |" for name, why in self.refused.items()]
-        return "\n".join(rows)
+        from edgecompress._markdown import table
+
+        return table(["layer", "outcome", "reason"],
+                     [*([name, "transformed", ""] for name in self.transformed),
+                      *([name, "skipped", why] for name, why in self.skipped.items()),
+                      *([name, "refused", why] for name, why in self.refused.items())])
 
     def warn_if_noop(self) -> None:
         """Log a warning naming the transform when it changed no layer, and one line per refusal."""

@@ -63,8 +63,6 @@ def test_shipped_recipe_runs_on_a_matrix_model(recipe_name, tmp_path, mnist5k):
     assert outcome in expected, detail
 
 
-@pytest.mark.xfail(strict=True, reason="tflite_export.verify compares only the first output until the "
-                   "runtime helper's per-output verification lands (reshape error at export)")
 def test_two_output_model_runs_pruning(tmp_path, mnist5k):
     outcome, detail = run_one("two_heads", "pruning", tmp_path, mnist5k)
     assert outcome in ("verified", "guard"), detail

@@ -197,8 +197,14 @@ def export(
         if representative_data is not None:
             notes.append("QAT model: converted from its learned ranges; representative_data not used")
         representative_data = None
+    converted = model
+    if mode == "binary":
+        from tflite_export.lce import dense_as_conv
+
+        converted, binary_notes = dense_as_conv(model)
+        notes.extend(binary_notes)
     say(f"converting to {mode}")
-    raw = _convert(model, mode, representative_data, int8_io, optimize_sparsity)
+    raw = _convert(converted, mode, representative_data, int8_io, optimize_sparsity)
     info = runtime.inspect(raw)
     if mode == "int8":
         floats = float_ops(info, allow_boundary=not int8_io)

@@ -93,7 +93,7 @@ def _row(name, rep, lat, base) -> dict:
 
 
 def to_markdown(rows) -> str:
-    return markdown_table(
+    text = markdown_table(
         ["model", "mode", "bytes", "size vs float32", "accuracy", "Keras acc.", "agreement",
          "Δ acc. vs float32 (pp)", "latency µs (median ± IQR, 1 thread)", "speed-up vs float32"],
         ([r["name"], r["mode"], f"{r['bytes']:,}", f"{r['size_ratio']:.2f}×",
@@ -101,6 +101,10 @@ def to_markdown(rows) -> str:
           f"{100 * r['agreement']:.2f} %", f"{r['accuracy_delta_pp']:+.2f}",
           f"{r['latency_us']:.0f} ± {r['latency_spread_us']:.0f}", f"{r['speedup']:.2f}×"]
          for r in rows))
+    warnings = sorted({r["latency_warning"] for r in rows if r.get("latency_warning")})
+    loads = [r["load_average"] for r in rows if r.get("load_average") is not None]
+    note = f"\n\nLatency: load average up to {max(loads):.1f} while timing." if loads else ""
+    return text + note + "".join(f" WARNING: {w}." for w in warnings)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--micro", action="store_true",
                    help="also run the file in TFLite Micro: op check by TFLM, exact arena, and with "
                         "--verify a per-output comparison with Keras (exit 1 if TFLM cannot run it)")
+    p.add_argument("--fc-per-tensor", action="store_true",
+                   help="int8: one scale per FULLY_CONNECTED weight tensor instead of one per output "
+                        "channel (12 bytes of flash each); check accuracy with --verify")
     p.add_argument("--micro-compress", choices=("lut",),
                    help="lut: LUT-compress int8 weights with few distinct values (clustered or "
                         "low-bit) into b-bit indices, TFLM's DECODE; implies --micro, needs --mode int8")
@@ -136,6 +139,7 @@ def _run(args) -> int:
         max_rel_error=args.max_rel_error,
         micro=args.micro,
         micro_compress=args.micro_compress,
+        fc_per_tensor=args.fc_per_tensor,
     )
     micro = None
     if args.c_array:

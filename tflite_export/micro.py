@@ -270,9 +270,9 @@ def lut_compress(tflite, max_bits: int = LUT_MAX_BITS, check: bool = True) -> tu
         warnings.simplefilter("ignore")
         out = bytes(compress(data, specs))
     if check:
-        sample = TFLMRunner(data).sample_batch()
-        before = TFLMRunner(data)._run(sample)
-        after = TFLMRunner(out)._run(sample)
+        original = TFLMRunner(data)
+        sample = original.sample_batch()
+        before, after = original.run_once(sample), TFLMRunner(out).run_once(sample)
         if any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True)):
             raise CheckError("LUT compression changed the file's TFLM outputs (it must be lossless); "
                              f"compressed tensors: {[t['name'] for t in report.tensors]}")

@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--micro", action="store_true",
                    help="also run the file in TFLite Micro: op check by TFLM, exact arena, and with "
                         "--verify a per-output comparison with Keras (exit 1 if TFLM cannot run it)")
+    p.add_argument("--fc-per-tensor", action="store_true",
+                   help="int8: one scale per FULLY_CONNECTED weight tensor instead of one per output "
+                        "channel (12 bytes of flash each); check accuracy with --verify")
+    p.add_argument("--micro-compress", choices=("lut",),
+                   help="lut: LUT-compress int8 weights with few distinct values (clustered or "
+                        "low-bit) into b-bit indices, TFLM's DECODE; implies --micro, needs --mode int8")
     p.add_argument("--c-array", metavar="DIR",
                    help="also write DIR/<name>.h and .cc for TFLite Micro (the header carries the "
                         "measured arena)")
@@ -85,6 +91,8 @@ def _check_args(args) -> None:
         raise UsageError(f"--mode {args.mode} needs --calibration DATA")
     if args.int8_io and args.mode != "int8":
         raise UsageError("--int8-io needs --mode int8")
+    if args.micro_compress and args.mode != "int8":
+        raise UsageError("--micro-compress needs --mode int8")
     if args.min_agreement is not None:
         if not 0.0 <= args.min_agreement <= 1.0:
             raise UsageError(f"--min-agreement must be in [0, 1], got {args.min_agreement}")
@@ -134,6 +142,8 @@ def _run(args) -> int:
         log=say,
         max_rel_error=args.max_rel_error,
         micro=args.micro,
+        micro_compress=args.micro_compress,
+        fc_per_tensor=args.fc_per_tensor,
     )
     micro = None
     if args.c_array:
@@ -190,6 +200,13 @@ def summary(report, micro=None, source=None) -> str:
             ("arena (TFLM)", f"{report.arena['bytes']:,} bytes (head {report.arena['head']:,}, "
                              f"tail {report.arena['tail']:,})"),
             ("agreement (TFLM)", pct(report.tflm_agreement)),
+        ]
+    if report.micro_compression is not None:
+        lut = report.micro_compression
+        rows += [
+            ("LUT tensors", ", ".join(f"{t['name']} ({t['bits']} bit)" for t in lut["tensors"]) or "none"),
+            ("bytes before LUT", f"{lut['bytes_before']:,}"),
+            ("DECODE arena cost", f"{lut.get('decode_arena_bytes', 0):,} bytes"),
         ]
     if micro is not None:
         rows += [

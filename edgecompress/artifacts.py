@@ -71,28 +71,19 @@ def first_accuracy(tasks, values) -> float | None:
 
 
 def tflite_predictions(path, x, model) -> list[np.ndarray]:
-<<<<<<< HEAD
-    """Outputs of the ``.tflite`` file at ``path`` on ``x``, in ``model``'s output order (matched
-    by name, as :func:`tflite_export.verify.match_outputs` does)."""
-=======
     """Outputs of the ``.tflite`` file at ``path`` on ``x``, in ``model``'s output order.
 
     TFLite orders several outputs differently from Keras; they are matched by name
     (:func:`tflite_export.verify.match_outputs`).
     """
->>>>>>> runtime
     from tflite_export.runtime import Runner
     from tflite_export.verify import match_outputs
 
     runner = Runner(path)
     out = runner.predict(x)
     outs = [np.asarray(o) for o in out] if isinstance(out, list) else [np.asarray(out)]
-<<<<<<< HEAD
-    return [outs[i] for i in match_outputs(runner.output_names, model.output_names)]
-=======
     order = match_outputs(runner.output_names, list(model.output_names))
     return [outs[i] for i in order]
->>>>>>> runtime
 
 
 def export_artifact(model, path, mode, train, test, name=None, tasks=None, **kwargs) -> Artifact:

@@ -13,7 +13,8 @@ COLUMNS = [
     ("name", "artifact"), ("mode", "mode"), ("params", "params"), ("nonzero_params", "non-zero"),
     ("macs", "MACs"), ("file_bytes", "file B"), ("gzip_bytes", "gzip B"),
     ("deploy_bytes", "deploy B"), ("ratio", "× smaller"), ("accuracy", "accuracy"),
-    ("delta", "Δ pp"), ("agreement", "agreement"), ("latency_us", "µs"), ("scores", "scores (held out)"),
+    ("delta", "Δ pp"), ("agreement", "agreement"), ("latency_us", "µs"), ("flash_bytes", "flash B"),
+    ("arena_bytes", "TFLM arena B"), ("tflm_agreement", "TFLM agreement"), ("scores", "scores (held out)"),
     ("status", "guard"), ("note", "note"),
 ]
 
@@ -47,7 +48,7 @@ def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
 def _fmt(key, value) -> str:
     if value is None or value == "" or value == {}:
         return ""
-    if key in ("accuracy", "keras_accuracy", "agreement"):
+    if key in ("accuracy", "keras_accuracy", "agreement", "tflm_agreement"):
         return f"{100 * value:.2f}%"
     if key == "delta":
         return f"{value:+.2f}"
@@ -98,7 +99,7 @@ def write_report(out_dir, artifacts: list[Artifact], title: str, baseline: str |
     if trace:
         md += ["## Per-step trace (held-out data)", "", trace_table(trace), ""]
     md += ["![accuracy vs deployable bytes](pareto.png)", ""]
-    document = {"title": title, "baseline": baseline, "artifacts": rows}
+    document = {"title": title, "baseline": baseline, "notes": notes, "artifacts": rows}
     if trace is not None:
         document["trace"] = trace
     if guard is not None:

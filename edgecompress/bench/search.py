@@ -7,7 +7,6 @@ per hour on 1 and 2 local workers and a local 2-CPU Ray cluster.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -130,38 +129,47 @@ def scaling_rows(train, test, quick=False):
     return rows
 
 
-def main(argv=None) -> None:
-    from edgecompress.bench import data_arguments, load_mnist_dir, table
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    data_arguments(parser)
+def _arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=10, help="LeNet-5 baseline training epochs")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per LeNet-5 budget (median shown)")
     parser.add_argument("--workers", type=int, help="local workers for the searches (default: cores)")
     parser.add_argument("--parts", default="lenet,synthetic,scaling",
                         help="comma list of lenet, synthetic, scaling")
-    args = parser.parse_args(argv)
+
+
+def _report(train, test, args) -> str:
+    from edgecompress._cli import UsageError
+    from edgecompress.bench import table
+
     parts = {p.strip() for p in args.parts.split(",")}
     unknown = parts - {"lenet", "synthetic", "scaling"}
     if unknown:
-        parser.error(f"`--parts` must be among lenet, synthetic, scaling. Received: {sorted(unknown)}")
-    train, test = load_mnist_dir(args.mnist_dir, quick=args.quick)
+        raise UsageError(f"`--parts` must be among lenet, synthetic, scaling. Received: {sorted(unknown)}")
     print(f"LeNet-5 trained on {len(train[0])} MNIST-5k digits, tested on {len(test[0])} "
           f"({'MNIST t10k' if args.mnist_dir else 'MNIST-5k held-out'}).{' QUICK MODE.' if args.quick else ''}\n")
+    sections = []
+
+    def section(title, text):  # printed as soon as it is measured
+        sections.append(f"## {title}\n\n{text}\n")
+        print(sections[-1], flush=True)
+
     if "lenet" in parts:
         rows = lenet_rows(train, test, args.quick, tuple(range(args.seeds)), args.epochs, args.workers)
-        print("## LeNet-5 into a flash budget (arena 8 KB, max drop 0.5 pp; median seed)\n")
-        print(table(rows) + "\n", flush=True)
+        section("LeNet-5 into a flash budget (arena 8 KB, max drop 0.5 pp; median seed)", table(rows))
     if "synthetic" in parts:
-        print("## ResNet-8 and DS-CNN into 32 KB flash / 16 KB arena (synthetic data)\n")
-        print(table(synthetic_rows(args.quick, args.workers)) + "\n", flush=True)
+        section("ResNet-8 and DS-CNN into 32 KB flash / 16 KB arena (synthetic data)",
+                table(synthetic_rows(args.quick, args.workers)))
     if "scaling" in parts:
         rows = scaling_rows(train, test, args.quick)
-        print("## Search throughput (one LeNet-5 search, flash 32 KB)\n")
-        print(table(rows) + "\n")
-        if len(rows) > 1:
-            print(f"median jobs/hour: {statistics.median(r['jobs / hour'] for r in rows):.0f}")
+        median = (f"\n\nmedian jobs/hour: {statistics.median(r['jobs / hour'] for r in rows):.0f}"
+                  if len(rows) > 1 else "")
+        section("Search throughput (one LeNet-5 search, flash 32 KB)", table(rows) + median)
+    return None
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__], add_arguments=_arguments, report=_report))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from edgecompress.datasets import CALIBRATION_SAMPLES
 from edgecompress.search import measure, space
 from edgecompress.search.space import Action
 
@@ -52,7 +53,7 @@ def candidate(shared, actions: list, mode: str, seed: int, name: str, estimate=N
     epochs = finetune(new, shared, seed) if actions and settings["epochs"] else 0
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.tflite"
-        calibration = shared["fit"][0][:200] if mode == "int8" else None
+        calibration = shared["fit"][0][:CALIBRATION_SAMPLES] if mode == "int8" else None
         rep = export(new, path, mode, representative_data=calibration, verify_data=shared["val"])
         tflite = path.read_bytes()
     foot = measure.footprint(tflite, latency=settings["latency"])

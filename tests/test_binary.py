@@ -445,3 +445,19 @@ def test_binarized_deep_nets_stay_finite_through_20_steps(arch, rng):
         bad = [w.name for w in bnn.weights if not np.isfinite(w.numpy()).all()]
         assert not bad, (scheme, bad)
         assert np.isfinite(_run(bnn, x[:4])).all(), scheme
+
+
+def test_calibrate_batchnorm_sets_moving_statistics_to_the_batch_statistics(rng):
+    bnn = binary.binarize(_mobilenet_stack(size=8), "xnor")
+    x = rng.uniform(0, 1, (16, 8, 8, 3)).astype("float32")
+    norms = [layer for layer in bnn.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    probe = keras.Model(bnn.inputs, [layer.input for layer in norms])
+    inputs = [t.numpy().reshape(-1, t.shape[-1]) for t in probe(x, training=True)]
+    momenta = [layer.momentum for layer in norms]
+    assert binary.calibrate_batchnorm(bnn, x, batch_size=16) is bnn
+    for layer, seen in zip(norms, inputs):
+        np.testing.assert_allclose(layer.moving_mean.numpy(), seen.mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(layer.moving_variance.numpy(), seen.var(0, ddof=1), rtol=1e-3, atol=1e-5)
+    assert momenta == [layer.momentum for layer in norms]
+    with pytest.raises(ValueError, match="`batch_size` must be an int >= 2"):
+        binary.calibrate_batchnorm(bnn, x, batch_size=1)

@@ -3,9 +3,12 @@
 Each cell either works (output shapes equal, outputs finite, and the family's figure changed:
 fewer parameters for ``factorize`` and ``prune_filters``, larq binary layers for ``binarize``) or
 refuses with a message that names the layer and the reason. The builders are shared with the
-quantization matrix.
+quantization matrix. ``factorize`` on the two heavy models (about a minute of rebuild and SVD on
+DenseNet121) runs with EDGECOMPRESS_FULL_MATRIX=1; its cost is measured by
+``python -m edgecompress.bench.scale``.
 """
 
+import os
 import re
 
 import larq as lq
@@ -61,6 +64,8 @@ def _transform(family, model):
 @pytest.mark.parametrize("family", ["factorize", "prune_filters", "binarize"])
 @pytest.mark.parametrize("name", MODELS)
 def test_struct_matrix(name, family, built, caplog):
+    if family == "factorize" and name in HEAVY and not os.environ.get("EDGECOMPRESS_FULL_MATRIX"):
+        pytest.skip("set EDGECOMPRESS_FULL_MATRIX=1")
     model = built(name)
     refusal = REFUSALS.get(name, {}).get(family)
     if refusal and family == "binarize":

@@ -15,12 +15,18 @@ from edgecompress.binary.layers import XnorConv2D, XnorDense
 from edgecompress.binary.lint import RULES, LintWarning, is_binary_layer, lint
 from edgecompress.binary.quantizers import StochasticSign, straight_through
 from edgecompress.binary.schemes import SCHEMES, Scheme, get
-from edgecompress.binary.tools import bop_optimizer, flip_ratio, flip_ratio_scope, summary
+from edgecompress.binary.tools import (
+    bop_optimizer,
+    calibrate_batchnorm,
+    flip_ratio,
+    flip_ratio_scope,
+    summary,
+)
 from edgecompress.binary.transform import binarize, dense_as_conv, is_binarizable
 
 __all__ = [
     "binarize", "dense_as_conv", "is_binarizable", "Scheme", "SCHEMES", "get",
     "StochasticSign", "straight_through", "XnorConv2D", "XnorDense",
-    "bop_optimizer", "flip_ratio", "flip_ratio_scope", "summary",
+    "bop_optimizer", "calibrate_batchnorm", "flip_ratio", "flip_ratio_scope", "summary",
     "lint", "LintWarning", "RULES", "is_binary_layer",
 ]

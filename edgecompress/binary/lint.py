@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import larq as lq
 
 from edgecompress._keras import check_graph_model, keras
-from edgecompress.binary.schemes import RELU_LIKE
+from edgecompress.binary.schemes import RELU_LIKE, SIGN_KEEPING
 from edgecompress.surgery import iter_layers
 
 RULES = {
@@ -22,11 +22,6 @@ RULES = {
     "binary-last-layer": "keep the last layer in higher precision",
 }
 
-# Layers that do not change which values reach the next layer's quantizer.
-_TRANSPARENT = (
-    keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Flatten,
-    keras.layers.Reshape, keras.layers.Dropout, keras.layers.ZeroPadding2D,
-)
 _WEIGHT_LAYERS = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D)
 
 
@@ -72,7 +67,7 @@ def _producer(layer):
     """The nearest layer upstream of ``layer`` that is not shape-only (None at a model input)."""
     seen = 0
     up = _inbound(layer)
-    while len(up) == 1 and isinstance(up[0], _TRANSPARENT) and seen < 100:
+    while len(up) == 1 and isinstance(up[0], SIGN_KEEPING) and seen < 100:
         up, seen = _inbound(up[0]), seen + 1
     if len(up) != 1 or isinstance(up[0], keras.layers.InputLayer):
         return None

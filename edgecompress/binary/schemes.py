@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import larq as lq
 
+from edgecompress._keras import keras
 from edgecompress.binary.quantizers import StochasticSign
 
 
@@ -17,6 +18,12 @@ def _weight_clip():
 # so a binary activation right after one carries no information.
 RELU_LIKE = frozenset({"relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "softplus",
                        "leaky_relu"})
+# Layers that keep every value's sign class (>= 0 stays >= 0): looked through to find the layer
+# that produces a binary layer's input.
+_L = keras.layers
+SIGN_KEEPING = (_L.MaxPooling2D, _L.AveragePooling2D, _L.MaxPooling1D, _L.AveragePooling1D,
+                _L.Flatten, _L.Reshape, _L.Dropout, _L.SpatialDropout2D, _L.ZeroPadding2D,
+                _L.Cropping2D, _L.UpSampling2D)
 
 
 @dataclass(frozen=True)

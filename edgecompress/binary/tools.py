@@ -5,6 +5,7 @@ from __future__ import annotations
 import larq as lq
 
 from edgecompress._keras import check_graph_model, keras
+from edgecompress.surgery import iter_layers
 
 
 def bop_optimizer(fp_optimizer=None, threshold: float = 1e-8, gamma: float = 1e-4):
@@ -98,3 +99,46 @@ def _leaf_profiles(profile):
         else:
             yield lp
 
+
+
+def calibrate_batchnorm(model: keras.Model, x, batch_size: int = 256) -> keras.Model:
+    """Set every BatchNormalization's moving statistics to its batch statistics on ``x``, in place.
+
+    A binarized layer's outputs have another scale than the float layer's, but the BN after it
+    keeps the float model's moving statistics (or the initial 0 / 1) until training has moved
+    them, at momentum 0.99 slowly. Until then, inference does not normalize: with XNOR-Net's
+    input scale K, the magnitude grows from layer to layer and a deep residual net (ResNet50,
+    DenseNet121) overflows to inf after a short fit, although its weights stay finite. One
+    training-mode pass over ``x`` with momentum 0 (AdaBN) sets the statistics inference needs;
+    call it after :func:`~edgecompress.binary.binarize` (and after a short fit if wanted).
+
+    Args:
+        model: a (binarized) model; its BN layers' moving mean and variance are overwritten.
+        x: a batch of real inputs (the first ``batch_size`` are used), or a list for several inputs.
+        batch_size: how many samples make the statistics, >= 2.
+
+    Returns:
+        ``model``.
+
+    References:
+        - Li et al. Revisiting Batch Normalization For Practical Domain Adaptation (AdaBN).
+          ICLR Workshop 2017. https://arxiv.org/abs/1603.04779
+    """
+    check_graph_model(model)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+        raise ValueError(f"`batch_size` must be an int >= 2. Received: batch_size={batch_size!r}")
+    norms = [layer for layer in iter_layers(model)
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        raise ValueError(f"`model` has no BatchNormalization layer to calibrate. "
+                         f"Received: model '{model.name}'")
+    batch = [a[:batch_size] for a in x] if isinstance(x, (list, tuple)) else x[:batch_size]
+    momenta = [layer.momentum for layer in norms]
+    try:
+        for layer in norms:
+            layer.momentum = 0.0
+        model(batch, training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+    return model

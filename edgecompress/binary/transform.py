@@ -24,10 +24,6 @@ from edgecompress.surgery import (
 log = logging.getLogger("edgecompress")
 L = keras.layers
 BINARIZABLE = (L.Conv2D, L.Dense)
-# Layers that keep every value's sign class (>= 0 stays >= 0): looked through to find a producer.
-_SIGN_KEEPING = (L.MaxPooling2D, L.AveragePooling2D, L.MaxPooling1D, L.AveragePooling1D,
-                 L.Flatten, L.Reshape, L.Dropout, L.SpatialDropout2D, L.ZeroPadding2D,
-                 L.Cropping2D, L.UpSampling2D)
 _RELU_LAYERS = (L.ReLU, L.LeakyReLU, L.ELU, L.ThresholdedReLU, L.PReLU)
 
 
@@ -72,6 +68,22 @@ def binarize(
     ReLU-like ``activation`` of the binarized layers: a ReLU before a sign makes every input +1,
     and the sign is the network's non-linearity. The result must be fine-tuned (``compile`` +
     ``fit``; see :func:`bop_optimizer`).
+
+    With binary activations the sign must see centred inputs, so ``binarize`` also fixes what
+    feeds each binarized layer (a ReLU in front makes every input +1: each binarized 1x1 conv then
+    outputs a constant, the BatchNormalization after it divides by a zero batch variance, and
+    training goes to NaN):
+
+    * a separate ReLU-like layer (ReLU, ReLU6, LeakyReLU, ``Activation("relu")``, ...) whose only
+      consumers are binarized layers is removed (the sign is the non-linearity);
+    * a binarized layer whose input does not come from a BatchNormalization (looking through
+      pooling, padding, dropout, flatten and reshape) gets a new ``BatchNormalization`` right in
+      front of it, named ``<layer>_in_bn`` (the "bn-before-binary" rule of :func:`lint`). This
+      covers a ReLU that also feeds a float path (a residual shortcut), which is kept.
+
+    The BatchNormalization layers still hold the float model's (or initial) moving statistics;
+    call :func:`calibrate_batchnorm` with a few hundred real inputs before evaluating or exporting
+    a briefly trained result (XNOR-Net on ResNet50/DenseNet121 otherwise overflows at inference).
 
     Args:
         model: a built Sequential or Functional tf_keras model (nested models are handled).
@@ -200,7 +212,7 @@ def _centre_binary_inputs(model, selected):
             layer = calls[0][0]
             if isinstance(layer, L.InputLayer):
                 return None
-            if not (isinstance(layer, _SIGN_KEEPING) or id(layer) in skip):
+            if not (isinstance(layer, schemes.SIGN_KEEPING) or id(layer) in skip):
                 return layer
         return None
 
@@ -208,7 +220,7 @@ def _centre_binary_inputs(model, selected):
         users = consumers.get(id(layer), [None])
         return depth < 100 and all(
             user is not None and (id(user) in chosen or (
-                isinstance(user, _SIGN_KEEPING) and only_feeds_binary(user, depth + 1)))
+                isinstance(user, schemes.SIGN_KEEPING) and only_feeds_binary(user, depth + 1)))
             for user in users)
 
     drops = {}

@@ -59,9 +59,9 @@ _ACTIVATION_NAMES = (quantize_aware_activation.QuantizeAwareActivation._PRE_QUAN
                      | quantize_aware_activation.QuantizeAwareActivation._POST_QUANT_ACTIVATIONS
                      | {"relu6"})
 _FLOAT_REASONS = {
-    keras.layers.LayerNormalization: "tfmot has no 8-bit rule for LayerNormalization; it trains in "
-                                     "float and the int8 converter calibrates its MEAN, SQUARED_DIFFERENCE, "
-                                     "RSQRT, MUL and ADD ops from the representative data",
+    keras.layers.LayerNormalization: "tfmot has no 8-bit rule for LayerNormalization; left float, so an "
+                                     "int8 export keeps its MEAN, SQUARED_DIFFERENCE, RSQRT, MUL and ADD "
+                                     "ops in float (export with mode='dynamic', or replace the layer)",
 }
 
 
@@ -128,11 +128,6 @@ def annotate(model: keras.Model, skip: set, report: QATReport) -> keras.Model:
     return keras.models.clone_model(model, clone_function=one)
 
 
-def float_reason(layer) -> str | None:
-    """Why ``layer`` cannot be annotated for 8-bit QAT, or None if it can."""
-    return _quantize_config(layer)[1]
-
-
 def _quantize_config(layer):
     """(tfmot QuantizeConfig or None for the registry's own, reason to leave float or None)."""
     cls = type(layer)
@@ -153,7 +148,8 @@ def _quantize_config(layer):
     for kind, reason in _FLOAT_REASONS.items():
         if isinstance(layer, kind):
             return None, reason
-    return None, f"tfmot has no 8-bit rule for {cls.__name__}; left float"
+    return None, (f"tfmot has no 8-bit rule for {cls.__name__}; left float, so an int8 export keeps "
+                  "its ops in float")
 
 
 def _activation_name(layer) -> str:

@@ -211,6 +211,10 @@ def _arithmetic_model():
     z = keras.layers.Multiply(name="hard_swish")([x, y])
     z = 2.0 - z / 4.0
     z = z * np.arange(1, 5, dtype="float32")
+    se = keras.layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(z)
+    se = keras.layers.Conv2D(2, 1, activation="swish", name="se_reduce")(se)  # EfficientNet's SE
+    se = keras.layers.Conv2D(4, 1, activation="sigmoid", name="se_expand")(se)
+    z = keras.layers.Multiply(name="se_excite")([z, se])
     return keras.Model(inp, keras.layers.Flatten(name="flat")(z))
 
 
@@ -222,6 +226,7 @@ def test_qat_rewrites_tfoplambda_constant_arithmetic():
     assert not any(type(layer).__name__ == "TFOpLambda" for layer in qat.layers)
     rewritten = qat.transform_report.rewritten
     assert len([n for n in rewritten if n.startswith("tf.")]) == 5
+    assert "split" in rewritten["se_reduce"] and "se_expand" not in rewritten
     np.testing.assert_allclose(qat(x).numpy(), model(x).numpy(), atol=0.1 * np.abs(model(x)).max())
     exact = qat_graph.prepare(model, qat_graph.QATReport("t"))  # the float rewrite alone is exact
     np.testing.assert_allclose(exact(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)

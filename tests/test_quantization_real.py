@@ -211,6 +211,10 @@ def _arithmetic_model():
     z = keras.layers.Multiply(name="hard_swish")([x, y])
     z = 2.0 - z / 4.0
     z = z * np.arange(1, 5, dtype="float32")
+    se = keras.layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(z)
+    se = keras.layers.Conv2D(2, 1, activation="swish", name="se_reduce")(se)  # EfficientNet's SE
+    se = keras.layers.Conv2D(4, 1, activation="sigmoid", name="se_expand")(se)
+    z = keras.layers.Multiply(name="se_excite")([z, se])
     return keras.Model(inp, keras.layers.Flatten(name="flat")(z))
 
 
@@ -222,6 +226,7 @@ def test_qat_rewrites_tfoplambda_constant_arithmetic():
     assert not any(type(layer).__name__ == "TFOpLambda" for layer in qat.layers)
     rewritten = qat.transform_report.rewritten
     assert len([n for n in rewritten if n.startswith("tf.")]) == 5
+    assert "split" in rewritten["se_reduce"] and "se_expand" not in rewritten
     np.testing.assert_allclose(qat(x).numpy(), model(x).numpy(), atol=0.1 * np.abs(model(x)).max())
     exact = qat_graph.prepare(model, qat_graph.QATReport("t"))  # the float rewrite alone is exact
     np.testing.assert_allclose(exact(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
@@ -458,3 +463,22 @@ def test_long_transforms_log_progress_per_layer(monkeypatch, caplog):
         Q.cluster_weights(model, 4)
     assert "product_quantize: 3/3 'out'" in caplog.text
     assert "cluster_weights: 1/3 'fc0'" in caplog.text
+
+
+def test_qat_int8_export_is_full_integer_and_left_float_is_named(tmp_path):
+    """End to end: the rewritten arithmetic converts to a verified int8 file with no float op;
+    a LayerNormalization the report leaves float is what the int8 export names."""
+    import tflite_export
+    from tflite_export.convert import FloatOpsError
+
+    model = _arithmetic_model()
+    x = np.random.default_rng(1).normal(size=(32, 6, 6, 3)).astype("float32")
+    qat = Q.quantize_aware(model, calibration_data=x)
+    report = tflite_export.export(qat, tmp_path / "a.tflite", "int8", verify_data=x)
+    assert report.max_abs_diff < 0.05 * np.abs(qat(x).numpy()).max()
+    assert "DEPTHWISE_CONV_2D" in report.ops and "MUL" in report.ops
+    layernorm = separable_layernorm()
+    qat = Q.quantize_aware(layernorm, calibration_data=_inputs(layernorm, 8))
+    assert "MEAN, SQUARED_DIFFERENCE, RSQRT" in qat.transform_report.skipped["ln"]
+    with pytest.raises(FloatOpsError, match=r"RSQRT \(sep_ln/ln/"):
+        tflite_export.export(qat, tmp_path / "ln.tflite", "int8")

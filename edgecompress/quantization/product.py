@@ -333,10 +333,10 @@ def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size:
         Wu et al., "Quantized Convolutional Neural Networks for Mobile Devices", CVPR 2016.
     """
     check_graph_model(model)
-    for arg, val in (("subvector_size", subvector_size), ("codebook_size", codebook_size),
-                     ("sweeps", sweeps), ("max_rows", max_rows)):
-        if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < (0 if arg == "sweeps" else 1):
-            raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={val!r}")
+    for arg, val, least in (("subvector_size", subvector_size, 1), ("codebook_size", codebook_size, 1),
+                            ("sweeps", sweeps, 0), ("max_rows", max_rows, 1)):
+        if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < least:
+            raise ValueError(f"`{arg}` must be an int >= {least}. Received: {arg}={val!r}")
     if codebook_size < 2:
         raise ValueError(f"`codebook_size` must be an int >= 2. Received: codebook_size={codebook_size}")
     for arg, val, top in (("holdout", holdout, 1.0), ("ridge", ridge, np.inf)):

@@ -117,6 +117,13 @@ def digits_cnn():
                              L.Dense(10, activation="softmax")], name="digits_cnn")
 
 
+def two_inputs():
+    image, side = keras.Input((8, 8, 1), name="image"), keras.Input((3,), name="side")
+    x = L.GlobalAveragePooling2D()(L.Conv2D(4, 3, activation="relu")(image))
+    x = L.Concatenate()([x, L.Dense(4, activation="tanh")(side)])
+    return keras.Model([image, side], L.Dense(2)(x), name="two_inputs")
+
+
 def lambda_model():
     inp = keras.Input((5,))
     return keras.Model(inp, L.Dense(3)(L.Lambda(lambda t: t * 2.0 + 1.0)(inp)), name="lam")
@@ -138,7 +145,7 @@ def mobilenet_v3_small():
 
 
 MODELS = {"seq_images": sequential_images, "branches": functional_branches,
-          "conv1d": functional_conv1d, "activations": activations, "digits_cnn": digits_cnn,
+          "conv1d": functional_conv1d, "two_inputs": two_inputs, "activations": activations, "digits_cnn": digits_cnn,
           "lambda": lambda_model, "mobilenet": mobilenet, "mobilenet_v2": mobilenet_v2,
           "mobilenet_v3_small": mobilenet_v3_small}
 H5 = ("seq_images", "branches")
@@ -160,14 +167,21 @@ def outputs(model, x) -> dict:
     return {f"y{i}": np.asarray(v) for i, v in enumerate(y if isinstance(y, list) else [y])}
 
 
+def inputs(npz_path):
+    """The model input(s) saved beside a file: ``x0`` alone, or the list ``x0, x1, ...``."""
+    data = np.load(npz_path)
+    xs = [data[f"x{i}"] for i in range(sum(k.startswith("x") for k in data.files))]
+    return xs[0] if len(xs) == 1 else xs
+
+
 def build(out: Path):
     rng = np.random.default_rng(0)
     for name, make in MODELS.items():
         model = make()
         randomize(model, rng)
-        shape = (4, *model.inputs[0].shape[1:])
-        x = rng.normal(0, 2, shape).astype("float32")
-        np.savez(out / f"{name}.npz", x=x, **outputs(model, x))
+        xs = [rng.normal(0, 2, (4, *t.shape[1:])).astype("float32") for t in model.inputs]
+        x = xs[0] if len(xs) == 1 else xs
+        np.savez(out / f"{name}.npz", **{f"x{i}": v for i, v in enumerate(xs)}, **outputs(model, x))
         model.save(out / f"{name}.keras")
         if name in H5:
             model.save(out / f"{name}.h5")
@@ -176,8 +190,7 @@ def build(out: Path):
 def predict(out: Path):
     for path in sorted(out.glob("*.keras")):
         model = keras.saving.load_model(path)
-        x = np.load(path.with_suffix(".npz"))["x"]
-        np.savez(path.with_suffix(".k3.npz"), **outputs(model, x))
+        np.savez(path.with_suffix(".k3.npz"), **outputs(model, inputs(path.with_suffix(".npz"))))
 
 
 if __name__ == "__main__":

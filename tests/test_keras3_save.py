@@ -52,7 +52,7 @@ def written(tmp_path_factory):
         model = make(base)
         models[name] = model
         save_keras3(model, out / f"{name}.keras")
-        np.savez(out / f"{name}.npz", x=x, y0=np.asarray(model(x, training=False)))
+        np.savez(out / f"{name}.npz", x0=x, y0=np.asarray(model(x, training=False)))
     _keras3_models.run(out, "predict")
     return out, models, base
 
@@ -67,7 +67,7 @@ def test_keras3_predicts_what_tf_keras_did(written, name):
 
 def test_the_results_differ_from_the_base_where_they_should(written):
     out, models, base = written
-    x = np.load(out / "factorized.npz")["x"]
+    x = np.load(out / "factorized.npz")["x0"]
     assert models["filter_pruned"].count_params() < base.count_params()
     assert models["factorized"].count_params() < base.count_params()
     assert not np.allclose(np.load(out / "factorized.npz")["y0"], base(x), atol=1e-5)

@@ -95,11 +95,13 @@ def split_validation(train, seed: int = 0):
     size = max(1, int(VALIDATION_FRACTION * n))
     if n < 5:
         raise RecipeError(f"`train` must hold at least 5 samples to hold out validation data. Received: {n}")
-    strata = None
-    if labels.ndim <= 2 and np.issubdtype(labels.dtype, np.integer) or np.array_equal(labels, np.round(labels)):
-        ids = labels.argmax(-1) if labels.ndim == 2 and labels.shape[1] > 1 else labels.reshape(n, -1)[:, 0]
-        counts = np.bincount(ids.astype(int) - int(ids.min()))
-        counts = counts[counts > 0]
+    ids = strata = None
+    if labels.ndim == 2 and labels.shape[1] > 1 and np.isin(labels, (0, 1)).all():
+        ids = labels.argmax(-1)  # one-hot rows
+    elif labels.size == n and np.isfinite(labels).all() and np.array_equal(labels, np.round(labels)):
+        ids = labels.reshape(-1).astype(int)  # class ids
+    if ids is not None:
+        counts = np.unique(ids, return_counts=True)[1]
         if counts.min() >= 2 and size >= counts.size and counts.size < n // 2:
             strata = ids
     index = np.arange(n)

@@ -103,8 +103,7 @@ def export_artifact(model, path, mode, train, test, name=None, tasks=None, **kwa
 
     tasks = tasks or tasks_lib.infer_tasks(model, test[1])
     calibration = train[0][:CALIBRATION_SAMPLES] if mode in ("int8", "int16x8") else None
-    rep = export(model, path, mode, representative_data=calibration, verify_data=_verify_data(test, tasks),
-                 **kwargs)
+    rep = export(model, path, mode, representative_data=calibration, verify_data=test, **kwargs)
     labels = tasks_lib.split_labels(test[1], [t.output for t in tasks])
     values = [t.score(lab, pred) for t, lab, pred in
               zip(tasks, labels, tflite_predictions(path, test[0], model))]
@@ -119,10 +118,3 @@ def export_artifact(model, path, mode, train, test, name=None, tasks=None, **kwa
         flash_bytes=rep.flash_bytes, arena_bytes=(rep.arena or {}).get("bytes"),
         tflm_agreement=rep.tflm_agreement,
     )
-
-
-def _verify_data(test, tasks):
-    """``test`` with labels only for a single classification output (what verify scores)."""
-    if len(tasks) == 1 and tasks[0].kind == tasks_lib.CLASSIFICATION:
-        return test
-    return test[0]

@@ -67,12 +67,12 @@ def _fmt(key, value) -> str:
 
 def trace_table(trace: list[dict]) -> str:
     """The per-step metric trace (one row per step, one column per output) as Markdown."""
+    from edgecompress._markdown import table
+
     outputs = list(trace[0]["scores"]) if trace else []
-    lines = ["| step | kind | " + " | ".join(outputs) + " |", "|---|---|" + "---|" * len(outputs)]
-    for entry in trace:
-        cells = [_fmt("value", entry["scores"].get(o)) for o in outputs]
-        lines.append(f"| {entry['step']} | {entry['kind']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return table(["step", "kind", *outputs],
+                 ([entry["step"], entry["kind"], *(_fmt("value", entry["scores"].get(o)) for o in outputs)]
+                  for entry in trace))
 
 
 def write_report(out_dir, artifacts: list[Artifact], title: str, baseline: str | None = None,
@@ -99,7 +99,7 @@ def write_report(out_dir, artifacts: list[Artifact], title: str, baseline: str |
     if trace:
         md += ["## Per-step trace (held-out data)", "", trace_table(trace), ""]
     md += ["![accuracy vs deployable bytes](pareto.png)", ""]
-    document = {"title": title, "baseline": baseline, "artifacts": rows}
+    document = {"title": title, "baseline": baseline, "notes": notes, "artifacts": rows}
     if trace is not None:
         document["trace"] = trace
     if guard is not None:

@@ -114,10 +114,14 @@ def _run(args) -> int:
 
     say("loading TensorFlow")
     from edgecompress.datasets import describe, resolve
+    from edgecompress.loading import translated_from
     from tflite_export.convert import export, load_model
 
     say(f"loading {args.model}")
     model = load_model(args.model)
+    source = translated_from(model)
+    if source:
+        say(f"{args.model} was saved by {source}: translated to tf_keras")
     calibration = verify_data = None
     if args.calibration:
         calibration = resolve(args.calibration, "calibration", "--calibration",
@@ -158,14 +162,17 @@ def _run(args) -> int:
     if args.json:
         print(report.to_json())
     else:
-        print(summary(report, micro))
+        print(summary(report, micro, source))
     if micro is not None and args.json:
         say(f"C array: {micro.source}, {micro.header}")
     return 0
 
 
-def summary(report, micro=None) -> str:
-    """A readable two-column table of the export (and C array) report."""
+def summary(report, micro=None, source=None) -> str:
+    """A readable two-column table of the export (and C array) report.
+
+    ``source`` names the Keras a translated model came from (``"Keras 3.15.1"``).
+    """
 
     def pct(v):
         return "-" if v is None else f"{100 * v:.2f} %"
@@ -181,6 +188,8 @@ def summary(report, micro=None) -> str:
         ("accuracy (keras)", pct(report.keras_accuracy)),
         ("max |diff|", "-" if report.max_abs_diff is None else f"{report.max_abs_diff:.3g}"),
     ]
+    if source:
+        rows.insert(0, ("model", f"translated from {source}"))
     for head in report.outputs if len(report.outputs) > 1 else []:
         figure = (f"agreement {pct(head['agreement'])}" if head["compare"] == "top1"
                   else f"rel. L2 {head['rel_l2']:.3g}")

@@ -113,7 +113,7 @@ def split_validation(train, seed: int = 0):
 
 
 def run(recipe, model, train, test, out_dir, baseline=None, verbose: int = 1, seed: int = 0,
-        validation=None, max_drop=None, enforce: bool = True) -> RunResult:
+        validation=None, max_drop=None, enforce: bool = True, strategy=None) -> RunResult:
     """Run every step of ``recipe`` on a clone of ``model``; write artifacts into ``out_dir``.
 
     Args:
@@ -127,6 +127,8 @@ def run(recipe, model, train, test, out_dir, baseline=None, verbose: int = 1, se
         max_drop: overrides the recipe's ``max_drop`` (see :mod:`edgecompress.recipe.guard`).
         enforce: raise when the guard fails (False: only mark the artifacts FAILED and log it, as
             the demo and benchmarks do).
+        strategy: ``"mirrored"`` or ``"multiworker"``: data-parallel training steps (see
+            :mod:`edgecompress.distribute`).
 
     Returns:
         A :class:`RunResult`: ``(final_model, artifacts)`` with ``trace`` and ``failures``.
@@ -145,7 +147,7 @@ def run(recipe, model, train, test, out_dir, baseline=None, verbose: int = 1, se
         train, validation = split_validation(train, seed)
     state = RunState(model=surgery.clone(model), train=train, validation=validation, test=test,
                      out_dir=Path(out_dir), baseline=baseline if baseline is not None else model,
-                     recipe=recipe, tasks=tasks, verbose=verbose, seed=seed)
+                     recipe=recipe, tasks=tasks, verbose=verbose, seed=seed, strategy=strategy)
     base_values = tasks_lib.evaluate(model, test, tasks)
     trace = [{"step": 0, "kind": "input", "scores": dict(zip(names, base_values))}]
     log.info("[%s] input model on %d held-out samples: %s", recipe.name, len(test[0]), _show(trace[0]))

@@ -199,6 +199,9 @@ def _cmd_report(args) -> int:
 
     test = datasets.resolve(args.data, "test")
     artifacts = [measure_artifact(p, test, unsafe=args.unsafe) for p in args.artifacts]
+    from edgecompress.bench.harness import time_artifacts
+
+    time_artifacts(artifacts)  # .tflite files side by side: latency_us
     with staged_output(args.out, args.overwrite) as stage:
         write_report(stage, artifacts, "edgecompress report", baseline=artifacts[0].name)
     _print_summary(artifacts, Path(args.out))

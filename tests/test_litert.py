@@ -159,3 +159,16 @@ def test_latency_harness_alternates_and_flags_a_loaded_machine(data, caplog):
     assert "WARNING" in latency_note(loaded) and "3 alternating rounds" in latency_note(quiet)
     with pytest.raises(ValueError, match="`rounds` must be"):
         compare_latency(files, rounds=0)
+
+
+def test_report_latency_fills_tflite_artifacts_only(tmp_path):
+    from edgecompress.artifacts import Artifact
+    from edgecompress.bench.harness import time_artifacts
+
+    (tmp_path / "a.tflite").write_bytes(_convert(sequential_cnn()))
+    artifacts = [Artifact(name="a", path=str(tmp_path / "a.tflite")),
+                 Artifact(name="packed", path=str(tmp_path / "p.ecpk"))]
+    report = time_artifacts(artifacts, rounds=2, invokes=1)
+    assert artifacts[0].latency_us == report.median(str(tmp_path / "a.tflite")) > 0
+    assert artifacts[1].latency_us is None
+    assert time_artifacts(artifacts[1:]) is None

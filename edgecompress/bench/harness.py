@@ -122,3 +122,20 @@ def latency_note(report: LatencyReport) -> str:
             f"{report.invokes} inferences after {report.warmup} warm-up; load average "
             f"{report.load_average:.1f} on {report.cores} cores")
     return note + (f" (WARNING: {report.warning})" if report.warning else "")
+
+
+def time_artifacts(artifacts, rounds: int = 10, invokes: int = 50) -> LatencyReport | None:
+    """Fill ``latency_us`` of every artifact that is a ``.tflite`` file a phone runtime runs,
+    timing them side by side (``edgecompress report``). LUT-compressed files (TFLM's DECODE) and
+    other formats are left out. Returns the report, or None with no such file."""
+    from tflite_export.runtime import inspect
+
+    files = {a.path: a.path for a in artifacts
+             if str(a.path).endswith(".tflite") and not any(op.endswith("DECODE") for op in inspect(a.path).ops)}
+    if not files:
+        return None
+    report = compare_latency(files, rounds=rounds, invokes=invokes)
+    for artifact in artifacts:
+        if artifact.path in report.files:
+            artifact.latency_us = report.median(artifact.path)
+    return report

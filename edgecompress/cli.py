@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("-o", "--out", required=True, help="output folder")
     comp.add_argument("--overwrite", action="store_true")
     comp.add_argument("--unsafe", action="store_true", help="allow Lambda layers (runs file code)")
+    comp.add_argument("--keras3-out", action="store_true",
+                      help="also write the result as a Keras 3 .keras file (<recipe>_keras3.keras); "
+                           "plain layers only (strip pruning/clustering, decode PQ)")
     comp.add_argument("--quiet", action="store_true")
     comp.add_argument("--max-drop", type=float, default=None,
                       help="accuracy guard: most pp of accuracy an artifact may lose (percent more error "
@@ -139,7 +142,8 @@ def _cmd_compress(args) -> int:
                          "(a device budget such as flash=64KB,arena=20KB)")
     from edgecompress import datasets
     from edgecompress import recipe as recipes
-    from edgecompress.loading import load_model
+    from edgecompress.keras3_save import save_keras3
+    from edgecompress.loading import load_model, translated_from
     from edgecompress.pipeline import baseline_artifacts, save_model
     from edgecompress.registration import register_edgecompress_objects
     from edgecompress.report import write_report
@@ -147,6 +151,8 @@ def _cmd_compress(args) -> int:
     register_edgecompress_objects()
     recipe = recipes.load(_recipe_path(args.recipe))
     model = load_model(args.model, argument="MODEL", unsafe=args.unsafe)
+    source = translated_from(model)
+    notes = f"The input model was translated from {source} to tf_keras." if source else ""
     shape = input_shape(model, "--data")
     train, validation, test = (_labeled(datasets.resolve(args.data, role, input_shape=shape))
                                for role in ("train", "validation", "test"))
@@ -165,11 +171,15 @@ def _cmd_compress(args) -> int:
         except recipes.AccuracyGuardError as err:
             failed, result = err, err.result
         save_model(result.model, stage / f"{recipe.name}.keras")
+        if args.keras3_out:
+            save_keras3(result.model, stage / f"{recipe.name}_keras3.keras")
         artifacts += result.artifacts
         write_report(stage, artifacts, f"{recipe.name} on {Path(args.model).name}",
-                     baseline="baseline_float32", trace=result.trace,
+                     baseline="baseline_float32", notes=notes, trace=result.trace,
                      guard={"max_drop": max_drop if max_drop is not None else recipe.max_drop,
                             "failures": result.failures, "worst": result.worst})
+    if notes:
+        print(notes)
     _print_summary(artifacts, Path(args.out))
     if failed is not None:
         raise failed

@@ -130,7 +130,7 @@ def load_keras3(path, argument: str = "model", unsafe: bool = False,
         ``_edgecompress_translated_from`` holds ``"Keras <version>"``.
 
     Raises:
-        ModelFileError: a corrupt file, a layer or option with no tf_keras equivalent (named,
+        TranslationError: a corrupt file, a layer or option with no tf_keras equivalent (named,
             with its class and the supported list), or weights whose shapes don't match.
     """
     path = Path(path)
@@ -239,14 +239,15 @@ class _Translator:
                 raise self.fail(f"has a graph whose inputs cannot be resolved (missing {missing})")
             for entry, index, node in ready:
                 name = entry["name"]
-                call = made.get(name) if not _is_op(entry) else None
-                if call is None:
-                    call = self.op(entry, index, node) if _is_op(entry) else self.layer(entry)
-                    made[name] = call
                 args, kwargs = _node_call(node, tensors)
-                if _is_op(entry):
+                if _is_op(entry):  # one layer per call: each holds its own constant
+                    call = self.op(entry, index, node)
                     inputs = [a for a in args if _is_tensor(a)]
                     args, kwargs = ([inputs] if len(inputs) > 1 else inputs), {}
+                else:
+                    if name not in made:
+                        made[name] = self.layer(entry)
+                    call = made[name]
                 out = call(*args, **kwargs)
                 for t, tensor in enumerate(tf.nest.flatten(out)):
                     tensors[(name, index, t)] = tensor

@@ -156,8 +156,9 @@ def _layer_entry(layer) -> dict:
 
 def _reason(layer) -> str:
     module = type(layer).__module__
-    if "tensorflow_model_optimization" in module:
-        return "a tfmot wrapper; strip it first (edgecompress.pruning.strip, quantization.strip)"
+    if isinstance(layer, keras.layers.Wrapper):
+        return ("a tfmot wrapper; strip it first (edgecompress.pruning.strip, "
+                "edgecompress.quantization.strip); QAT models have no plain-layer form")
     if module.startswith("larq"):
         return "a larq quantized layer, which Keras 3 lacks"
     return "not a tf_keras built-in layer"

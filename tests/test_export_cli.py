@@ -16,7 +16,7 @@ from tflite_export.cli import main
 
 FIELDS = ["path", "mode", "bytes", "gzip_bytes", "ops", "agreement", "accuracy",
           "keras_accuracy", "max_abs_diff", "rel_l2", "outputs", "runtime", "flash_bytes", "arena",
-          "tflm_agreement", "tflm_outputs", "latency_us", "notes"]
+          "tflm_agreement", "tflm_outputs", "latency_us", "notes", "micro_compression"]
 ROOT = Path(__file__).resolve().parents[1]
 
 

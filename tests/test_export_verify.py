@@ -176,3 +176,18 @@ def test_qat_converts_from_learned_ranges_not_recalibrated(tmp_path):
         export(_qat_autoencoder(True, x), tmp_path / "bn.tflite", "int8", representative_data=x,
                verify_data=(x, x), max_rel_error=0.05)
     assert not (tmp_path / "bn.tflite").exists()
+
+
+def test_fc_per_tensor_drops_the_per_channel_parameters(x8, tmp_path):
+    from tflite_export.runtime import inspect
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(256, activation="relu"),
+                              keras.layers.Dense(256, activation="relu"), keras.layers.Dense(4)])
+    per_channel = export(model, tmp_path / "c.tflite", "int8", representative_data=x8)
+    per_tensor = export(model, tmp_path / "t.tflite", "int8", representative_data=x8,
+                        verify_data=x8, fc_per_tensor=True)
+    scales = [max(t["scales"] for t in inspect(tmp_path / f).tensors) for f in ("c.tflite", "t.tflite")]
+    assert scales == [256, 1]
+    # a float32 scale and an int64 zero point per channel: 12 bytes each, 516 channels
+    assert per_channel.bytes - per_tensor.bytes >= 12 * (256 + 256 + 4 - 3) - 64
+    assert per_tensor.rel_l2 < 0.2

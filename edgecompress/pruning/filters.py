@@ -96,7 +96,8 @@ def prune_filters(model, ratio=0.5, criterion="l1", threshold=None):
 
     Returns:
         A new model of the same kind (Sequential stays Sequential), uncompiled, with fewer filters
-        and fewer input channels downstream. Groups that cannot be traced (see
+        and fewer input channels downstream. A model with nested models is inlined first
+        (:func:`~edgecompress.surgery.flatten`) and comes back as one flat Functional model. Groups that cannot be traced (see
         :func:`~edgecompress.surgery.channel_groups`) are left unpruned, with a warning naming
         the layers and the reason. ``model.transform_report`` (a
         :class:`~edgecompress.surgery.TransformReport`) lists the pruned producers, those
@@ -121,6 +122,8 @@ def prune_filters(model, ratio=0.5, criterion="l1", threshold=None):
     elif threshold is not None:
         raise ValueError(f"`threshold` is only used with criterion='threshold'. Received: "
                          f"criterion={criterion!r}, threshold={threshold!r}")
+    if any(isinstance(layer, keras.Model) for layer in model.layers):
+        model = surgery.flatten(model)  # the channel tracker follows one flat graph
     graph = channel_groups(model)
     report = surgery.TransformReport(f"prune_filters({criterion})")
     ratios = _group_ratios(graph, ratio, criterion, report)

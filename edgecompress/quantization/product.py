@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 import numpy as np
 
 from edgecompress._keras import check_graph_model, keras, tf
+from edgecompress.quantization._progress import Progress
 from edgecompress.surgery import (
     Replacement,
     TransformReport,
@@ -366,8 +366,8 @@ def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size:
     fit_x = held_x = None
     if calibration_data is not None:
         fit_x, held_x = _split(calibration_data, holdout, seed)
-    plans, small, start = {}, [], time.monotonic()
-    for number, layer in enumerate(selected, 1):
+    plans, small, progress = {}, [], Progress("product_quantize", len(selected))
+    for layer in selected:
         kernel = layer.kernel.numpy()
         w2d = kernel.reshape(-1, kernel.shape[-1])
         books, assign = _quantize_matrix(w2d, d, k, seed)
@@ -379,9 +379,7 @@ def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size:
             books, assign, _ = _qcnn_refine(x, w2d, books, assign, sweeps, ridge, x_held)
         plans[layer.name] = (books, assign)
         report.transformed.append(layer.name)
-        if time.monotonic() - start > 2:
-            log.info("product_quantize: %d/%d '%s' (%.1f s)", number, len(selected), layer.name,
-                     time.monotonic() - start)
+        progress.step(f"'{layer.name}'")
     if small:
         log.warning(
             "product_quantize: calibration_data is small for codebook_size=%d: fewer than %d rows "

@@ -12,7 +12,7 @@ the squeeze-excite ``Multiply``, the TFOpLambda arithmetic of hard-swish (``x + 
   ``Normalization``, a TFOpLambda ``+ - * /`` with a scalar or per-channel constant) becomes a
   1x1 ``DepthwiseConv2D``, which tfmot quantizes per channel and TFLite runs as int8
   ``DEPTHWISE_CONV_2D`` (with a ``Reshape`` on each side for 2-D and 3-D tensors);
-- Conv1D gets the conv weight config, weightless merges and activations without a tfmot rule
+- Conv1D gets a (per-tensor) weight config, weightless merges and activations without a tfmot rule
   (``Multiply``, ``Subtract``, ``Maximum``, ``hard_sigmoid``, ...) get an output quantizer;
   average pooling keeps its input's scale (no output quantizer: TFLite's AVERAGE_POOL_2D needs
   the same scale in and out, which tfmot's own rule breaks on DenseNet's transitions);
@@ -143,7 +143,8 @@ def _quantize_config(layer):
     if _REGISTRY._is_supported_layer(cls) or cls in (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D):
         return None, None
     if cls is keras.layers.Conv1D:
-        return registry.Default8BitConvQuantizeConfig(["kernel"], ["activation"], False), None
+        # per-tensor: tfmot's per-axis weight quantizer fails on a rank-3 kernel
+        return registry.Default8BitQuantizeConfig(["kernel"], ["activation"], False), None
     if cls in _OUTPUT_QUANTIZED:
         return configs.Default8BitOutputQuantizeConfig(), None
     if cls.__name__ == "TFOpLambda":

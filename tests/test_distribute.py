@@ -80,3 +80,25 @@ def test_multiworker_pruning_fine_tune_matches_one_process():
     assert chief["losses"][-1] < chief["losses"][0]
     assert chief["losses"][-1] == pytest.approx(alone["losses"][-1], rel=0.1)
     assert chief["sparsity"] == pytest.approx(0.5, abs=0.01) == alone["sparsity"]
+
+
+def test_recipe_fit_under_mirrored_strategy_trains_the_model_in_place(tmp_path):
+    """The recipe's fit step with strategy='mirrored' trains a copy made in the strategy's scope
+    and hands its weights back to the run's model (unchanged weights would equal the input's)."""
+    import numpy as np
+    from _search_models import tiny_classifier
+
+    from edgecompress import datasets, distribute
+    from edgecompress import recipe as recipes
+
+    (x, y), _ = datasets.load("digits")
+    model = tiny_classifier(filters=4, units=16)
+    before = model.evaluate(x[:256], y[:256], verbose=0)[0]
+    recipe = recipes.parse("[[step]]\nkind = 'fit'\nepochs = 2\npatience = 0\n")
+    result = recipes.run(recipe, model, (x[:256], y[:256]), (x[256:384], y[256:384]), tmp_path,
+                         verbose=0, strategy="mirrored")
+    trained = result.model
+    assert distribute.get_strategy("mirrored").num_replicas_in_sync >= 1
+    assert not any(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained.get_weights()))
+    trained.compile("adam", "sparse_categorical_crossentropy")
+    assert trained.evaluate(x[:256], y[:256], verbose=0) < before

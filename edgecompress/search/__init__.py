@@ -11,7 +11,7 @@ import importlib
 
 _NAMES = {
     "search": "core", "SearchResult": "core", "allocate": "core", "require_winner": "core",
-    "PRUNE_RATIOS": "core", "RANK_FRACTIONS": "core", "MARGINS": "core",
+    "PRUNE_RATIOS": "core", "RANK_FRACTIONS": "core", "LUT_BITS": "core", "MARGINS": "core",
     "write_outputs": "outputs", "recipe_toml": "outputs", "Action": "space",
     "Target": "targets", "parse_target": "targets", "Executor": "jobs",
 }

@@ -29,6 +29,8 @@ def add_arguments(comp) -> None:
     comp.add_argument("--top-k", type=int, default=4, help="--target: candidates to fine-tune a round")
     comp.add_argument("--ratios", help="--target: filter-pruning ratios to scan (comma list)")
     comp.add_argument("--ranks", help="--target: fractions of full rank to scan (comma list)")
+    comp.add_argument("--lut-bits", help="--target: TFLM LUT bit widths to scan (comma list of 1-7; "
+                                         "'none' to skip)")
     comp.add_argument("--seed", type=int, default=0, help="--target: the seed of every job")
 
 
@@ -57,6 +59,7 @@ def run_target_search(args, staged_output) -> int:
 
     ratios = _fractions(args.ratios, "--ratios", search_mod.PRUNE_RATIOS)
     ranks = _fractions(args.ranks, "--ranks", search_mod.RANK_FRACTIONS)
+    lut_bits = _bits(args.lut_bits, search_mod.LUT_BITS)
     from edgecompress import datasets
     from edgecompress._cli import input_shape
     from edgecompress.loading import load_model
@@ -69,7 +72,7 @@ def run_target_search(args, staged_output) -> int:
     test = datasets.resolve(args.data, "test", input_shape=shape)
     result = search_mod.search(
         model, train, target, max_drop=max_drop, workers=args.workers, ray_address=args.ray_address,
-        ratios=ratios, rank_fractions=ranks, epochs=args.epochs, top_k=args.top_k,
+        ratios=ratios, rank_fractions=ranks, lut_bits=lut_bits, epochs=args.epochs, top_k=args.top_k,
         distill=args.distill, strategy=None if args.strategy == "none" else args.strategy,
         seed=args.seed)
     winner = search_mod.require_winner(result)
@@ -96,4 +99,18 @@ def _fractions(text, argument, default):
         values = ()
     if not values or not all(0 < v < 1 for v in values):
         raise UsageError(f"`{argument}` must be a comma list of numbers in (0, 1). Received: {text!r}")
+    return values
+
+
+def _bits(text, default):
+    if text is None:
+        return default
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(1 <= v <= 7 for v in values):
+        raise UsageError(f"`--lut-bits` must be 'none' or a comma list of ints in [1, 7]. Received: {text!r}")
     return values

@@ -30,6 +30,7 @@ log = logging.getLogger("edgecompress.search")
 
 PRUNE_RATIOS = (0.25, 0.5, 0.75, 0.9)
 RANK_FRACTIONS = (0.5, 0.25, 0.1)
+LUT_BITS = (4, 2)
 MARGINS = (1.0, 0.85, 0.7, 0.55)  # a plan is kept when its estimate is under margin x budget
 MIN_TFLM_AGREEMENT = 0.95
 
@@ -70,12 +71,13 @@ class SearchResult:
 
 
 def search(model, train, target, max_drop: float = 1.0, validation=None, *, workers=None,
-           ray_address=None, ratios=PRUNE_RATIOS, rank_fractions=RANK_FRACTIONS, epochs: int = 5,
+           ray_address=None, ratios=PRUNE_RATIOS, rank_fractions=RANK_FRACTIONS,
+           lut_bits=LUT_BITS, epochs: int = 5,
            patience: int = 1, learning_rate: float = 1e-3, batch_size: int = 64,
            distill: bool = False, strategy=None, scan_samples: int = 1000, top_k: int = 4,
            try_float: bool = True, rounds: int = 2, seed: int = 0) -> SearchResult:
-    """Search per-layer filter pruning and low-rank ranks (int8, or float32 where int8 hurts)
-    for the most accurate model that fits ``target`` within ``max_drop``.
+    """Search per-layer filter pruning, low-rank ranks and LUT bit widths (int8, or float32 where
+    int8 hurts) for the most accurate model that fits ``target`` within ``max_drop``.
 
     1. Scan: each action alone on the original model, its validation accuracy (no training).
     2. Allocate: greedily take the action with the least measured drop per unit of the budget it
@@ -96,6 +98,7 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
             Ray the caller initialized).
         ratios: filter-pruning fractions to scan.
         rank_fractions: fractions of each layer's full rank to scan.
+        lut_bits: bit widths of TFLite Micro LUT compression to scan per layer (int8 files only).
         epochs: most fine-tune epochs per candidate (0: no fine-tuning).
         patience: early-stopping patience on the validation loss.
         distill: fine-tune by distilling from ``model``.
@@ -136,7 +139,7 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
     executor = Executor(workers, ray_address)
     result = SearchResult(target=target, max_drop=float(max_drop), baseline_accuracy=base_acc,
                           settings=settings, executor=executor.description)
-    actions = space.layer_actions(model, ratios, rank_fractions)
+    actions = space.layer_actions(model, ratios, rank_fractions, lut_bits)
     log.info("search: %d actions on %d layers, %s", sum(map(len, actions.values())), len(actions),
              executor.description)
     with executor.start(shared):
@@ -147,7 +150,8 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
         for row in scans:
             row["drop"] = 100 * (scan_acc - row["accuracy"])
         result.sensitivities = scans
-        reference = {"params": int(model.count_params()), "peak": space.activation_peak(model),
+        reference = {"params": int(model.count_params()), "bytes": int(model.count_params()),
+                     "decoded": 0, "peak": space.activation_peak(model),
                      "macs": int(keras_macs(model)), "flash": baseline["flash"],
                      "arena": baseline["arena"], "latency_ms": baseline["latency_ms"]}
         result.candidates = [baseline]
@@ -202,9 +206,9 @@ def allocate(model, scans, target: Target, reference: dict) -> list[dict]:
     per-layer step with the least accuracy drop per unit of over-budget resource it frees. A layer
     may take one pruning ratio and one rank (its filters are pruned, then it is factorized).
 
-    The flash estimate moves with the parameter count (one byte each in int8), the arena with the
-    activation peak, the latency with MACs, each scaled from the measured int8 baseline. Each move
-    is checked by building the plan's model.
+    The flash estimate moves with the int8 weight bytes (LUT layers at their bit width), the arena
+    with the activation peak plus the LUT kernels TFLM decodes into it, the latency with MACs, each
+    scaled from the measured int8 baseline. Each move is checked by building the plan's model.
 
     Returns:
         Plans ``{"actions", "params", "estimate", "margin"}``, one per margin crossed, then the
@@ -228,7 +232,10 @@ def allocate(model, scans, target: Target, reference: dict) -> list[dict]:
                 if row is current:
                     continue
                 gain = sum(_gain(reference, current, row, key) / over[key] for key in over)
-                if gain <= 0:
+                if gain <= 0 or any(  # a move may not push a resource that fits over its budget
+                        estimate[key] - _gain(reference, current, row, key) > limit
+                        for key, limit in _limits(target).items()
+                        if key not in over and estimate[key] is not None):
                     continue
                 worse = row["drop"] - (current["drop"] if current else 0.0)
                 score = (max(worse, 0.0) + 1e-3) / gain
@@ -237,8 +244,9 @@ def allocate(model, scans, target: Target, reference: dict) -> list[dict]:
         if best is None:
             break
         chosen[best["action"]["layer"], best["action"]["kind"]] = best
-        new, _ = space.apply(model, [Action(**r["action"]) for r in chosen.values()])
-        measured = {"params": int(new.count_params()), "peak": space.activation_peak(new),
+        new, resolved = space.apply(model, [Action(**r["action"]) for r in chosen.values()])
+        measured = {"params": int(new.count_params()), "bytes": space.int8_bytes(new, resolved),
+                    "decoded": space.decoded_bytes(new, resolved), "peak": space.activation_peak(new),
                     "macs": _macs(new)}
         estimate = _estimate(reference, measured)
         for margin in list(margins):
@@ -266,18 +274,21 @@ def _limits(target: Target) -> dict:
 
 def _estimate(reference, measured) -> dict:
     latency = reference["latency_ms"]
-    return {"flash": reference["flash"] + (measured["params"] - reference["params"]),
-            "arena": reference["arena"] * measured["peak"] / max(reference["peak"], 1),
+    return {"flash": reference["flash"] + (measured["bytes"] - reference["bytes"]),
+            "arena": reference["arena"] * measured["peak"] / max(reference["peak"], 1) + measured["decoded"],
             "latency_ms": None if latency is None else latency * measured["macs"] / max(reference["macs"], 1)}
 
 
 def _gain(reference, current, row, key) -> float:
     """How much ``row`` frees of resource ``key`` beyond the layer's current choice."""
-    column = {"flash": "params", "arena": "peak", "latency_ms": "macs"}[key]
+    column = {"flash": "bytes", "arena": "peak", "latency_ms": "macs"}[key]
     scale = {"flash": 1.0, "arena": reference["arena"] / max(reference["peak"], 1),
              "latency_ms": (reference["latency_ms"] or 0.0) / max(reference["macs"], 1)}[key]
-    before = current[column] if current else reference[column]
-    return (before - row[column]) * scale
+    before = current if current else reference
+    gain = (before[column] - row[column]) * scale
+    if key == "arena":  # LUT kernels are decoded into the arena
+        gain -= row["decoded"] - before["decoded"]
+    return gain
 
 
 def _macs(model) -> int:

@@ -13,7 +13,7 @@ from edgecompress.search.core import SearchResult, describe, require_winner
 
 def recipe_toml(result: SearchResult, cand: dict) -> str:
     """A recipe that rebuilds ``cand``: its filter pruning, its factorizations, the fine-tune
-    (``fit`` or ``distill`` for the epochs early stopping kept) and the export."""
+    (``fit`` or ``distill`` for the epochs early stopping kept), its LUT bit widths and the export."""
     s = result.settings
     lines = [f'name = "search_{cand["name"]}"',
              f'description = "found by edgecompress compress --target '
@@ -27,8 +27,15 @@ def recipe_toml(result: SearchResult, cand: dict) -> str:
     if cand["epochs"]:
         kind = "distill" if s["distill"] else "fit"
         lines += ["[[step]]", f'kind = "{kind}"', f'epochs = {cand["epochs"]}',
-                  f'learning_rate = {s["learning_rate"]:g}', f'batch_size = {s["batch_size"]}', ""]
-    lines += ["[[step]]", 'kind = "export"', f'mode = "{cand["mode"]}"', ""]
+                  f'learning_rate = {s["learning_rate"]:g}', f'batch_size = {s["batch_size"]}',
+                  "patience = 0", 'augment = "none"', ""]
+    lut = cand["resolved"].get("lut", {}) if cand["mode"] == "int8" else {}
+    for width in sorted(set(lut.values())):
+        names = ", ".join(f'"{n}"' for n, b in sorted(lut.items()) if b == width)
+        lines += ["[[step]]", 'kind = "quantize_weights"', f"bits = {width}", "per_channel = true",
+                  f"layers = [{names}]", ""]
+    lines += ["[[step]]", 'kind = "export"', f'mode = "{cand["mode"]}"']
+    lines += ['micro_compress = "lut"', ""] if lut else [""]
     return "\n".join(lines)
 
 

@@ -38,6 +38,7 @@ def scan(shared, action: dict) -> dict:
     new, resolved = space.apply(_model(shared), [Action(**action)])
     return {"action": action, "resolved": resolved,
             "accuracy": keras_accuracy(new, shared["scan"]), "params": int(new.count_params()),
+            "bytes": space.int8_bytes(new, resolved), "decoded": space.decoded_bytes(new, resolved),
             "peak": space.activation_peak(new), "macs": int(keras_macs(new))}
 
 
@@ -49,14 +50,18 @@ def candidate(shared, actions: list, mode: str, seed: int, name: str, estimate=N
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     base = _model(shared)
-    new, resolved = space.apply(base, [Action(**a) for a in actions])
+    new, resolved = space.apply(base, [Action(**a) for a in actions], lut=False)
     epochs = finetune(new, shared, seed) if actions and settings["epochs"] else 0
+    lut = bool(resolved["lut"]) and mode == "int8"
+    if lut:  # after the fine-tune, which would undo it
+        new = space.apply_lut(new, resolved["lut"])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.tflite"
         calibration = shared["fit"][0][:CALIBRATION_SAMPLES] if mode == "int8" else None
         rep = export(new, path, mode, representative_data=calibration, verify_data=shared["val"])
-        tflite = path.read_bytes()
-    foot = measure.footprint(tflite, latency=settings["latency"])
+        plain = path.read_bytes()
+    tflite = measure.lut_compress(plain) if lut else plain  # LiteRT verified the plain file
+    foot = measure.footprint(tflite, latency=settings["latency"], latency_file=plain)
     from edgecompress.search.jobs import model_to_bytes
 
     return {
@@ -65,7 +70,8 @@ def candidate(shared, actions: list, mode: str, seed: int, name: str, estimate=N
         "params": int(new.count_params()), "flash": foot.flash, "arena": foot.arena,
         "latency_ms": foot.latency_ms,
         "accuracy": rep.accuracy, "keras_accuracy": rep.keras_accuracy, "agreement": rep.agreement,
-        "tflm_agreement": measure.tflm_agreement(tflite, shared["val"][0][:settings["tflm_samples"]]),
+        "tflm_agreement": measure.tflm_agreement(tflite, shared["val"][0][:settings["tflm_samples"]],
+                                                 reference=plain),
         "tflite": tflite, "keras": model_to_bytes(new),
     }
 

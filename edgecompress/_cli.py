@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import logging
 import os
 import sys
@@ -186,6 +187,7 @@ def _captured(enabled: bool = True):
             sys.stdout = out
         if _on_fd(sys.stderr, 2):
             _terminal_err = os.fdopen(os.dup(saved[2]), "w", buffering=1, encoding="utf-8")
+            faulthandler.enable(_terminal_err)  # a crash in C++ still reaches the terminal
         try:
             yield _Capture(sink)
         finally:
@@ -197,6 +199,7 @@ def _captured(enabled: bool = True):
             sys.stdout = real_out
             out.close()
             if _terminal_err is not None:
+                faulthandler.disable()
                 _terminal_err.close()
             _terminal_err = None
 

@@ -20,8 +20,10 @@ from edgecompress.datasets import CALIBRATION_SAMPLES
 class Artifact:
     """One point of the comparison: a model or file with its size and accuracy.
 
-    ``deploy_bytes`` is what goes to the device: the smaller of the gzip of the verified
-    ``.tflite`` and the packed format, where there is one. ``scores`` holds each output's metric
+    ``deploy_bytes`` is what a phone downloads: the gzip of the verified ``.tflite`` (a packed
+    ``.ecpk`` is a storage/transfer format no runtime reads, so it has none). The MCU target:
+    ``flash_bytes`` (the file as the device stores it), ``arena_bytes`` (the exact TFLM arena) and
+    ``tflm_agreement``, filled when the export ran TFLM (``micro``). ``scores`` holds each output's metric
     on the held-out data (``{"fc2": {"metric": "accuracy", "value": 0.97}}``); ``status`` is
     ``"FAILED"`` when the accuracy guard rejected the artifact.
     """
@@ -39,6 +41,9 @@ class Artifact:
     keras_accuracy: float | None = None
     agreement: float | None = None
     latency_us: float | None = None
+    flash_bytes: int | None = None
+    arena_bytes: int | None = None
+    tflm_agreement: float | None = None
     ops: str = ""
     note: str = ""
     scores: dict = field(default_factory=dict)
@@ -68,22 +73,17 @@ def first_accuracy(tasks, values) -> float | None:
 def tflite_predictions(path, x, model) -> list[np.ndarray]:
     """Outputs of the ``.tflite`` file at ``path`` on ``x``, in ``model``'s output order.
 
-    TFLite may order several outputs differently from Keras; they are matched to the model's
-    outputs by shape (ties keep the file's order).
+    TFLite orders several outputs differently from Keras; they are matched by name
+    (:func:`tflite_export.verify.match_outputs`).
     """
     from tflite_export.runtime import Runner
+    from tflite_export.verify import match_outputs
 
-    out = Runner(path).predict(x)
+    runner = Runner(path)
+    out = runner.predict(x)
     outs = [np.asarray(o) for o in out] if isinstance(out, list) else [np.asarray(out)]
-    shapes = [tuple(t.shape[1:]) for t in model.outputs]
-    if len(outs) != len(shapes):
-        return outs
-    ordered, free = [], list(range(len(outs)))
-    for shape in shapes:
-        pick = next((i for i in free if tuple(outs[i].shape[1:]) == shape), free[0])
-        free.remove(pick)
-        ordered.append(outs[pick])
-    return ordered
+    order = match_outputs(runner.output_names, list(model.output_names))
+    return [outs[i] for i in order]
 
 
 def export_artifact(model, path, mode, train, test, name=None, tasks=None, **kwargs) -> Artifact:
@@ -103,8 +103,7 @@ def export_artifact(model, path, mode, train, test, name=None, tasks=None, **kwa
 
     tasks = tasks or tasks_lib.infer_tasks(model, test[1])
     calibration = train[0][:CALIBRATION_SAMPLES] if mode in ("int8", "int16x8") else None
-    rep = export(model, path, mode, representative_data=calibration, verify_data=_verify_data(test, tasks),
-                 **kwargs)
+    rep = export(model, path, mode, representative_data=calibration, verify_data=test, **kwargs)
     labels = tasks_lib.split_labels(test[1], [t.output for t in tasks])
     values = [t.score(lab, pred) for t, lab, pred in
               zip(tasks, labels, tflite_predictions(path, test[0], model))]
@@ -116,11 +115,6 @@ def export_artifact(model, path, mode, train, test, name=None, tasks=None, **kwa
         gzip_bytes=rep.gzip_bytes, deploy_bytes=rep.gzip_bytes, accuracy=first_accuracy(tasks, values),
         keras_accuracy=first_accuracy(tasks, keras_values), agreement=rep.agreement,
         ops=",".join(sorted(set(rep.ops))), scores=scores_of(tasks, values),
+        flash_bytes=rep.flash_bytes, arena_bytes=(rep.arena or {}).get("bytes"),
+        tflm_agreement=rep.tflm_agreement,
     )
-
-
-def _verify_data(test, tasks):
-    """``test`` with labels only for a single classification output (what verify scores)."""
-    if len(tasks) == 1 and tasks[0].kind == tasks_lib.CLASSIFICATION:
-        return test
-    return test[0]

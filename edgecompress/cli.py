@@ -41,17 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="tiny settings (for smoke tests)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing report")
 
-    comp = add("compress", help="run a TOML recipe on a model")
+    comp = add("compress", help="run a TOML recipe on a model, or search for one that fits a "
+                                "device budget (--target)")
     comp.add_argument("model", help=".keras / .h5 / SavedModel path")
-    comp.add_argument("--recipe", required=True, help="recipe TOML file (or a shipped recipe name)")
+    comp.add_argument("--recipe", help="recipe TOML file (or a shipped recipe name)")
     comp.add_argument("--data", required=True, help=DATA_HELP)
     comp.add_argument("-o", "--out", required=True, help="output folder")
     comp.add_argument("--overwrite", action="store_true")
     comp.add_argument("--unsafe", action="store_true", help="allow Lambda layers (runs file code)")
+    comp.add_argument("--keras3-out", action="store_true",
+                      help="also write the result as a Keras 3 .keras file (<recipe>_keras3.keras); "
+                           "plain layers only (strip pruning/clustering, decode PQ)")
     comp.add_argument("--quiet", action="store_true")
     comp.add_argument("--max-drop", type=float, default=None,
                       help="accuracy guard: most pp of accuracy an artifact may lose (percent more error "
-                           "for regression outputs); default the recipe's max_drop, else 2 pp / 10%%")
+                           "for regression outputs); default the recipe's max_drop, else 2 pp / 10%%; "
+                           "with --target 1 pp")
+    from edgecompress.search.cli import add_arguments as add_search_arguments
+
+    add_search_arguments(comp)
 
     rep = add("report", help="measure models / .tflite files side by side")
     rep.add_argument("artifacts", nargs="+", help=".keras/.h5/.tflite paths (first = baseline)")
@@ -121,9 +129,21 @@ def staged_output(out: str, overwrite: bool):
 
 
 def _cmd_compress(args) -> int:
+    if args.target is not None or args.strategy != "none":
+        from edgecompress.search.cli import run_target_search, start_strategy
+
+        start_strategy(args.strategy)  # MultiWorkerMirroredStrategy must come before other TF ops
+        if args.target is not None:
+            if args.recipe:
+                raise UsageError("give `--recipe` or `--target`, not both")
+            return run_target_search(args, staged_output)
+    if not args.recipe:
+        raise UsageError("`compress` needs `--recipe` (a TOML file or shipped name) or `--target` "
+                         "(a device budget such as flash=64KB,arena=20KB)")
     from edgecompress import datasets
     from edgecompress import recipe as recipes
-    from edgecompress.loading import load_model
+    from edgecompress.keras3_save import save_keras3
+    from edgecompress.loading import load_model, translated_from
     from edgecompress.pipeline import baseline_artifacts, save_model
     from edgecompress.registration import register_edgecompress_objects
     from edgecompress.report import write_report
@@ -131,6 +151,8 @@ def _cmd_compress(args) -> int:
     register_edgecompress_objects()
     recipe = recipes.load(_recipe_path(args.recipe))
     model = load_model(args.model, argument="MODEL", unsafe=args.unsafe)
+    source = translated_from(model)
+    notes = f"The input model was translated from {source} to tf_keras." if source else ""
     shape = input_shape(model, "--data")
     train, validation, test = (_labeled(datasets.resolve(args.data, role, input_shape=shape))
                                for role in ("train", "validation", "test"))
@@ -144,15 +166,20 @@ def _cmd_compress(args) -> int:
         artifacts = baseline_artifacts(model, train, test, stage)
         try:
             result = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet, max_drop=max_drop,
-                                 validation=validation)
+                                 validation=validation,
+                                 strategy=None if args.strategy == "none" else args.strategy)
         except recipes.AccuracyGuardError as err:
             failed, result = err, err.result
         save_model(result.model, stage / f"{recipe.name}.keras")
+        if args.keras3_out:
+            save_keras3(result.model, stage / f"{recipe.name}_keras3.keras")
         artifacts += result.artifacts
         write_report(stage, artifacts, f"{recipe.name} on {Path(args.model).name}",
-                     baseline="baseline_float32", trace=result.trace,
+                     baseline="baseline_float32", notes=notes, trace=result.trace,
                      guard={"max_drop": max_drop if max_drop is not None else recipe.max_drop,
                             "failures": result.failures, "worst": result.worst})
+    if notes:
+        print(notes)
     _print_summary(artifacts, Path(args.out))
     if failed is not None:
         raise failed
@@ -172,6 +199,9 @@ def _cmd_report(args) -> int:
 
     test = datasets.resolve(args.data, "test")
     artifacts = [measure_artifact(p, test, unsafe=args.unsafe) for p in args.artifacts]
+    from edgecompress.bench.harness import time_artifacts
+
+    time_artifacts(artifacts)  # .tflite files side by side: latency_us
     with staged_output(args.out, args.overwrite) as stage:
         write_report(stage, artifacts, "edgecompress report", baseline=artifacts[0].name)
     _print_summary(artifacts, Path(args.out))

@@ -143,22 +143,12 @@ def load_npz(path: str | os.PathLike, x_key: str = "x", y_key: str = "y"):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"`path` must be an existing .npz file. Received: {path}")
-    import zipfile
-
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            keys = list(data.keys())
-            for key, argument in ((x_key, "x_key"), (y_key, "y_key")):
-                if key not in keys:
-                    raise ValueError(
-                        f"`{argument}` must name an array in {path.name}. "
-                        f"Received: {key!r}; arrays: {keys}"
-                    )
-            x, y = data[x_key], data[y_key]
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
-        if isinstance(err, ValueError) and str(err).startswith("`"):
-            raise
-        raise ValueError(f"`path` could not be read as .npz ({err}). Received: {path}") from None
+    arrays = _read_npz(path, "path")
+    for key, argument in ((x_key, "x_key"), (y_key, "y_key")):
+        if key not in arrays:
+            raise ValueError(f"`{argument}` must name an array in {path.name}. "
+                             f"Received: {key!r}; arrays: {list(arrays)}")
+    x, y = arrays[x_key], arrays[y_key]
     x = _normalize_images(x, "x")
     return x, labels(y, len(x), "y")
 
@@ -285,11 +275,18 @@ _SPEC_FORMS = (f"one of {list(SHIPPED)}, an .npz file, IMAGES,LABELS IDX paths o
 
 @dataclass(frozen=True)
 class Part:
-    """One role's data: ``x``, ``y`` (None when unlabeled) and where it came from, in one line."""
+    """One role's data: ``x``, ``y`` (None when unlabeled) and where it came from, in one line.
 
-    x: np.ndarray
+    The arrays are read-only: they are cached and shared by every caller of :func:`resolve`."""
+
+    x: np.ndarray | None
     y: np.ndarray | None
     source: str
+
+    def __post_init__(self):
+        for array in (self.x, self.y):
+            if array is not None:
+                array.flags.writeable = False
 
 
 def resolve(spec, role: str, argument: str = "--data", *, input_shape=None):
@@ -320,8 +317,8 @@ def resolve(spec, role: str, argument: str = "--data", *, input_shape=None):
         input_shape: the shape the inputs must fit, or None to return them as stored.
 
     Returns:
-        ``(x, y)``; ``y`` is int64 class indices (one-hot labels are converted), float32 targets,
-        or None for unlabeled data.
+        ``(x, y)``, read-only arrays (copy them to change them); ``y`` is int64 class indices
+        (one-hot labels are converted), float32 targets, or None for unlabeled data.
 
     Raises:
         ValueError: for an unknown form, an unreadable file, a role the data does not hold, or
@@ -426,7 +423,7 @@ def _roles(train: Part, validation: Part, test: Part) -> dict[str, Part]:
     return {"train": train, "validation": validation, "calibration": calibration, "test": test}
 
 
-def _split_roles(x, y, source: str, argument: str, test: Part | None = None) -> dict[str, Part]:
+def _split_roles(x, y, source: str, argument: str) -> dict[str, Part]:
     """Train and validation from one labeled or unlabeled set, by a seeded (stratified) split."""
     if len(x) < MIN_SPLIT_SAMPLES:
         raise ValueError(f"`{argument}` must hold at least {MIN_SPLIT_SAMPLES} samples to split off "
@@ -448,9 +445,7 @@ def _split_roles(x, y, source: str, argument: str, test: Part | None = None) -> 
     train = Part(x_tr, y_tr, f"{source}: {len(x_tr):,} of {len(x):,} samples, {how}")
     validation = Part(x_va, y_va, f"{source}: {len(x_va):,} of {len(x):,} samples "
                                   f"({VALIDATION_FRACTION:.0%}) held out, {how}")
-    if test is None:
-        test = Part(x_va, y_va, f"the validation set ({validation.source})")
-    return _roles(train, validation, test)
+    return _roles(train, validation, Part(x_va, y_va, f"the validation set ({validation.source})"))
 
 
 def _npz_roles(path: Path, argument: str) -> dict[str, Part]:

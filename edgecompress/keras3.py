@@ -51,14 +51,15 @@ SUPPORTED_LAYERS = (
 #: ``keras.ops`` operations that appear as graph nodes; with a constant they become Rescaling.
 SUPPORTED_OPS = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide")
 _MODELS = ("Sequential", "Functional", "Model")
-_RENAMED_OPTIONS = {"LeakyReLU": {"negative_slope": "alpha"}}
+#: Keras 3 option names that tf_keras spells differently.
+RENAMED_OPTIONS = {"LeakyReLU": {"negative_slope": "alpha"}}
 # Options every tf_keras layer takes through **kwargs.
 _BASE_OPTIONS = {"name", "trainable", "dtype", "input_shape", "batch_input_shape", "batch_size",
                  "input_dim", "activity_regularizer", "autocast"}
 # Keras 3 options that tf_keras's layer lacks but whose value here is what tf_keras does anyway.
 _DEFAULTS = {("data_format", "channels_last")}
-# Keras 3 activations that tf_keras computes identically (checked on [-8, 8], max diff 0).
-_SAME_ACTIVATIONS = {
+#: Keras 3 activations that tf_keras computes identically (checked on [-8, 8], max diff 0).
+SAME_ACTIVATIONS = {
     "elu", "exponential", "gelu", "leaky_relu", "linear", "log_softmax", "mish", "relu", "relu6",
     "selu", "sigmoid", "silu", "softmax", "softplus", "softsign", "swish", "tanh",
 }
@@ -90,7 +91,8 @@ def keras3_log_sigmoid(x):
     return -tf.nn.softplus(-x)
 
 
-_KERAS3_ACTIVATIONS = {
+#: Keras 3 activations run as the registered functions above.
+TRANSLATED_ACTIVATIONS = {
     "hard_sigmoid": "edgecompress>keras3_hard_sigmoid",
     "hard_silu": "edgecompress>keras3_hard_silu",
     "hard_swish": "edgecompress>keras3_hard_silu",
@@ -98,7 +100,7 @@ _KERAS3_ACTIVATIONS = {
     "log_sigmoid": "edgecompress>keras3_log_sigmoid",
 }
 #: Keras 3 activation names this module translates.
-SUPPORTED_ACTIVATIONS = tuple(sorted(_SAME_ACTIVATIONS | set(_KERAS3_ACTIVATIONS)))
+SUPPORTED_ACTIVATIONS = tuple(sorted(SAME_ACTIVATIONS | set(TRANSLATED_ACTIVATIONS)))
 
 
 class TranslationError(UsageError):
@@ -130,7 +132,7 @@ def load_keras3(path, argument: str = "model", unsafe: bool = False,
         ``_edgecompress_translated_from`` holds ``"Keras <version>"``.
 
     Raises:
-        ModelFileError: a corrupt file, a layer or option with no tf_keras equivalent (named,
+        TranslationError: a corrupt file, a layer or option with no tf_keras equivalent (named,
             with its class and the supported list), or weights whose shapes don't match.
     """
     path = Path(path)
@@ -239,14 +241,15 @@ class _Translator:
                 raise self.fail(f"has a graph whose inputs cannot be resolved (missing {missing})")
             for entry, index, node in ready:
                 name = entry["name"]
-                call = made.get(name) if not _is_op(entry) else None
-                if call is None:
-                    call = self.op(entry, index, node) if _is_op(entry) else self.layer(entry)
-                    made[name] = call
                 args, kwargs = _node_call(node, tensors)
-                if _is_op(entry):
+                if _is_op(entry):  # one layer per call: each holds its own constant
+                    call = self.op(entry, index, node)
                     inputs = [a for a in args if _is_tensor(a)]
                     args, kwargs = ([inputs] if len(inputs) > 1 else inputs), {}
+                else:
+                    if name not in made:
+                        made[name] = self.layer(entry)
+                    call = made[name]
                 out = call(*args, **kwargs)
                 for t, tensor in enumerate(tf.nest.flatten(out)):
                     tensors[(name, index, t)] = tensor
@@ -288,7 +291,7 @@ class _Translator:
                 f"here. Supported: {', '.join(SUPPORTED_LAYERS)}, and nested Sequential/"
                 "Functional models")
         cls = getattr(keras.layers, class_name)
-        config = self.options(entry, cls, _RENAMED_OPTIONS.get(class_name, {}))
+        config = self.options(entry, cls, RENAMED_OPTIONS.get(class_name, {}))
         return cls.from_config(config)
 
     def options(self, entry: dict, cls, renames: dict) -> dict:
@@ -312,10 +315,10 @@ class _Translator:
 
     def activation(self, value, name, class_name):
         if isinstance(value, str):
-            if value in _SAME_ACTIVATIONS:
+            if value in SAME_ACTIVATIONS:
                 return value
-            if value in _KERAS3_ACTIVATIONS:
-                return _KERAS3_ACTIVATIONS[value]
+            if value in TRANSLATED_ACTIVATIONS:
+                return TRANSLATED_ACTIVATIONS[value]
         registered = value.get("registered_name") if isinstance(value, dict) else None
         if registered and (registered in self.custom_objects
                            or keras.saving.get_registered_object(registered) is not None):
@@ -397,7 +400,7 @@ class _Translator:
         for layer_entry in entry["config"]["layers"]:
             if _is_op(layer_entry):
                 continue
-            key = _unique_name(_snake_case(layer_entry["class_name"]), used)
+            key = unique_name(snake_case(layer_entry["class_name"]), used)
             name = layer_entry["config"].get("name", layer_entry.get("name"))
             stored = by_name.get(name)
             if stored is None:
@@ -532,14 +535,15 @@ def _load_lambda(spec: dict):
     return types.FunctionType(code, {"tf": tf}, code.co_name, defaults, closure)
 
 
-def _snake_case(name: str) -> str:
-    # keras/src/utils/naming.py: to_snake_case, which names the weight groups.
+def snake_case(name: str) -> str:
+    """Keras 3's ``to_snake_case`` (``keras/src/utils/naming.py``): weight groups' class names."""
     name = re.sub(r"\W+", "", name)
     name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _unique_name(name: str, used: dict) -> str:
+def unique_name(name: str, used: dict) -> str:
+    """``name``, or ``name_N`` for its N-th repeat in one container (``saving_lib``'s rule)."""
     if name in used:
         used[name] += 1
         return f"{name}_{used[name]}"

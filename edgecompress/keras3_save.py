@@ -37,9 +37,9 @@ _KERAS3_LACKS = {
                         "kernel_constraint": None},
     "SpatialDropout2D": {"trainable": _ANY, "noise_shape": None},
 }
-_RENAMED_OPTIONS = {cls: {new: old for old, new in renames.items()}
-                    for cls, renames in keras3._RENAMED_OPTIONS.items()}
-_ACTIVATIONS_BACK = {ours: name for name, ours in keras3._KERAS3_ACTIVATIONS.items()
+_RENAMED_BACK = {cls: {new: old for old, new in renames.items()}
+                    for cls, renames in keras3.RENAMED_OPTIONS.items()}
+_ACTIVATIONS_BACK = {ours: name for name, ours in keras3.TRANSLATED_ACTIVATIONS.items()
                      if name != "hard_swish"}
 _DTYPE = {"module": "keras", "class_name": "DTypePolicy", "registered_name": None}
 KERAS3_VERSION = "3.0.0"  # written when Keras 3 is not installed
@@ -130,7 +130,7 @@ def _layer_entry(layer) -> dict:
             f"which has no Keras 3 equivalent ({_reason(layer)}). Keras 3 files take the "
             f"built-in layers {', '.join(keras3.SUPPORTED_LAYERS)}")
     config = {}
-    renames = _RENAMED_OPTIONS.get(class_name, {})
+    renames = _RENAMED_BACK.get(class_name, {})
     lacks = {"batch_input_shape": _ANY, **_KERAS3_LACKS.get(class_name, {})}
     for key, value in layer.get_config().items():
         if key in lacks:
@@ -156,8 +156,9 @@ def _layer_entry(layer) -> dict:
 
 def _reason(layer) -> str:
     module = type(layer).__module__
-    if "tensorflow_model_optimization" in module:
-        return "a tfmot wrapper; strip it first (edgecompress.pruning.strip, quantization.strip)"
+    if isinstance(layer, keras.layers.Wrapper):
+        return ("a tfmot wrapper; strip it first (edgecompress.pruning.strip, "
+                "edgecompress.quantization.strip); QAT models have no plain-layer form")
     if module.startswith("larq"):
         return "a larq quantized layer, which Keras 3 lacks"
     return "not a tf_keras built-in layer"
@@ -168,7 +169,7 @@ def _activation(value, layer):
         value.get("config") if isinstance(value, dict) else None)
     if name in _ACTIVATIONS_BACK:
         return _ACTIVATIONS_BACK[name]
-    if name in keras3._SAME_ACTIVATIONS:
+    if name in keras3.SAME_ACTIVATIONS:
         return name
     raise ValueError(
         f"`model` has layer {layer.name!r} ({type(layer).__name__}) with activation {value!r}, "
@@ -216,7 +217,7 @@ def _write_container(model, group) -> None:
     layers = group.create_group("layers")
     used = {}
     for layer in model.layers:
-        name = keras3._unique_name(keras3._snake_case(type(layer).__name__), used)
+        name = keras3.unique_name(keras3.snake_case(type(layer).__name__), used)
         child = layers.create_group(name)
         variables = child.create_group("vars")
         variables.attrs["name"] = layer.name

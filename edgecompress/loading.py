@@ -79,6 +79,13 @@ def load_model(path, argument: str = "model", unsafe: bool = False,
             else:
                 model = keras.models.load_model(path, compile=False)
     except Exception as err:  # noqa: BLE001 - any loader failure becomes one clear line
+        unknown = _unregistered_layer(config, custom_objects or {})
+        if unknown:
+            raise ModelFileError(
+                f"`{argument}` holds layer {unknown[0]!r} of class {unknown[1]}, which is not "
+                "registered with tf_keras. Pass custom_objects={...}, or for edgecompress, larq "
+                "and tfmot layers call edgecompress.registration.register_edgecompress_objects() "
+                f"first (the edgecompress command does). Received: {path}") from None
         raise ModelFileError(f"`{argument}` could not be loaded ({keras3.first_line(err)}). "
                              f"Received: {path}") from None
     if not isinstance(model, keras.Model):
@@ -119,6 +126,24 @@ def _h5_config(path: Path, argument: str):
 def _savedmodel_config(path: Path):
     meta = path / "keras_metadata.pb"
     return meta.read_bytes().decode("latin-1") if meta.exists() else None
+
+
+def _unregistered_layer(config, custom_objects: dict):
+    """``(name, class)`` of the first layer in ``config`` that tf_keras cannot resolve, if any."""
+    if not isinstance(config, dict):
+        return None
+    for entry in (config.get("config") or {}).get("layers", []):
+        class_name = entry.get("class_name", "")
+        registered = entry.get("registered_name") or class_name
+        known = (registered in custom_objects or class_name in custom_objects
+                 or keras.saving.get_registered_object(registered) is not None
+                 or hasattr(keras.layers, class_name) or class_name in ("Functional", "Model"))
+        if not known:
+            return (entry.get("config", {}).get("name"), registered)
+        found = _unregistered_layer(entry, custom_objects)
+        if found:
+            return found
+    return None
 
 
 def _has_lambda(config) -> bool:

@@ -13,7 +13,8 @@ COLUMNS = [
     ("name", "artifact"), ("mode", "mode"), ("params", "params"), ("nonzero_params", "non-zero"),
     ("macs", "MACs"), ("file_bytes", "file B"), ("gzip_bytes", "gzip B"),
     ("deploy_bytes", "deploy B"), ("ratio", "× smaller"), ("accuracy", "accuracy"),
-    ("delta", "Δ pp"), ("agreement", "agreement"), ("latency_us", "µs"), ("scores", "scores (held out)"),
+    ("delta", "Δ pp"), ("agreement", "agreement"), ("latency_us", "µs"), ("flash_bytes", "flash B"),
+    ("arena_bytes", "TFLM arena B"), ("tflm_agreement", "TFLM agreement"), ("scores", "scores (held out)"),
     ("status", "guard"), ("note", "note"),
 ]
 
@@ -47,7 +48,7 @@ def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
 def _fmt(key, value) -> str:
     if value is None or value == "" or value == {}:
         return ""
-    if key in ("accuracy", "keras_accuracy", "agreement"):
+    if key in ("accuracy", "keras_accuracy", "agreement", "tflm_agreement"):
         return f"{100 * value:.2f}%"
     if key == "delta":
         return f"{value:+.2f}"
@@ -66,12 +67,12 @@ def _fmt(key, value) -> str:
 
 def trace_table(trace: list[dict]) -> str:
     """The per-step metric trace (one row per step, one column per output) as Markdown."""
+    from edgecompress._markdown import table
+
     outputs = list(trace[0]["scores"]) if trace else []
-    lines = ["| step | kind | " + " | ".join(outputs) + " |", "|---|---|" + "---|" * len(outputs)]
-    for entry in trace:
-        cells = [_fmt("value", entry["scores"].get(o)) for o in outputs]
-        lines.append(f"| {entry['step']} | {entry['kind']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return table(["step", "kind", *outputs],
+                 ([entry["step"], entry["kind"], *(_fmt("value", entry["scores"].get(o)) for o in outputs)]
+                  for entry in trace))
 
 
 def write_report(out_dir, artifacts: list[Artifact], title: str, baseline: str | None = None,
@@ -98,7 +99,7 @@ def write_report(out_dir, artifacts: list[Artifact], title: str, baseline: str |
     if trace:
         md += ["## Per-step trace (held-out data)", "", trace_table(trace), ""]
     md += ["![accuracy vs deployable bytes](pareto.png)", ""]
-    document = {"title": title, "baseline": baseline, "artifacts": rows}
+    document = {"title": title, "baseline": baseline, "notes": notes, "artifacts": rows}
     if trace is not None:
         document["trace"] = trace
     if guard is not None:

@@ -36,7 +36,7 @@ clustered = Q.strip(fit(Q.cluster_weights(sparse, clusters=16, init="linear",
                                           preserve_sparsity=True), 2e-4, n=1))
 packed = Q.save_packed(clustered, "lenet5.ecpk")
 qat = fit(Q.quantize_aware(clustered, preserve="both", calibration_data=x_train[:512]), 1e-5, n=1)
-final = export(qat, "lenet5_dc_int8.tflite", "int8", representative_data=x_train[:200],
+final = export(qat, "lenet5_dc_int8.tflite", "int8", representative_data=x_train,
                verify_data=(x_test, y_test))
 
 m = measure(clustered, (x_test, y_test))

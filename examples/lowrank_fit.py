@@ -29,6 +29,6 @@ small.fit(x_train, y_train, epochs=1 if FAST else 3, batch_size=64, verbose=0)
 before, after = measure(model, (x_test, y_test)), measure(small, (x_test, y_test))
 print(f"params {before.params:,} -> {after.params:,} ({before.params / after.params:.1f}x fewer); "
       f"accuracy {before.accuracy:.2%} -> {after.accuracy:.2%}")
-rep = export(small, "lowrank_int8.tflite", "int8", representative_data=x_train[:200],
+rep = export(small, "lowrank_int8.tflite", "int8", representative_data=x_train,
              verify_data=(x_test, y_test))
 print(f"int8 file: {rep.bytes:,} bytes, agreement with Keras {rep.agreement:.2%}")

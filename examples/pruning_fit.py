@@ -39,6 +39,6 @@ for name, m in (("float", model), ("85% sparse", sparse), ("half the filters", t
     r = measure(m, (x_test, y_test), file_sizes=True)
     print(f"{name:>16}: {r.params:>7,} params, {r.nonzero_params:>7,} non-zero, "
           f"{r.macs:>9,} MACs, gzip {r.gzip_bytes:>9,} B, accuracy {r.accuracy:.2%}")
-rep = export(sparse, "pruned_int8.tflite", "int8", representative_data=x_train[:200],
+rep = export(sparse, "pruned_int8.tflite", "int8", representative_data=x_train,
              verify_data=(x_test, y_test))
 print(f"sparse int8: {rep.gzip_bytes:,} gzip bytes, agreement {rep.agreement:.2%}")

@@ -9,6 +9,7 @@ import sys
 
 from edgecompress import datasets, keras, measure, models
 from edgecompress import quantization as Q
+from edgecompress.datasets import CALIBRATION_SAMPLES
 from tflite_export import export
 
 FAST = "--fast" in sys.argv
@@ -30,10 +31,10 @@ size = Q.save_packed(clustered, "lenet5.ecpk")  # what goes over the wire
 print(f"packed: {size:,} bytes ({measure(model).float32_bytes / size:.1f}x smaller than float32)")
 
 # QAT: activation ranges calibrated first, then a short fine-tune at a low learning rate.
-qat = Q.quantize_aware(model, calibration_data=x_train[:512])
+qat = Q.quantize_aware(model, calibration_data=x_train[:CALIBRATION_SAMPLES])
 qat.compile(keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy", ["accuracy"])
 qat.fit(x_train, y_train, epochs=1, batch_size=64, verbose=0)
-rep = export(qat, "lenet5_qat_int8.tflite", "int8", representative_data=x_train[:200],
+rep = export(qat, "lenet5_qat_int8.tflite", "int8", representative_data=x_train,
              verify_data=(x_test, y_test))
 print(f"QAT int8: {rep.bytes:,} bytes, accuracy {rep.accuracy:.2%} "
       f"(float {measure(model, (x_test, y_test)).accuracy:.2%})")

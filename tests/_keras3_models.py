@@ -7,20 +7,34 @@ Keras 3's own prediction ``y`` (a list for several outputs: ``y0``, ``y1``...).
 
 ``python tests/_keras3_models.py OUT_DIR predict`` loads every ``*.keras`` in OUT_DIR with Keras 3
 and saves its prediction on ``<name>.npz``'s ``x`` as ``<name>.k3.npz``.
+
+The tests import this module only for :func:`run`; Keras 3 is imported in the subprocess alone.
 """
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
-os.environ.pop("TF_USE_LEGACY_KERAS", None)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
 
-from pathlib import Path  # noqa: E402
+keras = L = None  # Keras 3 and its layers, set in the subprocess
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+#: Every Keras 3 activation name the activations model applies (edgecompress's supported list).
+ACTIVATIONS = ("elu", "exponential", "gelu", "hard_sigmoid", "hard_silu", "hard_swish",
+               "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "log_softmax", "mish", "relu",
+               "relu6", "selu", "sigmoid", "silu", "softmax", "softplus", "softsign", "swish",
+               "tanh")
 
-L = keras.layers
+
+def run(out, mode: str) -> None:
+    """Run this script with Keras 3 (TF_USE_LEGACY_KERAS unset) on ``out``; raise on failure."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    done = subprocess.run([sys.executable, __file__, str(out), mode], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        raise RuntimeError(f"Keras 3 subprocess ({mode}) failed:\n{done.stderr[-3000:]}")
 
 
 def sequential_images():
@@ -91,6 +105,30 @@ def functional_conv1d():
     return keras.Model(inp, L.Dense(2, activation="hard_tanh")(x), name="conv1d")
 
 
+def activations():
+    inp = keras.Input((7,))
+    return keras.Model(inp, L.Concatenate()([L.Activation(a)(inp) for a in ACTIVATIONS]),
+                       name="activations")
+
+
+def digits_cnn():
+    return keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu"),
+                             L.Flatten(), L.Dense(16, activation="relu"),
+                             L.Dense(10, activation="softmax")], name="digits_cnn")
+
+
+def two_inputs():
+    image, side = keras.Input((8, 8, 1), name="image"), keras.Input((3,), name="side")
+    x = L.GlobalAveragePooling2D()(L.Conv2D(4, 3, activation="relu")(image))
+    x = L.Concatenate()([x, L.Dense(4, activation="tanh")(side)])
+    return keras.Model([image, side], L.Dense(2)(x), name="two_inputs")
+
+
+def lambda_model():
+    inp = keras.Input((5,))
+    return keras.Model(inp, L.Dense(3)(L.Lambda(lambda t: t * 2.0 + 1.0)(inp)), name="lam")
+
+
 def mobilenet():
     return keras.applications.MobileNet(input_shape=(32, 32, 3), alpha=0.25, weights=None,
                                         classes=4)
@@ -107,7 +145,8 @@ def mobilenet_v3_small():
 
 
 MODELS = {"seq_images": sequential_images, "branches": functional_branches,
-          "conv1d": functional_conv1d, "mobilenet": mobilenet, "mobilenet_v2": mobilenet_v2,
+          "conv1d": functional_conv1d, "two_inputs": two_inputs, "activations": activations, "digits_cnn": digits_cnn,
+          "lambda": lambda_model, "mobilenet": mobilenet, "mobilenet_v2": mobilenet_v2,
           "mobilenet_v3_small": mobilenet_v3_small}
 H5 = ("seq_images", "branches")
 
@@ -128,14 +167,21 @@ def outputs(model, x) -> dict:
     return {f"y{i}": np.asarray(v) for i, v in enumerate(y if isinstance(y, list) else [y])}
 
 
+def inputs(npz_path):
+    """The model input(s) saved beside a file: ``x0`` alone, or the list ``x0, x1, ...``."""
+    data = np.load(npz_path)
+    xs = [data[f"x{i}"] for i in range(sum(k.startswith("x") for k in data.files))]
+    return xs[0] if len(xs) == 1 else xs
+
+
 def build(out: Path):
     rng = np.random.default_rng(0)
     for name, make in MODELS.items():
         model = make()
         randomize(model, rng)
-        shape = (4, *model.inputs[0].shape[1:])
-        x = rng.normal(0, 1, shape).astype("float32")
-        np.savez(out / f"{name}.npz", x=x, **outputs(model, x))
+        xs = [rng.normal(0, 2, (4, *t.shape[1:])).astype("float32") for t in model.inputs]
+        x = xs[0] if len(xs) == 1 else xs
+        np.savez(out / f"{name}.npz", **{f"x{i}": v for i, v in enumerate(xs)}, **outputs(model, x))
         model.save(out / f"{name}.keras")
         if name in H5:
             model.save(out / f"{name}.h5")
@@ -144,9 +190,12 @@ def build(out: Path):
 def predict(out: Path):
     for path in sorted(out.glob("*.keras")):
         model = keras.saving.load_model(path)
-        x = np.load(path.with_suffix(".npz"))["x"]
-        np.savez(path.with_suffix(".k3.npz"), **outputs(model, x))
+        np.savez(path.with_suffix(".k3.npz"), **outputs(model, inputs(path.with_suffix(".npz"))))
 
 
 if __name__ == "__main__":
+    os.environ.pop("TF_USE_LEGACY_KERAS", None)
+    import keras
+
+    L = keras.layers
     {"build": build, "predict": predict}[sys.argv[2]](Path(sys.argv[1]))

@@ -97,17 +97,6 @@ def data(name: str, model, mnist=None, seed: int = 0):
 REFUSAL = re.compile(r"^step \d+ \([a-z_]+\): ")
 
 
-def quick(recipe):
-    """Epochs and rounds cut to 1 and 2 (a smoke run)."""
-    for step in recipe.steps:
-        for key in ("epochs", "finetune_epochs"):
-            if step.params.get(key):
-                step.params[key] = 1
-        if step.params.get("rounds"):
-            step.params["rounds"] = min(step.params["rounds"], 2)
-    return recipe
-
-
 def run_one(model_name: str, recipe_name: str, out_dir, mnist=None):
     """Run a shipped recipe (quick) on a matrix model: ``("verified" | "guard" | "refused", detail)``.
 
@@ -116,12 +105,12 @@ def run_one(model_name: str, recipe_name: str, out_dir, mnist=None):
     from pathlib import Path
 
     from edgecompress import recipe as recipes
-    from edgecompress.pipeline import shipped_recipe
+    from edgecompress.pipeline import quick_recipe, shipped_recipe
 
     keras.utils.set_random_seed(0)
     model = MODELS[model_name]()
     train, test = data(model_name, model, mnist)
-    recipe = quick(recipes.load(shipped_recipe(recipe_name)))
+    recipe = quick_recipe(recipes.load(shipped_recipe(recipe_name)))
     try:
         result = recipes.run(recipe, model, train, test, out_dir, verbose=0)
         outcome = "verified"

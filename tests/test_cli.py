@@ -133,10 +133,21 @@ def command(args):
         raise _cli.CheckError("agreement too low")
     if sys.argv[1] == "bug":
         raise KeyError("oops")
+    if sys.argv[1] == "crash":
+        import ctypes
+        ctypes.string_at(0)  # a segfault, as in a C++ kernel
     return 0
 
 sys.exit(_cli.run("prog", lambda argv: type("A", (), {"tf_output": False})(), command))
 """
+
+
+def test_a_crash_while_output_is_captured_still_reaches_the_terminal():
+    import signal
+
+    out = _python(_NOISY_COMMAND, "crash")
+    assert out.returncode == -signal.SIGSEGV
+    assert "Fatal Python error: Segmentation fault" in out.stderr and "in command" in out.stderr
 
 
 @pytest.mark.parametrize("ending, code", [("ok", 0), ("check", 1), ("bug", 70)])

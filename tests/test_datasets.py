@@ -215,3 +215,13 @@ def test_resolve_errors(tmp_path, spec, role, kwargs, error, message):
         (tmp_path / name).write_bytes(b"")
     with pytest.raises(error, match=message):
         datasets.resolve(spec.format(p=tmp_path), role, **kwargs)
+
+
+def test_resolved_arrays_are_shared_read_only(tmp_path, rng):
+    spec = _npz(tmp_path / "d.npz", x=rng.random((20, 3)), y=np.arange(20) % 2)
+    x, y = datasets.resolve(spec, "train")
+    assert datasets.resolve(spec, "train")[0] is x  # cached while the file is unchanged
+    with pytest.raises(ValueError, match="read-only"):
+        x[0] = 1.0
+    np.savez(tmp_path / "d.npz", x=rng.random((30, 3)), y=np.arange(30) % 2)
+    assert len(datasets.resolve(spec, "train")[0]) == 24  # a changed file is read again

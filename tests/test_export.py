@@ -14,7 +14,7 @@ from tflite_export.convert import representative_dataset
 
 FIELDS = ["path", "mode", "bytes", "gzip_bytes", "ops", "agreement", "accuracy",
           "keras_accuracy", "max_abs_diff", "rel_l2", "outputs", "runtime", "flash_bytes", "arena",
-          "tflm_agreement", "tflm_outputs", "latency_us", "notes"]
+          "tflm_agreement", "tflm_outputs", "latency_us", "notes", "micro_compression"]
 
 
 @pytest.fixture(scope="module")
@@ -249,3 +249,20 @@ def test_benchmark_and_lazy_names(float_file):
     assert tflite_export.benchmark(float_file, threads=1, runs=3) > 0
     with pytest.raises(AttributeError):
         tflite_export.nothing  # noqa: B018
+
+
+def test_binary_lenet5_export_bit_packs_dense_by_itself(tmp_path):
+    """export(..., "binary") rewrites binary QuantDense for LCE: >= 15x under float32, verified,
+    and the float layers are named with their reason."""
+    from edgecompress import binary, models
+
+    model = models.lenet5()
+    bnn = binary.binarize(model, "binarynet")
+    x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    f32 = export(model, tmp_path / "f.tflite", "float32")
+    report = export(bnn, tmp_path / "b.tflite", "binary", verify_data=x, min_agreement=1.0)
+    assert f32.bytes >= 15 * report.bytes
+    assert report.agreement == 1.0 and report.max_abs_diff < 1e-3
+    assert any("bit-packed" in n for n in report.notes)
+    assert any(n.startswith("fc2") or "conv1" in n for n in report.notes if "stays float" in n)
+    assert "LceBconv2d" in report.ops

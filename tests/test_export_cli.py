@@ -16,7 +16,7 @@ from tflite_export.cli import main
 
 FIELDS = ["path", "mode", "bytes", "gzip_bytes", "ops", "agreement", "accuracy",
           "keras_accuracy", "max_abs_diff", "rel_l2", "outputs", "runtime", "flash_bytes", "arena",
-          "tflm_agreement", "tflm_outputs", "latency_us", "notes"]
+          "tflm_agreement", "tflm_outputs", "latency_us", "notes", "micro_compression"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -148,3 +148,15 @@ def test_console_module_subprocess(saved, tmp_path):
     again = subprocess.run([sys.executable, "-m", "tflite_export", str(saved), "-o", str(out)],
                            capture_output=True, text=True, env=env, timeout=60)
     assert again.returncode == 2 and again.stderr.count("\n") == 1
+
+
+def test_micro_lut_c_array(saved, tmp_path, capfd):
+    out, fw = tmp_path / "m.tflite", tmp_path / "fw"
+    code = main([str(saved), "-o", str(out), "--mode", "int8", "--calibration", "digits",
+                 "--verify", "digits", "--micro", "--micro-compress", "lut", "--c-array", str(fw)])
+    captured = capfd.readouterr()
+    assert code == 0, captured.err
+    assert "arena (TFLM)" in captured.out and "LUT tensors" in captured.out
+    header = (fw / "m.h").read_text()
+    assert "constexpr unsigned int m_arena_size = " in header
+    assert f"const unsigned int m_len = {out.stat().st_size};" in (fw / "m.cc").read_text()

@@ -156,17 +156,17 @@ def _qat_autoencoder(batchnorm: bool, x):
         h = keras.layers.ReLU()(h)
     model = keras.Model(inputs, keras.layers.Dense(32)(h))
     model.compile("adam", "mse")
-    model.fit(x, x, epochs=2, verbose=0)
+    model.fit(x, x, epochs=1, verbose=0)
     qat = tfmot.quantization.keras.quantize_model(model)
     qat.compile("adam", "mse")
-    qat.fit(x, x, epochs=2, verbose=0)
+    qat.fit(x, x, epochs=1, verbose=0)
     return qat
 
 
 def test_qat_converts_from_learned_ranges_not_recalibrated(tmp_path):
     """Issue #22.7: calibrating a QAT Dense->BN model with a representative dataset gave a file
     with relative error ~0.9; now it is refused by name, and a BN-free QAT model is exact."""
-    x = np.random.default_rng(0).normal(size=(128, 32)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(64, 32)).astype(np.float32)
     plain = export(_qat_autoencoder(False, x), tmp_path / "q.tflite", "int8", representative_data=x,
                    verify_data=(x, x), max_rel_error=0.15)
     assert plain.rel_l2 <= 0.15 and "learned ranges" in plain.notes[0]
@@ -176,3 +176,18 @@ def test_qat_converts_from_learned_ranges_not_recalibrated(tmp_path):
         export(_qat_autoencoder(True, x), tmp_path / "bn.tflite", "int8", representative_data=x,
                verify_data=(x, x), max_rel_error=0.05)
     assert not (tmp_path / "bn.tflite").exists()
+
+
+def test_fc_per_tensor_drops_the_per_channel_parameters(x8, tmp_path):
+    from tflite_export.runtime import inspect
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(256, activation="relu"),
+                              keras.layers.Dense(256, activation="relu"), keras.layers.Dense(4)])
+    per_channel = export(model, tmp_path / "c.tflite", "int8", representative_data=x8)
+    per_tensor = export(model, tmp_path / "t.tflite", "int8", representative_data=x8,
+                        verify_data=x8, fc_per_tensor=True)
+    scales = [max(t["scales"] for t in inspect(tmp_path / f).tensors) for f in ("c.tflite", "t.tflite")]
+    assert scales == [256, 1]
+    # a float32 scale and an int64 zero point per channel: 12 bytes each, 516 channels
+    assert per_channel.bytes - per_tensor.bytes >= 12 * (256 + 256 + 4 - 3) - 64
+    assert per_tensor.rel_l2 < 0.2

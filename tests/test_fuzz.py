@@ -22,7 +22,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 scalars = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False),
                     st.booleans(), st.text(max_size=12), st.lists(st.integers(-3, 9), max_size=3))
-keys = st.sampled_from(sorted({k for schema in recipe.STEPS.values() for k in schema} | {"kind", "x"}))
+keys = st.sampled_from(sorted({k for schema in recipe.STEPS.values() for k in schema.params} | {"kind", "x"}))
 kinds = st.sampled_from(sorted(recipe.STEPS) + ["bogus"])
 
 

@@ -139,3 +139,36 @@ def test_bad_arguments():
         runtime.Runner(3)
     with pytest.raises(ValueError, match="num_threads"):
         runtime.Runner(b"", num_threads=0)
+
+
+def test_latency_harness_alternates_and_flags_a_loaded_machine(data, caplog):
+    from unittest import mock
+
+    from edgecompress.bench.harness import compare_latency, latency_note
+
+    x, _ = data
+    files = {"a": _convert(sequential_cnn()), "b": _convert(residual_cnn())}
+    with mock.patch("os.getloadavg", return_value=(0.5, 0.5, 0.5)):
+        quiet = compare_latency(files, rounds=3, invokes=2, warmup=1)
+    assert set(quiet.files) == {"a", "b"} and quiet.warning == "" and quiet.load_average == 0.5
+    assert all(r.median_us >= r.min_us > 0 and r.spread_us >= 0 for r in quiet.files.values())
+    assert quiet.ratio("b", "a") == quiet.median("a") / quiet.median("b")
+    with mock.patch("os.getloadavg", return_value=(99.0, 99.0, 99.0)):
+        loaded = compare_latency(files, rounds=2, invokes=1, warmup=0)
+    assert "above the" in loaded.warning and "not reliable" in caplog.text
+    assert "WARNING" in latency_note(loaded) and "3 alternating rounds" in latency_note(quiet)
+    with pytest.raises(ValueError, match="`rounds` must be"):
+        compare_latency(files, rounds=0)
+
+
+def test_report_latency_fills_tflite_artifacts_only(tmp_path):
+    from edgecompress.artifacts import Artifact
+    from edgecompress.bench.harness import time_artifacts
+
+    (tmp_path / "a.tflite").write_bytes(_convert(sequential_cnn()))
+    artifacts = [Artifact(name="a", path=str(tmp_path / "a.tflite")),
+                 Artifact(name="packed", path=str(tmp_path / "p.ecpk"))]
+    report = time_artifacts(artifacts, rounds=2, invokes=1)
+    assert artifacts[0].latency_us == report.median(str(tmp_path / "a.tflite")) > 0
+    assert artifacts[1].latency_us is None
+    assert time_artifacts(artifacts[1:]) is None

@@ -49,10 +49,26 @@ def test_lambda_refused_unless_unsafe(tmp_path, suffix):
     assert load_model(path, unsafe=True).output_shape == (None, 4)
 
 
-def test_keras3_file_is_named(tmp_path):
+def test_untranslatable_keras3_file_is_named(tmp_path):
     path = tmp_path / "k3.keras"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
-        z.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {}}))
-    with pytest.raises(ModelFileError, match="Keras 3"):
+        z.writestr("config.json", json.dumps({"class_name": "MyModel", "config": {}}))
+        z.writestr("model.weights.h5", b"")
+    with pytest.raises(ModelFileError, match="class MyModel.*subclassed Keras 3 model"):
         load_model(path)
+
+
+class _Scale(keras.layers.Layer):  # deliberately not registered
+    def call(self, x):
+        return 3.0 * x
+
+
+def test_unregistered_classes_load_through_custom_objects(tmp_path):
+    inp = keras.Input((4,))
+    path = tmp_path / "custom.keras"
+    keras.Model(inp, _Scale(name="scale")(inp)).save(path)
+    with pytest.raises(ModelFileError, match="layer .scale. of class _Scale, which is not registered"):
+        load_model(path)
+    model = load_model(path, custom_objects={"_Scale": _Scale})
+    assert model.predict([[1.0, 2.0, 3.0, 4.0]], verbose=0).tolist() == [[3.0, 6.0, 9.0, 12.0]]

@@ -208,7 +208,9 @@ def test_pq_fine_tunes_codebooks_and_saves(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"subvector_size": 5}, "divide"),
+    ({"subvector_size": 5, "layers": ["fc1"]}, "divide"),
+    ({"holdout": 1.0}, "holdout"),
+    ({"ridge": -1.0}, "ridge"),
     ({"codebook_size": 1}, "codebook_size"),
     ({"subvector_size": 0}, "subvector_size"),
 ])
@@ -244,9 +246,11 @@ def _int8_tensors(model, x):
 def test_qat_calibrated_close_and_input_untouched(make):
     model = make()
     before = weights_fingerprint(model)
-    skip = ["bn1"] if make is sequential_cnn else None  # Conv(relu)->BN cannot be folded by tfmot
+    skip = ["bn1"] if make is sequential_cnn else None  # left float on request
     qat = Q.quantize_aware(model, skip=skip, calibration_data=X)
     assert weights_fingerprint(model) == before
+    if skip:
+        assert "skip" in qat.transform_report.skipped["bn1"]
     assert any("Quantize" in type(layer).__name__ for layer in qat.layers)
     np.testing.assert_allclose(qat(X).numpy(), model(X).numpy(), atol=0.1)
 
@@ -276,5 +280,12 @@ def test_qat_preserve_sparsity_and_clusters_survive_int8(preserve):
 def test_qat_errors():
     with pytest.raises(ValueError, match="preserve"):
         Q.quantize_aware(mlp(), preserve="all")
-    with pytest.raises(ValueError, match=r"'bn1' of class BatchNormalization.*skip=\['bn1'\]"):
-        Q.quantize_aware(sequential_cnn())  # Conv2D(relu) -> BN is not foldable
+    with pytest.raises(ValueError, match="`skip` names a layer that is not in the model"):
+        Q.quantize_aware(mlp(), skip=["nope"])
+
+
+def test_qat_conv_relu_bn_becomes_a_depthwise_affine():
+    """Conv2D(relu) -> BN cannot be folded; it was refused, it is now a per-channel affine."""
+    qat = Q.quantize_aware(sequential_cnn(), calibration_data=X)
+    assert "affine" in qat.transform_report.rewritten["bn1"]
+    assert "quant_bn1" in [layer.name for layer in qat.layers]

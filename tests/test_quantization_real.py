@@ -116,9 +116,9 @@ def heavy():
             for name in HEAVY}
 
 
-def _model(make, heavy):
+def _model(make, request):
     if isinstance(make, str):
-        return heavy[make]
+        return request.getfixturevalue("heavy")[make]
     keras.utils.set_random_seed(0)
     return make()
 
@@ -140,12 +140,13 @@ def _check_works(model, result, x):
     assert all(np.isfinite(o).all() for o in after)
 
 
-IDS = [m.__name__ for m in LIGHT] + HEAVY
+MATRIX = [pytest.param(m, id=m.__name__) for m in LIGHT] + [
+    pytest.param(name, id=name, marks=pytest.mark.slow) for name in HEAVY]
 
 
-@pytest.mark.parametrize("make", LIGHT + HEAVY, ids=IDS)
-def test_matrix_cluster(make, heavy):
-    model = _model(make, heavy)
+@pytest.mark.parametrize("make", MATRIX)
+def test_matrix_cluster(make, request):
+    model = _model(make, request)
     before = weights_fingerprint(model)
     clustered = Q.cluster_weights(model, clusters=4)
     stripped = Q.strip(clustered)
@@ -161,35 +162,36 @@ def test_matrix_cluster(make, heavy):
         assert not isinstance(layer, Q.ClusterableDepthwiseConv2D)
 
 
-@pytest.mark.parametrize("make", LIGHT + HEAVY, ids=IDS)
-def test_matrix_qat(make, heavy):
-    model = _model(make, heavy)
+@pytest.mark.parametrize("make", MATRIX)
+def test_matrix_qat(make, request):
+    model = _model(make, request)
     before = weights_fingerprint(model)
     x = _inputs(model, 8)
     qat = Q.quantize_aware(model, calibration_data=x)
     assert weights_fingerprint(model) == before
     _check_works(model, qat, x[:4])
-    wrapped = {layer.name for layer in qat.layers if type(layer).__name__ == "QuantizeWrapperV2"}
+    wrapped = {layer.name.removeprefix("quant_") for layer in qat.layers
+               if type(layer).__name__ == "QuantizeWrapperV2"}
     report = qat.transform_report
-    assert wrapped and set(report.transformed) >= wrapped
+    split = {layer.name for layer in iter_layers(model) if isinstance(layer, keras.layers.SeparableConv2D)}
+    assert wrapped and set(report.transformed) - wrapped <= split  # tfmot splits separable convs
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in qat.layers)
     for layer in qat.layers:  # every kernel is fake-quantized, or left float with its reason
-        inner = getattr(layer, "layer", layer)
-        if isinstance(inner, KERNELS + (keras.layers.SeparableConv2D,)):
-            assert layer.name in wrapped or layer.name in report.skipped, layer.name
+        if isinstance(layer, KERNELS + (keras.layers.SeparableConv2D,)):
+            assert layer.name in report.skipped, layer.name
     if make is separable_layernorm:
         assert "LayerNormalization" in report.skipped["ln"]
     if make is mobilenet_v3_small:  # the hard-swish arithmetic became 1x1 depthwise affines
         assert sum("affine" in why for why in report.rewritten.values()) >= 10
 
 
-@pytest.mark.parametrize("make", LIGHT + HEAVY, ids=IDS)
-def test_matrix_product_quantize(make, heavy):
-    model = _model(make, heavy)
+@pytest.mark.parametrize("make", MATRIX)
+def test_matrix_product_quantize(make, request):
+    model = _model(make, request)
     pq = Q.product_quantize(model, subvector_size=4, codebook_size=4)
     _check_works(model, pq, _inputs(model))
     report = pq.transform_report
-    quantized = [layer for layer in iter_layers(pq) if isinstance(layer, Q.PQ_LAYERS)]
+    quantized = [layer for layer in iter_layers(pq) if isinstance(layer, product.PQ_LAYERS)]
     assert quantized and sorted(report.transformed) == sorted(layer.name for layer in quantized)
     for layer in quantized:
         assert layer.codebooks.shape[1] <= 4
@@ -209,6 +211,10 @@ def _arithmetic_model():
     z = keras.layers.Multiply(name="hard_swish")([x, y])
     z = 2.0 - z / 4.0
     z = z * np.arange(1, 5, dtype="float32")
+    se = keras.layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(z)
+    se = keras.layers.Conv2D(2, 1, activation="swish", name="se_reduce")(se)  # EfficientNet's SE
+    se = keras.layers.Conv2D(4, 1, activation="sigmoid", name="se_expand")(se)
+    z = keras.layers.Multiply(name="se_excite")([z, se])
     return keras.Model(inp, keras.layers.Flatten(name="flat")(z))
 
 
@@ -220,6 +226,7 @@ def test_qat_rewrites_tfoplambda_constant_arithmetic():
     assert not any(type(layer).__name__ == "TFOpLambda" for layer in qat.layers)
     rewritten = qat.transform_report.rewritten
     assert len([n for n in rewritten if n.startswith("tf.")]) == 5
+    assert "split" in rewritten["se_reduce"] and "se_expand" not in rewritten
     np.testing.assert_allclose(qat(x).numpy(), model(x).numpy(), atol=0.1 * np.abs(model(x)).max())
     exact = qat_graph.prepare(model, qat_graph.QATReport("t"))  # the float rewrite alone is exact
     np.testing.assert_allclose(exact(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
@@ -431,3 +438,47 @@ def test_packed_lenet5_at_default_init_is_10x_under_float32(tmp_path):
     assert float_bytes / packed >= 10
     kmeanspp = Q.save_packed(Q.strip(Q.cluster_weights(model, 16, init="kmeans++")), tmp_path / "pp.ecpk")
     assert kmeanspp > packed
+
+
+# ---------------------------------------------------------------- #17.6: scalar weights report
+
+def test_scalar_reports_conv1d_quantized_and_separable_left():
+    model = conv1d_net()
+    q, _ = Q.quantize_weights(model, bits=3)
+    assert sorted(q.transform_report.transformed) == ["c1", "c2", "fc"]
+    for name in ("c1", "c2"):
+        kernel = q.get_layer(name).kernel.numpy()
+        assert max(len(np.unique(kernel[..., c])) for c in range(kernel.shape[-1])) <= 2 ** 3
+    q, _ = Q.quantize_weights(separable_layernorm(), bits=4)
+    assert set(q.transform_report.skipped) == {"sep", "ln"}
+
+
+def test_long_transforms_log_progress_per_layer(monkeypatch, caplog):
+    from edgecompress.quantization import _progress
+
+    monkeypatch.setattr(_progress, "QUIET_SECONDS", 0.0)
+    model = fc_autoencoder((16, 8))
+    with caplog.at_level(logging.INFO, logger="edgecompress"):
+        Q.product_quantize(model, 4, 4)
+        Q.cluster_weights(model, 4)
+    assert "product_quantize: 3/3 'out'" in caplog.text
+    assert "cluster_weights: 1/3 'fc0'" in caplog.text
+
+
+def test_qat_int8_export_is_full_integer_and_left_float_is_named(tmp_path):
+    """End to end: the rewritten arithmetic converts to a verified int8 file with no float op;
+    a LayerNormalization the report leaves float is what the int8 export names."""
+    import tflite_export
+    from tflite_export.convert import FloatOpsError
+
+    model = _arithmetic_model()
+    x = np.random.default_rng(1).normal(size=(32, 6, 6, 3)).astype("float32")
+    qat = Q.quantize_aware(model, calibration_data=x)
+    report = tflite_export.export(qat, tmp_path / "a.tflite", "int8", verify_data=x)
+    assert report.max_abs_diff < 0.05 * np.abs(qat(x).numpy()).max()
+    assert "DEPTHWISE_CONV_2D" in report.ops and "MUL" in report.ops
+    layernorm = separable_layernorm()
+    qat = Q.quantize_aware(layernorm, calibration_data=_inputs(layernorm, 8))
+    assert "MEAN, SQUARED_DIFFERENCE, RSQRT" in qat.transform_report.skipped["ln"]
+    with pytest.raises(FloatOpsError, match=r"RSQRT \(sep_ln/ln/"):
+        tflite_export.export(qat, tmp_path / "ln.tflite", "int8")

@@ -119,3 +119,74 @@ def test_validation_against_the_model_names_step_and_key(text, model, message):
     with pytest.raises(RecipeError, match=message) as info:
         recipe.validate(recipe.parse(text), built)
     assert str(info.value).startswith("step 1 (") and "\n" not in str(info.value)
+
+
+def test_verification_errors_pass_through_unchanged(monkeypatch, tmp_path):
+    import numpy as np
+
+    import tflite_export.convert
+    from edgecompress._keras import keras
+    from tflite_export.verify import VerificationError
+
+    def refuse(*args, **kwargs):
+        raise VerificationError("agreement 0.50 < min_agreement 0.99")
+
+    monkeypatch.setattr(tflite_export.convert, "export", refuse)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    x = np.random.default_rng(0).normal(size=(20, 4)).astype("float32")
+    data = (x, np.arange(20) % 3)
+    with pytest.raises(VerificationError, match="agreement 0.50"):
+        recipe.run(recipe.parse("[[step]]\nkind = 'export'\nmode = 'float32'"), model, data, data, tmp_path,
+                   verbose=0)
+
+
+def test_two_output_regression_run_trains_and_traces_every_output(tmp_path):
+    import numpy as np
+
+    from edgecompress._keras import keras
+
+    keras.utils.set_random_seed(0)
+    i = keras.Input((6,))
+    h = keras.layers.Dense(16, activation="relu")(i)
+    model = keras.Model(i, [keras.layers.Dense(3, name="kind")(h), keras.layers.Dense(1, name="size")(h)])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 6)).astype("float32")
+    y = [(x[:, 0] > 0).astype(int) + (x[:, 1] > 0), x[:, 2:3] * 3.0]
+    train, test = (x[:64], [v[:64] for v in y]), (x[64:], [v[64:] for v in y])
+    text = "[[step]]\nkind = 'fit'\nepochs = 30\nlearning_rate = 0.01\npatience = 0"
+    result = recipe.run(recipe.parse(text), model, train, test, tmp_path, verbose=0)
+    before, after = result.trace[0]["scores"], result.trace[1]["scores"]
+    assert set(before) == {"kind", "size"}
+    assert after["kind"] > before["kind"] and after["size"] < 0.5 * before["size"]  # accuracy up, MSE down
+    assert result.failures == {}
+
+
+@pytest.mark.parametrize("shape, shift", [
+    ((28, 28, 1), 2), ((32, 32, 3), 2), ((96, 96, 3), 7),
+    ((49, 10, 1), 0), ((30, 1, 40), 0), ((64, 3), 0), ((640,), 0), ((16, 16, 4), 0),
+])
+def test_auto_augmentation_by_input_kind(shape, shift):
+    from edgecompress import augment
+
+    assert augment.resolve("auto", shape)["shift"] == shift
+
+
+def test_fit_warns_on_small_data_and_states_the_split(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+
+    from edgecompress._keras import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype("float32")
+    y = rng.integers(0, 3, 40)
+    text = "[[step]]\nkind = 'fit'\nepochs = 60\nlearning_rate = 0.05\npatience = 2"
+    with caplog.at_level(logging.INFO, logger="edgecompress"):
+        result = recipe.run(recipe.parse(text), model, (x[:30], y[:30]), (x[30:], y[30:]), tmp_path, verbose=0)
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "fewer than 20 a class" in messages
+    assert "held out 6 of 30 training samples (stratified split, 20%)" in messages
+    assert result.trace[-1]["kind"] == "fit"

@@ -16,6 +16,8 @@ _NAMES = {
     "verify": "tflite_export.verify",
     "MicroReport": "tflite_export.micro",
     "to_c_array": "tflite_export.micro",
+    "lut_compress": "tflite_export.micro",
+    "LutReport": "tflite_export.micro",
     "benchmark": "tflite_export.runtime.base",
     "Runner": "tflite_export.runtime.base",
     "TFLMRunner": "tflite_export.runtime.tflm",

@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--micro", action="store_true",
                    help="also run the file in TFLite Micro: op check by TFLM, exact arena, and with "
                         "--verify a per-output comparison with Keras (exit 1 if TFLM cannot run it)")
+    p.add_argument("--fc-per-tensor", action="store_true",
+                   help="int8: one scale per FULLY_CONNECTED weight tensor instead of one per output "
+                        "channel (12 bytes of flash each); check accuracy with --verify")
+    p.add_argument("--micro-compress", choices=("lut",),
+                   help="lut: LUT-compress int8 weights with few distinct values (clustered or "
+                        "low-bit) into b-bit indices, TFLM's DECODE; implies --micro, needs --mode int8")
     p.add_argument("--c-array", metavar="DIR",
                    help="also write DIR/<name>.h and .cc for TFLite Micro (the header carries the "
                         "measured arena)")
@@ -85,6 +91,8 @@ def _check_args(args) -> None:
         raise UsageError(f"--mode {args.mode} needs --calibration DATA")
     if args.int8_io and args.mode != "int8":
         raise UsageError("--int8-io needs --mode int8")
+    if args.micro_compress and args.mode != "int8":
+        raise UsageError("--micro-compress needs --mode int8")
     if args.min_agreement is not None:
         if not 0.0 <= args.min_agreement <= 1.0:
             raise UsageError(f"--min-agreement must be in [0, 1], got {args.min_agreement}")
@@ -106,10 +114,14 @@ def _run(args) -> int:
 
     say("loading TensorFlow")
     from edgecompress.datasets import describe, resolve
+    from edgecompress.loading import translated_from
     from tflite_export.convert import export, load_model
 
     say(f"loading {args.model}")
     model = load_model(args.model)
+    source = translated_from(model)
+    if source:
+        say(f"{args.model} was saved by {source}: translated to tf_keras")
     calibration = verify_data = None
     if args.calibration:
         calibration = resolve(args.calibration, "calibration", "--calibration",
@@ -130,6 +142,8 @@ def _run(args) -> int:
         log=say,
         max_rel_error=args.max_rel_error,
         micro=args.micro,
+        micro_compress=args.micro_compress,
+        fc_per_tensor=args.fc_per_tensor,
     )
     micro = None
     if args.c_array:
@@ -148,14 +162,17 @@ def _run(args) -> int:
     if args.json:
         print(report.to_json())
     else:
-        print(summary(report, micro))
+        print(summary(report, micro, source))
     if micro is not None and args.json:
         say(f"C array: {micro.source}, {micro.header}")
     return 0
 
 
-def summary(report, micro=None) -> str:
-    """A readable two-column table of the export (and C array) report."""
+def summary(report, micro=None, source=None) -> str:
+    """A readable two-column table of the export (and C array) report.
+
+    ``source`` names the Keras a translated model came from (``"Keras 3.15.1"``).
+    """
 
     def pct(v):
         return "-" if v is None else f"{100 * v:.2f} %"
@@ -171,6 +188,8 @@ def summary(report, micro=None) -> str:
         ("accuracy (keras)", pct(report.keras_accuracy)),
         ("max |diff|", "-" if report.max_abs_diff is None else f"{report.max_abs_diff:.3g}"),
     ]
+    if source:
+        rows.insert(0, ("model", f"translated from {source}"))
     for head in report.outputs if len(report.outputs) > 1 else []:
         figure = (f"agreement {pct(head['agreement'])}" if head["compare"] == "top1"
                   else f"rel. L2 {head['rel_l2']:.3g}")
@@ -181,6 +200,13 @@ def summary(report, micro=None) -> str:
             ("arena (TFLM)", f"{report.arena['bytes']:,} bytes (head {report.arena['head']:,}, "
                              f"tail {report.arena['tail']:,})"),
             ("agreement (TFLM)", pct(report.tflm_agreement)),
+        ]
+    if report.micro_compression is not None:
+        lut = report.micro_compression
+        rows += [
+            ("LUT tensors", ", ".join(f"{t['name']} ({t['bits']} bit)" for t in lut["tensors"]) or "none"),
+            ("bytes before LUT", f"{lut['bytes_before']:,}"),
+            ("DECODE arena cost", f"{lut.get('decode_arena_bytes', 0):,} bytes"),
         ]
     if micro is not None:
         rows += [

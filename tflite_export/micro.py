@@ -14,12 +14,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from edgecompress._errors import CheckError
 from edgecompress._io import atomic_write
 from tflite_export import runtime
-from tflite_export.runtime.tflm import TFLM_OPS, MicroOpsError
+from tflite_export.runtime.tflm import TFLM_OPS, MicroOpsError, TFLMRunner
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -160,3 +164,118 @@ def arena_estimate(info) -> int:
         )
         peak = max(peak, total)
     return int(peak)
+
+
+# Ops whose weight tensor (input 1) TFLM's kernels can read LUT-compressed, and the weight's
+# output-channel axis.
+_LUT_OPS = {"CONV_2D": 0, "FULLY_CONNECTED": 0, "DEPTHWISE_CONV_2D": -1}
+LUT_MAX_BITS = 7
+
+
+@dataclass
+class LutReport:
+    """What :func:`lut_compress` did.
+
+    Attributes:
+        bytes_before: the file before compression.
+        bytes_after: the compressed file (flash bytes).
+        tensors: per compressed weight tensor: ``name``, ``bits`` (index width), ``mode``
+            (``per_channel`` or ``per_tensor``), ``values`` (largest value table), ``bytes_before``
+            and ``bytes_after`` (indices plus tables).
+        skipped: per weight tensor left as it was: ``name`` and ``reason``.
+    """
+
+    bytes_before: int
+    bytes_after: int
+    tensors: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lut_compress(tflite, max_bits: int = LUT_MAX_BITS, check: bool = True) -> tuple[bytes, LutReport]:
+    """LUT-compress every weight tensor with few distinct values (TFLM's DECODE compression).
+
+    A CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED int8 weight tensor with at most ``2**b``
+    distinct values per output channel (or in the whole tensor), ``b <= max_bits``, becomes
+    ``b``-bit indices into value tables; TFLM's ``DECODE`` op expands it into the arena at run time
+    (lossless). Per channel or per tensor is chosen by the smaller result; a tensor that would not
+    shrink is left as it is. This is what clustering and low-bit quantization end in on a
+    microcontroller. The compression itself is ``tflite_micro``'s
+    (``tflite_micro.tensorflow.lite.micro.compression``); this function chooses the tensors and
+    their bit widths.
+
+    Args:
+        tflite: a ``.tflite`` path or its bytes.
+        max_bits: the widest index accepted, 1 to 7.
+        check: run both files in TFLM on one input and require identical outputs.
+
+    Returns:
+        ``(compressed bytes, LutReport)``. With nothing to compress, the bytes are the input's.
+
+    Raises:
+        CheckError: the compressed file's TFLM outputs differ from the original's.
+    """
+    if isinstance(max_bits, bool) or not isinstance(max_bits, int) or not 1 <= max_bits <= LUT_MAX_BITS:
+        raise ValueError(f"`max_bits` must be an int in [1, {LUT_MAX_BITS}]. Received: max_bits={max_bits!r}")
+    data = runtime.read_bytes(tflite, "tflite")
+    from tflite_micro.tensorflow.lite.micro.compression import compress, spec
+
+    values = runtime.stored_constants(data)
+    info = runtime.inspect(data)
+    report = LutReport(bytes_before=len(data), bytes_after=len(data))
+    specs, seen = [], set()
+    for detail in info.op_details:
+        axis = _LUT_OPS.get(detail["op"])
+        if axis is None or len(detail["inputs"]) < 2 or detail["inputs"][1] in seen:
+            continue
+        index = detail["inputs"][1]
+        seen.add(index)
+        tensor = info.tensors[index]
+        weights = values.get(index)
+        if weights is None or tensor["type"] != "INT8":
+            report.skipped.append({"name": tensor["name"], "reason": f"{tensor['type']} weights, not int8 constants"})
+            continue
+        axis = axis % weights.ndim
+        per_channel = max(np.unique(s).size for s in np.moveaxis(weights, axis, 0))
+        per_tensor = np.unique(weights).size
+        channels = weights.shape[axis]
+        options = []
+        # TFLM decodes a per-tensor table of a per-channel-quantized tensor wrongly (tried:
+        # outputs off by up to 1.0), so such a tensor gets one table per channel.
+        modes = [("per_channel", per_channel, channels)]
+        if tensor["scales"] <= 1:
+            modes.append(("per_tensor", per_tensor, 1))
+        for mode, count, tables in modes:
+            bits = max(1, int(np.ceil(np.log2(count))))
+            if bits <= max_bits:
+                options.append((-(-weights.size * bits // 8) + tables * count, mode, bits, count))
+        if not options:
+            report.skipped.append({"name": tensor["name"], "reason": f"{per_channel} distinct values per "
+                                   f"channel, more than 2**{max_bits}"})
+            continue
+        size, mode, bits, count = min(options)
+        if size >= weights.nbytes:
+            report.skipped.append({"name": tensor["name"], "reason": "would not shrink"})
+            continue
+        method = spec.LookUpTableCompression(
+            index_bitwidth=bits, mode=spec.PerChannel(axis=axis) if mode == "per_channel" else spec.PerTensor())
+        specs.append(spec.Tensor(subgraph=0, tensor=index, compression=[method]))
+        report.tensors.append({"name": tensor["name"], "bits": bits, "mode": mode, "values": int(count),
+                               "bytes_before": int(weights.nbytes), "bytes_after": int(size)})
+    if not specs:
+        return data, report
+    with warnings.catch_warnings():  # expansion warnings: tensors that would grow are skipped above
+        warnings.simplefilter("ignore")
+        out = bytes(compress(data, specs))
+    if check:
+        original = TFLMRunner(data)
+        sample = original.sample_batch()
+        before, after = original.run_once(sample), TFLMRunner(out).run_once(sample)
+        if any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True)):
+            raise CheckError("LUT compression changed the file's TFLM outputs (it must be lossless); "
+                             f"compressed tensors: {[t['name'] for t in report.tensors]}")
+    report.bytes_after = len(out)
+    return out, report
+

@@ -61,8 +61,8 @@ def main(module, argv=None, add_arguments=None, report=None) -> int:
         module: the benchmark module (its ``run``, and ``to_markdown`` or ``COLUMNS`` if any).
         argv: the arguments (default ``sys.argv[1:]``).
         add_arguments: ``add_arguments(parser)`` adds the module's own options.
-        report: ``report(train, test, args) -> str`` replaces the default
-            ``run(train, test, quick=...)`` rendered as a table.
+        report: ``report(train, test, args) -> str | None`` replaces the default
+            ``run(train, test, quick=...)`` rendered as a table (None: it printed its output).
     """
     from edgecompress import _cli
 
@@ -77,7 +77,9 @@ def main(module, argv=None, add_arguments=None, report=None) -> int:
     def command(args) -> int:
         train, test = load_mnist_dir(args.mnist_dir, quick=args.quick)
         if report is not None:
-            print(report(train, test, args))
+            text = report(train, test, args)
+            if text is not None:  # None: the report printed its sections as they came
+                print(text)
             return 0
         rows = module.run(train, test, quick=args.quick)
         render = getattr(module, "to_markdown", None)

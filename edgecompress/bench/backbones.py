@@ -23,6 +23,7 @@ import numpy as np
 from edgecompress import measure, models
 from edgecompress._keras import keras, tf
 from edgecompress._markdown import table as markdown_table
+from edgecompress.bench.harness import compare_latency
 from edgecompress.datasets import CALIBRATION_SAMPLES
 
 # (name, builder) on 28x28x1 / 10 classes.
@@ -66,23 +67,27 @@ def run(train, test, quick: bool = False, runs: int = 100, epochs: int = 3, log=
     epochs, runs = (1, 20) if quick else (epochs, runs)
     rows = []
     calib = train[0][np.random.default_rng(0).choice(len(train[0]), CALIBRATION_SAMPLES, replace=False)]
+    files = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, build in BACKBONES:
             model = build()
             seconds = _train(model, train, epochs)
             m = measure(model, test)
-            path = Path(tmp) / "model.tflite"
+            files[name] = Path(tmp) / f"{name}.tflite"
             report = tflite_export.export(
-                model, path, "int8", representative_data=calib, verify_data=test
+                model, files[name], "int8", representative_data=calib, verify_data=test
             )
             rows.append(dict(
                 name=name, params=m.params, macs=m.macs, int8_bytes=report.bytes,
-                int8_latency_us=tflite_export.benchmark(path, threads=1, runs=runs),
                 keras_accuracy=m.accuracy, int8_accuracy=report.accuracy,
                 agreement=report.agreement, train_s=seconds, epochs=epochs,
             ))  # fmt: skip
             if log:
                 log(rows[-1])
+        lat = compare_latency(files, rounds=3 if quick else 10, invokes=runs)
+    for row in rows:
+        row["int8_latency_us"] = lat.median(row["name"])
+        row["load_average"] = lat.load_average
     return rows
 
 
@@ -101,19 +106,17 @@ def vww_latency(train, runs: int = 100, quick: bool = False) -> dict:
     result = {"name": "mobilenet_v2 a=0.35 96x96x3", "params": model.count_params(),
               "macs": measure(model).macs}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
+        files = {}
         for mode in ("float32", "int8"):
-            path = Path(tmp) / f"{mode}.tflite"
-            report = tflite_export.export(model, path, mode, representative_data=x, verify_data=x)
+            files[mode] = Path(tmp) / f"{mode}.tflite"
+            report = tflite_export.export(model, files[mode], mode, representative_data=x, verify_data=x)
             result[f"{mode}_bytes"] = report.bytes
             result[f"{mode}_agreement"] = report.agreement
-        times = {"float32": [], "int8": []}
-        for _ in range(3):  # interleaved, so machine noise hits both files alike
-            for mode in times:
-                path = Path(tmp) / f"{mode}.tflite"
-                times[mode].append(tflite_export.benchmark(path, threads=1, runs=runs))
-    for mode in times:
-        result[f"{mode}_latency_us"] = float(np.median(times[mode]))
-    result["int8_speedup"] = result["float32_latency_us"] / result["int8_latency_us"]
+        lat = compare_latency(files, rounds=3 if quick else 10, invokes=runs)
+    for mode in files:
+        result[f"{mode}_latency_us"] = lat.median(mode)
+    result["int8_speedup"] = lat.ratio("int8", "float32")
+    result["load_average"] = lat.load_average
     return result
 
 

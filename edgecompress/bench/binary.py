@@ -14,7 +14,6 @@ MNIST t10k IDX files)::
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ import numpy as np
 
 from edgecompress import binary
 from edgecompress._keras import keras, tf
+from edgecompress.bench.harness import compare_latency
 
 
 def tutorial_net(hidden: int = 64, name: str = "mnist_float") -> keras.Model:
@@ -82,17 +82,6 @@ def recalibrate_bn(model, x, count=2000):
     return model
 
 
-def _latency_ms(interpreter_predict, x, repeats=7):
-    """Median per-image latency (ms) of batch-1 inference over ``repeats`` passes on ``x``."""
-    interpreter_predict(x[:4])  # warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        interpreter_predict(x)
-        times.append((time.perf_counter() - start) / len(x) * 1e3)
-    return statistics.median(times)
-
-
 def _convert(model, path, lce: bool) -> bytes:
     import larq_compute_engine
 
@@ -129,8 +118,7 @@ def run(train, test, quick: bool = False, hidden: int = 256, float_epochs: int =
     bnn.save(os.path.join(tmp, "bnn.keras"))  # kept for inspection / re-export
     print(f"trained in {train_seconds:.0f} s; models in {tmp}", file=sys.stderr, flush=True)
 
-    lat_x = x_te[:200]
-
+    files = {}
     def acc(pred):
         return float(np.mean(np.argmax(pred, -1) == y_te[: len(pred)]))
 
@@ -142,6 +130,7 @@ def run(train, test, quick: bool = False, hidden: int = 256, float_epochs: int =
         data = float_bytes if not lce else _convert(model, os.path.join(tmp, "m.tflite"), True)
         interp = LceInterpreter(data, num_threads=1)
         pred = interp.predict(x_te)
+        files[name] = data
         info = binary.summary(model)
         rows.append({
             "name": name, "params": model.count_params(), "bytes": len(data),
@@ -150,10 +139,14 @@ def run(train, test, quick: bool = False, hidden: int = 256, float_epochs: int =
             "agreement_with_keras": (float(np.mean(np.argmax(pred, -1) == np.argmax(keras_bnn, -1)))
                                      if lce else None),
             "max_abs_diff": float(np.abs(pred - keras_bnn).max()) if lce else None,
-            "latency_ms_lce_interpreter": _latency_ms(interp.predict, lat_x),
             "binary_mac_fraction": info["binary_mac_fraction"],
             "larq_memory_bytes": info["memory_bytes"],
         })
+    # Every file in LCE's interpreter (the float file too), timed side by side.
+    lat = compare_latency(files, rounds=3 if quick else 10, invokes=5 if quick else 20, runtime="lce")
+    for row in rows:
+        row["latency_ms_lce_interpreter"] = lat.median(row["name"]) / 1e3
+        row["load_average"] = lat.load_average
     rows[0]["keras_accuracy"] = acc(fmodel.predict(x_te, verbose=0, batch_size=500))
     rows[-1]["keras_accuracy"] = acc(keras_bnn)
     rows[-1]["bnn_train_seconds"] = train_seconds

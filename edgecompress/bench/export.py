@@ -13,10 +13,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from edgecompress._keras import keras
 from edgecompress._markdown import table as markdown_table
+from edgecompress.bench.harness import compare_latency
 
 
 def _train(model, train, epochs, seed=0):
@@ -45,20 +44,6 @@ def small_bnn(input_shape=(28, 28, 1), classes=10):
     return keras.Model(inp, out, name="small_bnn")
 
 
-def side_by_side(paths, rounds=10, runs=50, warmup=20) -> dict:
-    """Median µs per batch-1 inference of each file, alternating files round by round."""
-    from tflite_export.runtime import Runner
-
-    runners = {name: Runner(path, num_threads=1) for name, path in paths.items()}
-    for runner in runners.values():
-        runner.benchmark(runs=1, warmup=warmup)
-    times = {name: [] for name in paths}
-    for _ in range(rounds):
-        for name, runner in runners.items():
-            times[name].append(runner.benchmark(runs=runs, warmup=0))
-    return {name: float(np.median(t)) for name, t in times.items()}
-
-
 def run(train, test, quick: bool = False) -> list[dict]:
     """Rows: LeNet-5 float32 / int8 and small BNN float32 / binary, with ratios to float32."""
     from edgecompress.models import lenet5
@@ -72,23 +57,23 @@ def run(train, test, quick: bool = False) -> list[dict]:
         f32 = export(lenet, tmp / "lenet_f32.tflite", "float32", verify_data=test)
         i8 = export(lenet, tmp / "lenet_int8.tflite", "int8", representative_data=train[0],
                     verify_data=test)
-        lat = side_by_side({"float32": f32.path, "int8": i8.path},
-                           rounds=3 if quick else 10, runs=20 if quick else 50)
+        lat = compare_latency({"float32": f32.path, "int8": i8.path},
+                              rounds=3 if quick else 10, invokes=20 if quick else 50)
         for rep in (f32, i8):
-            rows.append(_row("lenet5", rep, lat[rep.mode], f32, lat["float32"]))
+            rows.append(_row("lenet5", rep, lat, f32))
 
         bnn = _train(small_bnn(train[0].shape[1:]), train, epochs)
         small_test = (test[0][: 200 if quick else 1000], test[1][: 200 if quick else 1000])
         bf = export(bnn, tmp / "bnn_f32.tflite", "float32", verify_data=small_test)
         bb = export(bnn, tmp / "bnn_lce.tflite", "binary", verify_data=small_test)
-        lat = side_by_side({"float32": bf.path, "binary": bb.path},
-                           rounds=3 if quick else 5, runs=5 if quick else 20)
+        lat = compare_latency({"float32": bf.path, "binary": bb.path},
+                              rounds=3 if quick else 5, invokes=5 if quick else 20)
         for rep in (bf, bb):
-            rows.append(_row("small_bnn", rep, lat[rep.mode], bf, lat["float32"]))
+            rows.append(_row("small_bnn", rep, lat, bf))
     return rows
 
 
-def _row(name, rep, latency, base, base_latency) -> dict:
+def _row(name, rep, lat, base) -> dict:
     return {
         "name": name,
         "mode": rep.mode,
@@ -99,19 +84,27 @@ def _row(name, rep, latency, base, base_latency) -> dict:
         "keras_accuracy": rep.keras_accuracy,
         "agreement": rep.agreement,
         "accuracy_delta_pp": 100 * (rep.accuracy - base.accuracy),
-        "latency_us": latency,
-        "speedup": base_latency / latency,
+        "latency_us": lat.median(rep.mode),
+        "latency_spread_us": lat.files[rep.mode].spread_us,
+        "speedup": lat.ratio(rep.mode, base.mode),
+        "load_average": lat.load_average,
+        "latency_warning": lat.warning,
     }
 
 
 def to_markdown(rows) -> str:
-    return markdown_table(
+    text = markdown_table(
         ["model", "mode", "bytes", "size vs float32", "accuracy", "Keras acc.", "agreement",
-         "Δ acc. vs float32 (pp)", "latency µs (median, 1 thread)", "speed-up vs float32"],
+         "Δ acc. vs float32 (pp)", "latency µs (median ± IQR, 1 thread)", "speed-up vs float32"],
         ([r["name"], r["mode"], f"{r['bytes']:,}", f"{r['size_ratio']:.2f}×",
           f"{100 * r['accuracy']:.2f} %", f"{100 * r['keras_accuracy']:.2f} %",
           f"{100 * r['agreement']:.2f} %", f"{r['accuracy_delta_pp']:+.2f}",
-          f"{r['latency_us']:.0f}", f"{r['speedup']:.2f}×"] for r in rows))
+          f"{r['latency_us']:.0f} ± {r['latency_spread_us']:.0f}", f"{r['speedup']:.2f}×"]
+         for r in rows))
+    warnings = sorted({r["latency_warning"] for r in rows if r.get("latency_warning")})
+    loads = [r["load_average"] for r in rows if r.get("load_average") is not None]
+    note = f"\n\nLatency: load average up to {max(loads):.1f} while timing." if loads else ""
+    return text + note + "".join(f" WARNING: {w}." for w in warnings)
 
 
 if __name__ == "__main__":

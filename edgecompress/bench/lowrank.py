@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
-
-import numpy as np
 
 from edgecompress import lowrank, models
 from edgecompress._keras import keras, tf
+from edgecompress.bench.harness import compare_latency
 from edgecompress.measure import keras_accuracy, keras_macs
 
 
@@ -43,26 +41,9 @@ def _tflite(model, folder, name):
 
 
 def latency_us(paths, rounds=15, invokes=50) -> list[float]:
-    """Median microseconds per batch-1 invoke for each float TFLite file, measured interleaved."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    runners = []
-    for path in paths:
-        interp = Interpreter(model_path=path, num_threads=1)
-        interp.allocate_tensors()
-        detail = interp.get_input_details()[0]
-        interp.set_tensor(detail["index"], np.random.default_rng(0).random(detail["shape"], np.float32))
-        for _ in range(20):
-            interp.invoke()
-        runners.append(interp)
-    times = [[] for _ in paths]
-    for _ in range(rounds):
-        for i, interp in enumerate(runners):
-            start = time.perf_counter()
-            for _ in range(invokes):
-                interp.invoke()
-            times[i].append((time.perf_counter() - start) / invokes * 1e6)
-    return [float(np.median(t)) for t in times]
+    """Median microseconds per batch-1 invoke of each file, through the one harness."""
+    lat = compare_latency({str(i): p for i, p in enumerate(paths)}, rounds=rounds, invokes=invokes)
+    return [lat.median(str(i)) for i in range(len(paths))]
 
 
 def run(train, test, quick=False, fc_ratio=0.18, conv_ratio=0.3) -> list[dict]:

@@ -28,6 +28,7 @@ import tensorflow_model_optimization as tfmot
 
 from edgecompress import models, pruning
 from edgecompress._keras import keras, tf
+from edgecompress.bench.harness import compare_latency
 from edgecompress.measure import keras_accuracy
 
 
@@ -50,23 +51,6 @@ def _interpreter(blob):
     it = Interpreter(model_content=blob, num_threads=1)
     it.allocate_tensors()
     return it
-
-
-def _latency_us(blob, x, runs=300, repeats=5) -> float:
-    it = _interpreter(blob)
-    inp = it.get_input_details()[0]["index"]
-    sample = x[:1].astype(np.float32)
-    for _ in range(20):
-        it.set_tensor(inp, sample)
-        it.invoke()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(runs):
-            it.set_tensor(inp, sample)
-            it.invoke()
-        times.append((time.perf_counter() - start) / runs * 1e6)
-    return float(np.median(times))
 
 
 def _tflite_accuracy(blob, data, limit=1000) -> float:
@@ -99,20 +83,27 @@ def run(train, test, quick=False) -> list[dict]:
     base.fit(x_tr, y_tr, epochs=epochs, batch_size=64, verbose=0)
     rows = []
 
+    int8_files = {}
+
     def row(name, model, **extra):
-        int8 = _tflite(model, calib)
+        int8_files[name] = _tflite(model, calib)
         r = {"name": name, "params": int(model.count_params()),
-             "accuracy": keras_accuracy(model, test), "int8_accuracy": _tflite_accuracy(int8, test),
-             "int8_latency_us": _latency_us(int8, x_tr), "int8_gzip": _gz(int8), **extra}
+             "accuracy": keras_accuracy(model, test),
+             "int8_accuracy": _tflite_accuracy(int8_files[name], test),
+             "int8_gzip": _gz(int8_files[name]), **extra}
         rows.append(r)
         return r
 
-    # structured: 50% of the filters, fine-tuned
+    # structured: 50% of the filters, fine-tuned; both int8 files timed side by side
     b = row("lenet5", base)
     small = _compile(pruning.prune_filters(base, 0.5, "l1"))
     small.fit(x_tr, y_tr, epochs=2 if quick else 3, batch_size=64, verbose=0)
     s = row("lenet5_filters50", small)
-    s["speedup"] = b["int8_latency_us"] / s["int8_latency_us"]
+    lat = compare_latency(int8_files, rounds=3 if quick else 10, invokes=50 if quick else 300)
+    for r in (b, s):
+        r["int8_latency_us"] = lat.median(r["name"])
+        r["load_average"] = lat.load_average
+    s["speedup"] = lat.ratio("lenet5_filters50", "lenet5")
     s["accuracy_drop_pp"] = 100 * (b["accuracy"] - s["accuracy"])
 
     # unstructured 80%: ours (default schedule) vs the tfmot tutorial recipe, same epochs/batch

@@ -73,14 +73,15 @@ def run(train, test, quick: bool = False) -> list[dict]:
     b, g, a = _int8(tut, train, test)
     rows.append(dict(model="lenet5", name="tfmot tutorial: cluster 16 linear + int8 PTQ + gzip",
                      bytes=g, ratio=f32 / g, accuracy=a))
-    for init in ("linear", "kmeans++"):
+    for init in (Q.DEFAULT_INIT, "kmeans++"):
         ours = _compile(Q.cluster_weights(base, 16, init=init), 1e-4)
         ours.fit(*train, epochs=1, batch_size=64, verbose=0)
         ours = Q.strip(ours)
         n = Q.save_packed(ours, os.path.join(tmp, "l5.ecpk"))
         same = np.array_equal(Q.load_packed(os.path.join(tmp, "l5.ecpk")).predict(
             test[0][:256], verbose=0), ours.predict(test[0][:256], verbose=0))
-        rows.append(dict(model="lenet5", name=f"cluster 16 {init} -> packed (identical: {same})",
+        default = " (default)" if init == Q.DEFAULT_INIT else ""
+        rows.append(dict(model="lenet5", name=f"cluster 16 {init}{default} -> packed (identical: {same})",
                          bytes=n, ratio=f32 / n, accuracy=keras_accuracy(ours, test)))
     # Deep Compression order: prune 50% (magnitude, one shot) then cluster with sparsity kept
     pruned = Q.strip(base)

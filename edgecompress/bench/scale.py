@@ -125,17 +125,16 @@ def exponents(rows) -> dict:
 
 
 def markdown(rows, slopes) -> str:
-    lines = ["| transform | model | input | params | wall time (s) | peak RSS (MiB) | growth (MiB) |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['transform']} | {r['model']} | {r['size']} | | {r['error']} | | |")
-        else:
-            lines.append(f"| {r['transform']} | {r['model']} | {r['size']} | {r['params']:,} | "
-                         f"{r['seconds']:.2f} | {r['peak_mib']:.0f} | {r['growth_mib']:.0f} |")
-    lines += ["", "| transform | input | cost exponent (time ~ params^k) |", "|---|---|---|"]
-    lines += [f"| {t} | {s} | {k:.2f} |" for (t, s), k in slopes.items()]
-    return "\n".join(lines)
+    from edgecompress._markdown import table
+
+    cells = [[r["transform"], r["model"], r["size"], "", r["error"], "", ""] if "error" in r else
+             [r["transform"], r["model"], r["size"], f"{r['params']:,}", f"{r['seconds']:.2f}",
+              f"{r['peak_mib']:.0f}", f"{r['growth_mib']:.0f}"] for r in rows]
+    return "\n\n".join([
+        table(["transform", "model", "input", "params", "wall time (s)", "peak RSS (MiB)",
+               "growth (MiB)"], cells),
+        table(["transform", "input", "cost exponent (time ~ params^k)"],
+              ([t, size, f"{k:.2f}"] for (t, size), k in slopes.items()))])
 
 
 def _write(path: str, text: str) -> None:

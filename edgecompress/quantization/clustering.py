@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from edgecompress._keras import check_graph_model, keras
+from edgecompress.quantization._progress import Progress
 from edgecompress.surgery import (
     Replacement,
     TransformReport,
@@ -165,11 +166,15 @@ def cluster_weights(
 
     private = rebuild(model, clusterable)
 
+    progress = Progress("cluster_weights", len(names))
+
     def wrap(layer):
         if isinstance(layer, keras.Model):
             return keras.models.clone_model(layer, clone_function=wrap)
         if layer.name in names:
-            return _cluster.cluster_weights(layer, **params)
+            wrapped = _cluster.cluster_weights(layer, **params)
+            progress.step(f"'{layer.name}'")
+            return wrapped
         return layer
 
     result = keras.models.clone_model(private, clone_function=wrap)

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 import numpy as np
 
 from edgecompress._keras import check_graph_model, keras, tf
+from edgecompress.quantization._progress import Progress
 from edgecompress.surgery import (
     Replacement,
     TransformReport,
@@ -333,10 +333,10 @@ def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size:
         Wu et al., "Quantized Convolutional Neural Networks for Mobile Devices", CVPR 2016.
     """
     check_graph_model(model)
-    for arg, val in (("subvector_size", subvector_size), ("codebook_size", codebook_size),
-                     ("sweeps", sweeps), ("max_rows", max_rows)):
-        if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < (0 if arg == "sweeps" else 1):
-            raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={val!r}")
+    for arg, val, least in (("subvector_size", subvector_size, 1), ("codebook_size", codebook_size, 1),
+                            ("sweeps", sweeps, 0), ("max_rows", max_rows, 1)):
+        if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < least:
+            raise ValueError(f"`{arg}` must be an int >= {least}. Received: {arg}={val!r}")
     if codebook_size < 2:
         raise ValueError(f"`codebook_size` must be an int >= 2. Received: codebook_size={codebook_size}")
     for arg, val, top in (("holdout", holdout, 1.0), ("ridge", ridge, np.inf)):
@@ -366,8 +366,8 @@ def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size:
     fit_x = held_x = None
     if calibration_data is not None:
         fit_x, held_x = _split(calibration_data, holdout, seed)
-    plans, small, start = {}, [], time.monotonic()
-    for number, layer in enumerate(selected, 1):
+    plans, small, progress = {}, [], Progress("product_quantize", len(selected))
+    for layer in selected:
         kernel = layer.kernel.numpy()
         w2d = kernel.reshape(-1, kernel.shape[-1])
         books, assign = _quantize_matrix(w2d, d, k, seed)
@@ -379,9 +379,7 @@ def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size:
             books, assign, _ = _qcnn_refine(x, w2d, books, assign, sweeps, ridge, x_held)
         plans[layer.name] = (books, assign)
         report.transformed.append(layer.name)
-        if time.monotonic() - start > 2:
-            log.info("product_quantize: %d/%d '%s' (%.1f s)", number, len(selected), layer.name,
-                     time.monotonic() - start)
+        progress.step(f"'{layer.name}'")
     if small:
         log.warning(
             "product_quantize: calibration_data is small for codebook_size=%d: fewer than %d rows "

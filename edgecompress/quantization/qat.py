@@ -21,6 +21,7 @@ import tensorflow_model_optimization as tfmot
 
 from edgecompress._keras import check_graph_model, keras
 from edgecompress.quantization import qat_graph
+from edgecompress.quantization._progress import Progress
 from edgecompress.surgery import attach, find_layers
 
 _q = tfmot.quantization.keras
@@ -99,7 +100,9 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
     skipped = {layer.name for layer in find_layers(model, skip, (keras.layers.Layer,), "skip")} \
         if skip is not None else set()
     report = qat_graph.QATReport("quantize_aware")
+    progress = Progress("quantize_aware", 4)
     private = qat_graph.prepare(model, report)
+    progress.step("graph rewritten")
     for layer in private.layers:
         if type(layer).__name__ == "TFOpLambda" and layer.name not in skipped:
             raise ValueError(
@@ -107,9 +110,11 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
                 "cannot clone or quantize (only `+ - * /` with a scalar or per-channel constant "
                 "are rewritten). Write it as a Keras layer.")
     annotated = qat_graph.annotate(private, skipped, report)
+    progress.step(f"{len(report.transformed)} layers annotated")
     try:
         with _q.quantize_scope():
             result = _q.quantize_apply(annotated, scheme)
+        progress.step("tfmot quantize_apply done")
     except RuntimeError as err:  # tfmot: "Layer name:<class '...'> is not supported. ..."
         found = re.search(r"Layer (\S+?):<class '([\w.]+)'> is not supported", str(err))
         if found is None:
@@ -122,6 +127,7 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
             "your model and pass the annotated model.") from None
     if calibration_data is not None:
         calibrate(result, calibration_data)
+        progress.step("activation ranges calibrated")
     attach(result, report)
     report.warn_if_noop()
     return result

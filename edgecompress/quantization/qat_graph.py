@@ -12,10 +12,12 @@ the squeeze-excite ``Multiply``, the TFOpLambda arithmetic of hard-swish (``x + 
   ``Normalization``, a TFOpLambda ``+ - * /`` with a scalar or per-channel constant) becomes a
   1x1 ``DepthwiseConv2D``, which tfmot quantizes per channel and TFLite runs as int8
   ``DEPTHWISE_CONV_2D`` (with a ``Reshape`` on each side for 2-D and 3-D tensors);
-- Conv1D gets the conv weight config, weightless merges and activations without a tfmot rule
+- Conv1D gets a (per-tensor) weight config, weightless merges and activations without a tfmot rule
   (``Multiply``, ``Subtract``, ``Maximum``, ``hard_sigmoid``, ...) get an output quantizer;
   average pooling keeps its input's scale (no output quantizer: TFLite's AVERAGE_POOL_2D needs
   the same scale in and out, which tfmot's own rule breaks on DenseNet's transitions);
+- a conv or dense with a fused activation TFLite cannot fuse (``swish``, as in EfficientNet's
+  squeeze-excite) is split into the layer and an ``Activation``, so both outputs get ranges;
 - anything else (``LayerNormalization``, custom layers) is left float and reported.
 
 References:
@@ -58,10 +60,12 @@ _SAME_SCALE = (keras.layers.AveragePooling1D, keras.layers.AveragePooling2D, ker
 _ACTIVATION_NAMES = (quantize_aware_activation.QuantizeAwareActivation._PRE_QUANT_ACTIVATIONS
                      | quantize_aware_activation.QuantizeAwareActivation._POST_QUANT_ACTIVATIONS
                      | {"relu6"})
+# fused into the conv / dense kernel by TFLite, or quantized before the activation by tfmot
+_FUSED_ACTIVATIONS = {"linear", "relu", "relu6", "softmax", "sigmoid", "tanh"}
 _FLOAT_REASONS = {
-    keras.layers.LayerNormalization: "tfmot has no 8-bit rule for LayerNormalization; it trains in "
-                                     "float and the int8 converter calibrates its MEAN, SQUARED_DIFFERENCE, "
-                                     "RSQRT, MUL and ADD ops from the representative data",
+    keras.layers.LayerNormalization: "tfmot has no 8-bit rule for LayerNormalization; left float, so an "
+                                     "int8 export keeps its MEAN, SQUARED_DIFFERENCE, RSQRT, MUL and ADD "
+                                     "ops in float (export with mode='dynamic', or replace the layer)",
 }
 
 
@@ -98,6 +102,10 @@ def prepare(model: keras.Model, report: QATReport) -> keras.Model:
             bn = folded_into[id(layer)]
             report.rewritten[bn.name] = f"folded into '{layer.name}'"
             return _fold(layer, *_batchnorm_affine(bn))
+        split = _split_activation(layer)
+        if split is not None:
+            report.rewritten[layer.name] = f"activation '{_activation_name(layer)}' split into its own layer"
+            return split
         affine = _affine_of(layer)
         if affine is None:
             return None
@@ -128,11 +136,6 @@ def annotate(model: keras.Model, skip: set, report: QATReport) -> keras.Model:
     return keras.models.clone_model(model, clone_function=one)
 
 
-def float_reason(layer) -> str | None:
-    """Why ``layer`` cannot be annotated for 8-bit QAT, or None if it can."""
-    return _quantize_config(layer)[1]
-
-
 def _quantize_config(layer):
     """(tfmot QuantizeConfig or None for the registry's own, reason to leave float or None)."""
     cls = type(layer)
@@ -143,7 +146,8 @@ def _quantize_config(layer):
     if _REGISTRY._is_supported_layer(cls) or cls in (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D):
         return None, None
     if cls is keras.layers.Conv1D:
-        return registry.Default8BitConvQuantizeConfig(["kernel"], ["activation"], False), None
+        # per-tensor: tfmot's per-axis weight quantizer fails on a rank-3 kernel
+        return registry.Default8BitQuantizeConfig(["kernel"], ["activation"], False), None
     if cls in _OUTPUT_QUANTIZED:
         return configs.Default8BitOutputQuantizeConfig(), None
     if cls.__name__ == "TFOpLambda":
@@ -152,7 +156,20 @@ def _quantize_config(layer):
     for kind, reason in _FLOAT_REASONS.items():
         if isinstance(layer, kind):
             return None, reason
-    return None, f"tfmot has no 8-bit rule for {cls.__name__}; left float"
+    return None, (f"tfmot has no 8-bit rule for {cls.__name__}; left float, so an int8 export keeps "
+                  "its ops in float")
+
+
+def _split_activation(layer):
+    """A weighted layer with a fused activation TFLite cannot fuse (swish, gelu, ...) as the layer
+    plus an Activation layer, so the pre-activation output gets a range of its own."""
+    if not layer.weights or not callable(getattr(layer, "activation", None)):
+        return None
+    if _activation_name(layer) in _FUSED_ACTIVATIONS:
+        return None
+    config = {**layer.get_config(), "activation": "linear"}
+    activation = keras.layers.Activation(layer.get_config()["activation"], name=f"{layer.name}_activation")
+    return Replacement([type(layer).from_config(config), activation], [layer.get_weights(), None])
 
 
 def _activation_name(layer) -> str:

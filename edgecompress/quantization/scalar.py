@@ -15,9 +15,17 @@ import numpy as np
 
 from edgecompress._keras import check_graph_model, keras
 from edgecompress.measure import keras_accuracy
-from edgecompress.surgery import Replacement, copy_layer, find_layers, rebuild
+from edgecompress.surgery import (
+    Replacement,
+    TransformReport,
+    attach,
+    copy_layer,
+    find_layers,
+    iter_layers,
+    rebuild,
+)
 
-QUANTIZABLE = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D)
+QUANTIZABLE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D)
 
 
 @dataclass
@@ -65,7 +73,7 @@ def fake_quantize(w: np.ndarray, bits: int, per_channel: bool = True,
 
 def quantize_weights(model: keras.Model, bits: int = 8, per_channel: bool = True,
                      symmetric: bool = True, layers=None, data=None):
-    """Quantize the kernels of Conv2D / Dense / DepthwiseConv2D layers uniformly to ``bits`` bits.
+    """Quantize the kernels of Conv1D / Conv2D / Dense / DepthwiseConv2D layers uniformly to ``bits`` bits.
 
     The result is a simulated ("fake-quantized") float model: each kernel holds at most 2**bits
     distinct values per channel (per tensor when ``per_channel=False``), so you can see how few
@@ -76,11 +84,12 @@ def quantize_weights(model: keras.Model, bits: int = 8, per_channel: bool = True
         bits: 2..8 bits per weight.
         per_channel: one scale per output channel (as TFLite int8 does) or one per tensor.
         symmetric: symmetric narrow range with zero exact, or affine (min/max with a zero point).
-        layers: layer names to quantize; None for every Conv2D/Dense/DepthwiseConv2D.
+        layers: layer names to quantize; None for every Conv1D/Conv2D/Dense/DepthwiseConv2D.
         data: optional ``(x, y)`` with integer labels; the report then carries the accuracy.
 
     Returns:
-        ``(quantized_model, ScalarReport)``.
+        ``(quantized_model, ScalarReport)``; ``quantized_model.transform_report`` lists the
+        quantized layers and the weighted layers left as they were.
 
     Raises:
         ValueError: for ``bits`` outside 2..8 or a bad layer name.
@@ -93,6 +102,12 @@ def quantize_weights(model: keras.Model, bits: int = 8, per_channel: bool = True
         raise ValueError(f"`bits` must be an int in [2, 8]. Received: bits={bits!r}")
     selected = {layer.name for layer in find_layers(model, layers, QUANTIZABLE)}
     report = ScalarReport(bits=int(bits))
+    outcome = TransformReport("quantize_weights")
+    for layer in iter_layers(model):
+        if layer.name in selected:
+            outcome.transformed.append(layer.name)
+        elif layer.weights and not isinstance(layer, QUANTIZABLE):
+            outcome.skipped[layer.name] = f"{type(layer).__name__} has no scalar weight rule"
 
     def rule(layer):
         if layer.name not in selected:
@@ -114,6 +129,8 @@ def quantize_weights(model: keras.Model, bits: int = 8, per_channel: bool = True
         return Replacement([copy_layer(layer)], [[q] + weights[1:]])
 
     result = rebuild(model, rule)
+    attach(result, outcome)
+    outcome.warn_if_noop()
     if data is not None:
         report.accuracy = keras_accuracy(result, data)
     return result, report

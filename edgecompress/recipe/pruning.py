@@ -40,13 +40,20 @@ def prune_low_magnitude(state, target_sparsity, initial_sparsity, schedule, m_by
 
 
 @register("prune_filters", {
-    "ratio": Param((int, float), REQUIRED, lambda x: 0 <= x < 1, "a number in [0, 1)"),
+    "ratio": Param((int, float, dict), REQUIRED, lambda x: _ratios(x),
+                   "a number in [0, 1) or a table {layer = ratio}"),
     "criterion": choice(pruning.FILTER_CRITERIA),
     "threshold": Param((int, float), None, lambda x: x >= 0, "a number >= 0 (criterion 'threshold')"),
 }, parse_check=lambda p, _: _threshold_rule(p))
 def prune_filters(state, ratio, criterion, threshold):
     kwargs = {k: v for k, v in (("criterion", criterion), ("threshold", threshold)) if v is not None}
     state.model = pruning.prune_filters(state.model, ratio, **kwargs)
+
+
+def _ratios(x) -> bool:
+    values = list(x.values()) if isinstance(x, dict) else [x]
+    return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1
+                                for v in values)
 
 
 def _threshold_rule(params):

@@ -95,11 +95,13 @@ def split_validation(train, seed: int = 0):
     size = max(1, int(VALIDATION_FRACTION * n))
     if n < 5:
         raise RecipeError(f"`train` must hold at least 5 samples to hold out validation data. Received: {n}")
-    strata = None
-    if labels.ndim <= 2 and np.issubdtype(labels.dtype, np.integer) or np.array_equal(labels, np.round(labels)):
-        ids = labels.argmax(-1) if labels.ndim == 2 and labels.shape[1] > 1 else labels.reshape(n, -1)[:, 0]
-        counts = np.bincount(ids.astype(int) - int(ids.min()))
-        counts = counts[counts > 0]
+    ids = strata = None
+    if labels.ndim == 2 and labels.shape[1] > 1 and np.isin(labels, (0, 1)).all():
+        ids = labels.argmax(-1)  # one-hot rows
+    elif labels.size == n and np.isfinite(labels).all() and np.array_equal(labels, np.round(labels)):
+        ids = labels.reshape(-1).astype(int)  # class ids
+    if ids is not None:
+        counts = np.unique(ids, return_counts=True)[1]
         if counts.min() >= 2 and size >= counts.size and counts.size < n // 2:
             strata = ids
     index = np.arange(n)
@@ -113,7 +115,7 @@ def split_validation(train, seed: int = 0):
 
 
 def run(recipe, model, train, test, out_dir, baseline=None, verbose: int = 1, seed: int = 0,
-        validation=None, max_drop=None, enforce: bool = True) -> RunResult:
+        validation=None, max_drop=None, enforce: bool = True, strategy=None) -> RunResult:
     """Run every step of ``recipe`` on a clone of ``model``; write artifacts into ``out_dir``.
 
     Args:
@@ -127,6 +129,8 @@ def run(recipe, model, train, test, out_dir, baseline=None, verbose: int = 1, se
         max_drop: overrides the recipe's ``max_drop`` (see :mod:`edgecompress.recipe.guard`).
         enforce: raise when the guard fails (False: only mark the artifacts FAILED and log it, as
             the demo and benchmarks do).
+        strategy: ``"mirrored"`` or ``"multiworker"``: data-parallel training steps (see
+            :mod:`edgecompress.distribute`).
 
     Returns:
         A :class:`RunResult`: ``(final_model, artifacts)`` with ``trace`` and ``failures``.
@@ -145,7 +149,7 @@ def run(recipe, model, train, test, out_dir, baseline=None, verbose: int = 1, se
         train, validation = split_validation(train, seed)
     state = RunState(model=surgery.clone(model), train=train, validation=validation, test=test,
                      out_dir=Path(out_dir), baseline=baseline if baseline is not None else model,
-                     recipe=recipe, tasks=tasks, verbose=verbose, seed=seed)
+                     recipe=recipe, tasks=tasks, verbose=verbose, seed=seed, strategy=strategy)
     base_values = tasks_lib.evaluate(model, test, tasks)
     trace = [{"step": 0, "kind": "input", "scores": dict(zip(names, base_values))}]
     log.info("[%s] input model on %d held-out samples: %s", recipe.name, len(test[0]), _show(trace[0]))

@@ -56,6 +56,7 @@ class RunState:
     verbose: int = 1
     seed: int = 0
     where: str = ""
+    strategy: str | None = None
 
     def compile(self, model, learning_rate: float, optimizer=None):
         from edgecompress._keras import keras
@@ -69,8 +70,14 @@ class RunState:
 
         ``shape_of`` is the graph model whose input decides the augmentation (default ``model``;
         a Distiller passes its student)."""
+        from edgecompress import distribute
         from edgecompress._keras import keras
 
+        if self.strategy and not compiled:  # data-parallel: a copy in the strategy's scope
+            with distribute.replica_of(model, self.strategy) as replica:  # weights come back after
+                self.compile(replica, learning_rate)
+                return self.fit(replica, epochs, learning_rate, batch_size, augment, patience,
+                                compiled=True, shape_of=shape_of if shape_of is not None else model)
         if not compiled:
             self.compile(model, learning_rate)
         self.warn_if_small(epochs)

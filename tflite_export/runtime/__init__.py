@@ -13,6 +13,7 @@ _NAMES = {
     "ModelInfo": "tflite_export.runtime.reader",
     "inspect": "tflite_export.runtime.reader",
     "read_bytes": "tflite_export.runtime.reader",
+    "stored_constants": "tflite_export.runtime.reader",
     "CONV_OPS": "tflite_export.runtime.reader",
     "Runner": "tflite_export.runtime.base",
     "BACKENDS": "tflite_export.runtime.base",

@@ -113,9 +113,10 @@ class Runner:
             for d in self.input_details
         ]
 
-    def run_once(self, batch) -> None:
-        """One inference on an already-quantized batch (what a latency harness times)."""
-        self._run(batch)
+    def run_once(self, batch) -> list:
+        """One inference on an already-quantized batch (what a latency harness times); the raw
+        (not dequantized) outputs."""
+        return self._run(batch)
 
     def benchmark(self, runs: int = 50, warmup: int = 5) -> float:
         """Median microseconds of one batch-1 inference on random inputs, after ``warmup`` runs."""

@@ -34,7 +34,8 @@ class ModelInfo:
             FULLY_CONNECTED and LCE's LceBconv2d.
         tensor_types: name -> type name ("FLOAT32", "INT8", ...) of every tensor.
         op_details: per operator, a dict with ``op``, ``inputs`` and ``outputs`` (tensor indices).
-        tensors: per tensor, a dict with ``name``, ``type``, ``shape``, ``bytes``, ``constant``.
+        tensors: per tensor, a dict with ``name``, ``type``, ``shape``, ``bytes``, ``constant`` and
+            ``scales`` (how many quantization scales: 0 unquantized, 1 per tensor, more per channel).
         inputs: tensor indices of the graph inputs.
         outputs: tensor indices of the graph outputs.
         output_names: per graph output (in ``outputs`` order), its name in the file's first
@@ -138,8 +139,10 @@ def inspect(path_or_bytes) -> ModelInfo:
         dtype = _NP_TYPES.get(tname)
         count = int(np.prod([max(d, 1) for d in shape]))
         nbytes = count * np.dtype(dtype).itemsize if dtype is not None else 0
+        scales = tensor.quantization.scale if tensor.quantization is not None else None
         info.tensors.append(
-            {"name": name, "type": tname, "shape": shape, "bytes": nbytes, "constant": values is not None}
+            {"name": name, "type": tname, "shape": shape, "bytes": nbytes, "constant": values is not None,
+             "scales": 0 if scales is None else len(scales)}
         )
         if values is not None:
             raw[index] = values
@@ -158,11 +161,29 @@ def inspect(path_or_bytes) -> ModelInfo:
     for index, values in raw.items():
         tensor = graph.tensors[index]
         name = info.tensors[index]["name"]
+        if _encoded(values, info.tensors[index]["shape"], tensor.quantization):
+            continue  # e.g. TFLM LUT indices, expanded by a DECODE op: not weights as stored
         value = _dequantize_constant(values, tensor.quantization)
         if value.dtype.kind in "iub":  # shapes, axes, indices: not parameters
             continue
         info.constants[name] = value
     return info
+
+
+def stored_constants(path_or_bytes) -> dict:
+    """Tensor index -> values of the first subgraph's dense constants as stored (int8 stays int8)."""
+    data = read_bytes(path_or_bytes)
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    type_names = _enum_names(schema.TensorType)
+    out = {}
+    for index, tensor in enumerate(model.subgraphs[0].tensors):
+        tname = type_names.get(tensor.type, str(tensor.type))
+        shape = [int(d) for d in (tensor.shape if tensor.shape is not None else [])]
+        values = _buffer_values(model, tensor, tname, shape, data)
+        if values is not None and tensor.sparsity is None:
+            out[index] = values
+    return out
 
 
 def _signature_names(model, indices, tensors, kind) -> list:
@@ -225,6 +246,17 @@ def _densify(values, shape, sparsity):
 def _index_vector(vector):
     """The values of a TFLite SparseIndexVector (int32, uint16 or uint8 variant)."""
     return vector.values if vector is not None and vector.values is not None else []
+
+
+def _encoded(values, shape, quantization) -> bool:
+    """Whether a constant's bytes are not its values: a size or per-channel scale that does not fit."""
+    if values.ndim == 1 and values.size != int(np.prod(shape or [1])):
+        return True
+    scale = None if quantization is None else quantization.scale
+    if scale is None or len(scale) <= 1:
+        return False
+    axis = int(quantization.quantizedDimension)
+    return values.ndim <= axis or values.shape[axis] != len(scale)
 
 
 def _dequantize_constant(values, quantization):

@@ -105,6 +105,10 @@ class TFLMRunner(Runner):
         self.arena_bytes = arena_bytes or len(self.model_bytes) * 2 + _SPARE_ARENA
         probe = _probe(self.model_bytes, self.arena_bytes)
         if not probe["ok"]:
+            large = len(self.model_bytes) * 2 + _SPARE_ARENA
+            if arena_bytes is not None and _probe(self.model_bytes, large)["ok"]:
+                raise MicroOpsError(f"A TFLite Micro arena of {arena_bytes} bytes is too small for this "
+                                    "file; tflite_export.runtime.measure_arena gives the smallest.")
             raise _refusal(self.model_bytes, probe, self.arena_bytes)
         from tflite_micro.python.tflite_micro import runtime
 

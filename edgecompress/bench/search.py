@@ -1,0 +1,175 @@
+"""Budget search benchmark (#20): LeNet-5 into 17 / 32 / 64 KB of flash with an 8 KB arena, the
+same search on ResNet-8 and the DS-CNN (synthetic data: flash/arena/latency only), and candidates
+per hour on 1 and 2 local workers and a local 2-CPU Ray cluster.
+
+    python -m edgecompress.bench.search --mnist-dir ../shared/data/mnist
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+KB = 1024
+LENET_FLASH = (17_276, 32 * KB, 64 * KB)
+
+
+def _search(model, train, target, max_drop, quick, seed, **kwargs):
+    from edgecompress import search
+
+    settings = dict(ratios=(0.5, 0.75), rank_fractions=(0.1,), epochs=1, top_k=2,
+                    scan_samples=200) if quick else {}
+    settings.update(kwargs)
+    start = time.time()
+    result = search.search(model, train, target, max_drop=max_drop, seed=seed, **settings)
+    return result, time.time() - start
+
+
+def _row(name, result, seconds, test=None):
+    from edgecompress.search.core import describe
+    from edgecompress.search.measure import tflite_accuracy
+
+    best = result.winner or result.closest
+    row = {"model / target": name, "fits": "yes" if result.winner else "no: " + "; ".join(best["misses"]),
+           "flash B": best["flash"], "arena B": best["arena"],
+           "val acc": best["accuracy"], "val drop pp": best["drop"], "candidates": len(result.candidates),
+           "search s": seconds, "plan": describe(best)}
+    if test is not None:
+        row["test acc"] = tflite_accuracy(best["tflite"], test)
+    return row
+
+
+def lenet_rows(train, test, quick=False, seeds=(0, 1, 2), epochs=10, workers=None):
+    """Median over seeds of the LeNet-5 search at each flash budget (arena 8 KB, 0.5 pp)."""
+    from edgecompress.measure import keras_accuracy
+    from edgecompress.pipeline import train_baseline
+
+    rows = []
+    budgets = LENET_FLASH[:1] if quick else LENET_FLASH
+    for flash in budgets:
+        runs = []
+        for seed in seeds[:1] if quick else seeds:
+            model = train_baseline(train, test, epochs=1 if quick else epochs, seed=seed, verbose=0)
+            result, seconds = _search(model, train, f"flash={flash},arena={8 * KB}", 0.5, quick, seed,
+                                      workers=workers)
+            row = _row(f"LeNet-5, flash {flash:,} B, arena 8 KB (seed {seed})", result, seconds, test)
+            row["float test acc"] = keras_accuracy(model, test)
+            runs.append(row)
+        runs.sort(key=lambda r: r["test acc"])
+        rows.append(runs[len(runs) // 2])  # the median seed by test accuracy
+    return rows
+
+
+def synthetic_rows(quick=False, workers=None):
+    """ResNet-8 (32x32x3) and the DS-CNN (49x10x1) into 32 KB flash / 16 KB arena on random data:
+    the accuracy figures mean nothing (marked synthetic); flash, arena and latency do."""
+    from edgecompress import models
+    from edgecompress._keras import keras
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, model in (("ResNet-8", models.resnet8(input_shape=(32, 32, 3), num_classes=10)),
+                        ("DS-CNN", _ds_cnn())):
+        n = 300 if quick else 1000
+        x = rng.random((n, *model.inputs[0].shape[1:]), dtype=np.float32)
+        y = rng.integers(0, int(model.outputs[0].shape[-1]), n)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=1, verbose=0)
+        result, seconds = _search(model, (x, y), f"flash={32 * KB},arena={16 * KB},latency=50ms", 100.0,
+                                  quick, 0, workers=workers)
+        row = _row(f"{name}, flash 32 KB, arena 16 KB (synthetic data)", result, seconds)
+        best = result.winner or result.closest
+        row["latency ms"] = best["latency_ms"]
+        row["val acc"] = "synthetic"
+        rows.append(row)
+        keras.backend.clear_session()
+    return rows
+
+
+def _ds_cnn(classes=12):
+    """The MLPerf Tiny keyword-spotting DS-CNN (49x10x1 MFCCs), 64 filters, 4 DS blocks."""
+    from edgecompress._keras import keras
+
+    i = keras.Input((49, 10, 1))
+    x = keras.layers.Conv2D(64, (10, 4), strides=(2, 2), padding="same", use_bias=False)(i)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    for _ in range(4):
+        x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+        x = keras.layers.Conv2D(64, 1, use_bias=False)(x)
+        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(i, keras.layers.Dense(classes, activation="softmax")(x), name="ds_cnn")
+
+
+def scaling_rows(train, test, quick=False):
+    """Candidates (scans + fine-tuned candidates) per hour of one LeNet-5 search on 1 and 2 local
+    workers and on a local 2-CPU Ray cluster."""
+    import ray
+
+    from edgecompress.pipeline import train_baseline
+
+    model = train_baseline(train, test, epochs=1 if quick else 3, seed=0, verbose=0)
+    rows = []
+    for label, kwargs in (("1 local worker", {"workers": 1}), ("2 local workers", {"workers": 2}),
+                          ("Ray, 2 CPUs on 127.0.0.1", {"ray_address": "local"})):
+        if "ray_address" in kwargs:
+            ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+        try:
+            result, seconds = _search(model, train, f"flash={32 * KB}", 1.0, quick, 0, **kwargs)
+        finally:
+            if "ray_address" in kwargs:
+                ray.shutdown()
+        jobs = len(result.sensitivities) + len(result.candidates)
+        rows.append({"executor": label, "jobs": jobs, "search s": seconds,
+                     "jobs / hour": 3600 * jobs / seconds,
+                     "winner": result.winner["name"] if result.winner else "none"})
+    return rows
+
+
+def _arguments(parser) -> None:
+    parser.add_argument("--epochs", type=int, default=10, help="LeNet-5 baseline training epochs")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per LeNet-5 budget (median shown)")
+    parser.add_argument("--workers", type=int, help="local workers for the searches (default: cores)")
+    parser.add_argument("--parts", default="lenet,synthetic,scaling",
+                        help="comma list of lenet, synthetic, scaling")
+
+
+def _report(train, test, args) -> str:
+    from edgecompress._cli import UsageError
+    from edgecompress.bench import table
+
+    parts = {p.strip() for p in args.parts.split(",")}
+    unknown = parts - {"lenet", "synthetic", "scaling"}
+    if unknown:
+        raise UsageError(f"`--parts` must be among lenet, synthetic, scaling. Received: {sorted(unknown)}")
+    print(f"LeNet-5 trained on {len(train[0])} MNIST-5k digits, tested on {len(test[0])} "
+          f"({'MNIST t10k' if args.mnist_dir else 'MNIST-5k held-out'}).{' QUICK MODE.' if args.quick else ''}\n")
+    sections = []
+
+    def section(title, text):  # printed as soon as it is measured
+        sections.append(f"## {title}\n\n{text}\n")
+        print(sections[-1], flush=True)
+
+    if "lenet" in parts:
+        rows = lenet_rows(train, test, args.quick, tuple(range(args.seeds)), args.epochs, args.workers)
+        section("LeNet-5 into a flash budget (arena 8 KB, max drop 0.5 pp; median seed)", table(rows))
+    if "synthetic" in parts:
+        section("ResNet-8 and DS-CNN into 32 KB flash / 16 KB arena (synthetic data)",
+                table(synthetic_rows(args.quick, args.workers)))
+    if "scaling" in parts:
+        rows = scaling_rows(train, test, args.quick)
+        median = (f"\n\nmedian jobs/hour: {statistics.median(r['jobs / hour'] for r in rows):.0f}"
+                  if len(rows) > 1 else "")
+        section("Search throughput (one LeNet-5 search, flash 32 KB)", table(rows) + median)
+    return None
+
+
+if __name__ == "__main__":
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(sys.modules[__name__], add_arguments=_arguments, report=_report))

@@ -1,0 +1,116 @@
+"""``edgecompress compress MODEL --data DATA --target ... -o OUT``: the command-line side of the
+search (options, checks before anything loads, outputs staged so a failure leaves none)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from edgecompress._errors import UsageError
+from edgecompress.distribute import STRATEGIES
+from edgecompress.search.targets import parse_target
+
+DEFAULT_MAX_DROP = 1.0
+
+
+def add_arguments(comp) -> None:
+    """The ``compress`` options of the search and of data-parallel training."""
+    comp.add_argument("--target", help="device budget instead of a recipe, e.g. "
+                                       "flash=64KB,arena=20KB,latency=5ms")
+    comp.add_argument("--workers", type=int, help="--target: local worker processes "
+                                                  "(default: the usable cores)")
+    comp.add_argument("--ray-address", help="--target: run the jobs on a Ray cluster (ADDRESS or auto)")
+    comp.add_argument("--strategy", choices=STRATEGIES, default="none",
+                      help="data-parallel training: mirrored (local devices) or multiworker (TF_CONFIG)")
+    comp.add_argument("--distill", action="store_true",
+                      help="--target: fine-tune by distilling from the input model")
+    comp.add_argument("--epochs", type=int, default=5,
+                      help="--target: most fine-tune epochs per candidate (early stopping)")
+    comp.add_argument("--top-k", type=int, default=4, help="--target: candidates to fine-tune a round")
+    comp.add_argument("--ratios", help="--target: filter-pruning ratios to scan (comma list)")
+    comp.add_argument("--ranks", help="--target: fractions of full rank to scan (comma list)")
+    comp.add_argument("--lut-bits", help="--target: TFLM LUT bit widths to scan (comma list of 1-7; "
+                                         "'none' to skip)")
+    comp.add_argument("--seed", type=int, default=0, help="--target: the seed of every job")
+
+
+def start_strategy(name: str) -> None:
+    """Create the strategy now: a multi-worker one must exist before any other TensorFlow op."""
+    if name != "none":
+        from edgecompress import distribute
+
+        distribute.get_strategy(name)
+
+
+def run_target_search(args, staged_output) -> int:
+    """Check the options, search, and write the outputs; exit 1 (CheckError) before writing
+    anything when no candidate fits."""
+    target = parse_target(args.target)
+    max_drop = DEFAULT_MAX_DROP if args.max_drop is None else args.max_drop
+    if not math.isfinite(max_drop) or max_drop < 0:
+        raise UsageError(f"`--max-drop` must be a number >= 0 (percentage points). Received: {max_drop}")
+    for name in ("workers", "top_k"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"`--{name.replace('_', '-')}` must be >= 1. Received: {value}")
+    if args.epochs < 0:
+        raise UsageError(f"`--epochs` must be >= 0. Received: {args.epochs}")
+    from edgecompress import search as search_mod
+
+    ratios = _fractions(args.ratios, "--ratios", search_mod.PRUNE_RATIOS)
+    ranks = _fractions(args.ranks, "--ranks", search_mod.RANK_FRACTIONS)
+    lut_bits = _bits(args.lut_bits, search_mod.LUT_BITS)
+    from edgecompress import datasets
+    from edgecompress._cli import input_shape
+    from edgecompress.loading import load_model
+    from edgecompress.registration import register_edgecompress_objects
+
+    register_edgecompress_objects()
+    model = load_model(args.model, argument="MODEL", unsafe=args.unsafe)
+    shape = input_shape(model, "--data")
+    train = datasets.resolve(args.data, "train", input_shape=shape)
+    test = datasets.resolve(args.data, "test", input_shape=shape)
+    result = search_mod.search(
+        model, train, target, max_drop=max_drop, workers=args.workers, ray_address=args.ray_address,
+        ratios=ratios, rank_fractions=ranks, lut_bits=lut_bits, epochs=args.epochs, top_k=args.top_k,
+        distill=args.distill, strategy=None if args.strategy == "none" else args.strategy,
+        seed=args.seed)
+    winner = search_mod.require_winner(result)
+    from edgecompress.search.core import describe
+    from edgecompress.search.measure import tflite_accuracy
+
+    test_accuracy = tflite_accuracy(winner["tflite"], test)
+    with staged_output(args.out, args.overwrite) as stage:
+        search_mod.write_outputs(result, stage, f"budget search on {Path(args.model).name}")
+    print(f"winner: {winner['name']} ({describe(winner)}): flash {winner['flash']:,} B, "
+          f"arena {winner['arena']:,} B, validation accuracy {winner['accuracy']:.4f} (drop "
+          f"{winner['drop']:.2f} pp), test accuracy {test_accuracy:.4f}; {len(result.candidates)} candidates")
+    print(f"outputs: {Path(args.out)} (winner.tflite, winner.keras, winner.toml, search.json, report.md, "
+          f"pareto.png)")
+    return 0
+
+
+def _fractions(text, argument, default):
+    if text is None:
+        return default
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(0 < v < 1 for v in values):
+        raise UsageError(f"`{argument}` must be a comma list of numbers in (0, 1). Received: {text!r}")
+    return values
+
+
+def _bits(text, default):
+    if text is None:
+        return default
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(1 <= v <= 7 for v in values):
+        raise UsageError(f"`--lut-bits` must be 'none' or a comma list of ints in [1, 7]. Received: {text!r}")
+    return values

@@ -1,0 +1,97 @@
+"""What a search leaves behind: the winning ``.tflite`` and ``.keras``, the recipe TOML that
+reproduces it, ``search.json`` (sensitivities and every candidate), and the report with the
+Pareto plot of all candidates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgecompress._io import atomic_write
+from edgecompress.search.core import SearchResult, describe, require_winner
+
+
+def recipe_toml(result: SearchResult, cand: dict) -> str:
+    """A recipe that rebuilds ``cand``: its filter pruning, its factorizations, the fine-tune
+    (``fit`` or ``distill`` for the epochs early stopping kept), its LUT bit widths and the export."""
+    s = result.settings
+    lines = [f'name = "search_{cand["name"]}"',
+             f'description = "found by edgecompress compress --target '
+             f'{_target_arg(result)} --max-drop {result.max_drop:g}"', ""]
+    prune, ranks = cand["resolved"]["prune"], cand["resolved"]["rank"]
+    if prune:
+        table = ", ".join(f'"{k}" = {v:g}' for k, v in sorted(prune.items()))
+        lines += ["[[step]]", 'kind = "prune_filters"', f"ratio = {{ {table} }}", ""]
+    for layer, rank in sorted(ranks.items()):
+        lines += ["[[step]]", 'kind = "factorize"', f"rank = {rank}", f'layers = ["{layer}"]', ""]
+    if cand["epochs"]:
+        kind = "distill" if s["distill"] else "fit"
+        lines += ["[[step]]", f'kind = "{kind}"', f'epochs = {cand["epochs"]}',
+                  f'learning_rate = {s["learning_rate"]:g}', f'batch_size = {s["batch_size"]}',
+                  "patience = 0", 'augment = "none"', ""]
+    lut = cand["resolved"].get("lut", {}) if cand["mode"] == "int8" else {}
+    for width in sorted(set(lut.values())):
+        names = ", ".join(f'"{n}"' for n, b in sorted(lut.items()) if b == width)
+        lines += ["[[step]]", 'kind = "quantize_weights"', f"bits = {width}", "per_channel = true",
+                  f"layers = [{names}]", ""]
+    lines += ["[[step]]", 'kind = "export"', f'mode = "{cand["mode"]}"']
+    lines += ['micro_compress = "lut"', ""] if lut else [""]
+    return "\n".join(lines)
+
+
+def _target_arg(result) -> str:
+    t = result.target
+    parts = [f"{k}={v}B" for k, v in (("flash", t.flash), ("arena", t.arena)) if v is not None]
+    if t.latency_ms is not None:
+        parts.append(f"latency={t.latency_ms:g}ms")
+    return ",".join(parts)
+
+
+def summary(result: SearchResult) -> dict:
+    """The search as JSON-ready data (no file bytes)."""
+    def row(c):
+        return {k: v for k, v in c.items() if k not in ("tflite", "keras")}
+
+    return {
+        "target": result.target.describe(), "max_drop_pp": result.max_drop,
+        "baseline_accuracy": result.baseline_accuracy, "executor": result.executor,
+        "settings": {k: v for k, v in result.settings.items() if k != "strategy"}
+        | {"strategy": result.settings.get("strategy") or "none"},
+        "winner": result.winner["name"] if result.winner else None,
+        "pareto": [c["name"] for c in result.pareto()],
+        "candidates": [row(c) for c in result.candidates],
+        "sensitivities": result.sensitivities,
+    }
+
+
+def write_outputs(result: SearchResult, out_dir, title: str = "budget search") -> dict:
+    """Write the winner and the report into the existing folder ``out_dir`` (atomically, file by
+    file). Raises :class:`~edgecompress._errors.CheckError` before writing anything when no
+    candidate fits."""
+    from edgecompress.report import Artifact, write_report
+
+    winner = require_winner(result)
+    out = Path(out_dir)
+    paths = {
+        "tflite": atomic_write(out / "winner.tflite", winner["tflite"]),
+        "keras": atomic_write(out / "winner.keras", winner["keras"]),
+        "recipe": atomic_write(out / "winner.toml", recipe_toml(result, winner)),
+        "search": atomic_write(out / "search.json", json.dumps(summary(result), indent=2)),
+    }
+    front = {c["name"] for c in result.pareto()}
+    artifacts = [Artifact(name="baseline_float_keras", mode="keras",
+                          accuracy=result.baseline_accuracy, note="reference")]
+    for c in result.candidates:
+        note = "; ".join(["winner"] * (c is winner) + ["pareto"] * (c["name"] in front)
+                         + c["misses"])
+        artifacts.append(Artifact(
+            name=c["name"], mode=c["mode"], params=c["params"], file_bytes=c["flash"],
+            deploy_bytes=c["flash"], accuracy=c["accuracy"], keras_accuracy=c["keras_accuracy"],
+            agreement=c["agreement"],
+            latency_us=None if c["latency_ms"] is None else 1e3 * c["latency_ms"], note=note))
+    notes = (f"Target {result.target.describe()}, max drop {result.max_drop:g} pp, "
+             f"{len(result.candidates)} candidates on {result.executor}. deploy B = flash "
+             f"(the .tflite TFLite Micro reads in place). Winner: {winner['name']} "
+             f"({describe(winner)}), exact TFLM arena {winner['arena']:,} B.")
+    paths.update(write_report(out, artifacts, title, baseline="baseline_float_keras", notes=notes))
+    return paths

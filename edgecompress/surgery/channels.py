@@ -298,6 +298,9 @@ def _step(graph: ChannelGraph, layer, ins, outs):
             graph.kinds[name] = "pass"
             return [ins[0]]
         return [_join(graph, layer, ins, outs)]
+    if isinstance(layer, L.Rescaling) and np.size(layer.scale) == 1 and np.size(layer.offset) == 1:
+        graph.kinds[name] = "pass"  # scalar x * a + b: what Keras 3's `x + 3.0` is translated to
+        return [ins[0]]
     return _unknown(graph, layer, ins, outs, "layer kind not traced")
 
 

@@ -205,6 +205,7 @@ def test_matrix_product_quantize(make, request):
 # ---------------------------------------------------------------- #22.2: TFOpLambda arithmetic
 
 def _arithmetic_model():
+    keras.utils.set_random_seed(0)  # 8-bit error relative to the output's max varies with the init
     inp = keras.Input((6, 6, 3))
     x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inp)
     y = keras.layers.ReLU(6.0, name="relu6")(x + 3.0) * (1.0 / 6.0)  # MobileNetV3 hard-sigmoid

@@ -271,6 +271,7 @@ def test_qat_folds_and_affines_are_exact_in_float():
 
 
 def test_qat_flattens_nested_models():
+    keras.utils.set_random_seed(0)
     model = nested_two_heads()
     x = _inputs(model, 8)
     qat = Q.quantize_aware(model, calibration_data=x)

@@ -160,3 +160,21 @@ def test_micro_lut_c_array(saved, tmp_path, capfd):
     header = (fw / "m.h").read_text()
     assert "constexpr unsigned int m_arena_size = " in header
     assert f"const unsigned int m_len = {out.stat().st_size};" in (fw / "m.cc").read_text()
+
+
+def test_binary_keras_file_exports_through_the_cli(tmp_path):
+    """The command registers edgecompress/larq classes (the library export() does not); run in a
+    fresh process, where nothing else has imported them."""
+    from edgecompress import binary
+
+    path = tmp_path / "bnn.keras"
+    binary.binarize(tiny_lenet(), "binarynet").save(path)
+    out = tmp_path / "bnn.tflite"
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-m", "tflite_export.cli", str(path), "-o", str(out),
+                          "--mode", "binary", "--verify", "digits", "--json"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["mode"] == "binary" and report["bytes"] == out.stat().st_size
+    assert any(op.startswith("Lce") for op in report["ops"])

@@ -115,8 +115,11 @@ def _run(args) -> int:
     say("loading TensorFlow")
     from edgecompress.datasets import describe, resolve
     from edgecompress.loading import translated_from
+    from edgecompress.registration import register_edgecompress_objects
     from tflite_export.convert import export, load_model
 
+    # The command is a bridge (DESIGN.md, "Walls"); the library's export() registers nothing.
+    register_edgecompress_objects()
     say(f"loading {args.model}")
     model = load_model(args.model)
     source = translated_from(model)

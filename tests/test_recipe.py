@@ -190,3 +190,28 @@ def test_fit_warns_on_small_data_and_states_the_split(tmp_path, caplog):
     assert "fewer than 20 a class" in messages
     assert "held out 6 of 30 training samples (stratified split, 20%)" in messages
     assert result.trace[-1]["kind"] == "fit"
+
+
+def test_fit_sets_batchnorm_statistics_from_the_training_inputs(tmp_path):
+    """One short epoch leaves BN moving statistics near their 0 / 1 start at momentum 0.99; the
+    fit step recalibrates them (AdaBN) so validation and the export see what training saw."""
+    import numpy as np
+
+    from edgecompress._keras import keras
+
+    keras.utils.set_random_seed(0)
+    i = keras.Input((6,))
+    h = keras.layers.Dense(8, name="d")(i)
+    model = keras.Model(i, keras.layers.Dense(2)(keras.layers.BatchNormalization(name="bn")(h)))
+    x = (np.random.default_rng(0).normal(size=(80, 6)) * 5 + 3).astype("float32")
+    y = (x[:, 0] > 3).astype(int)
+    text = "[[step]]\nkind = 'fit'\nepochs = 1\npatience = 0"
+    result = recipe.run(recipe.parse(text), model, (x[:64], y[:64]), (x[64:], y[64:]), tmp_path,
+                        verbose=0)
+    fitted = result.model
+    seen = keras.Model(fitted.inputs, fitted.get_layer("d").output).predict(x[:64], verbose=0)
+    bn = fitted.get_layer("bn")
+    assert not np.allclose(bn.moving_variance.numpy(), 1.0, atol=0.5)  # moved off the start
+    assert np.all(bn.moving_variance.numpy() > 0.2 * seen.var(0))
+    assert np.all(np.abs(bn.moving_mean.numpy() - seen.mean(0)) < 0.5 * seen.std(0) + 1e-3)
+    assert model.get_layer("bn").moving_variance.numpy() == pytest.approx(1.0)  # input untouched

@@ -91,6 +91,9 @@ class RunState:
             import tensorflow_model_optimization as tfmot
 
             callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
+        calibrate = _batchnorm_calibration(graph, x)
+        if calibrate is not None:
+            callbacks.append(calibrate)
         if patience and not pruning:
             monitor, mode = self.monitor()
             callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
@@ -128,6 +131,31 @@ class RunState:
 def _input_shapes(model):
     shapes = [tuple(t.shape[1:]) for t in model.inputs]
     return shapes[0] if len(shapes) == 1 else shapes
+
+
+def _batchnorm_calibration(graph, x):
+    """A callback that sets the BatchNormalization moving statistics of ``graph`` from the
+    training inputs before each validation (AdaBN), or None when there is nothing to calibrate.
+
+    A short fine-tune leaves them far behind the batch statistics at momentum 0.99 (new BN layers
+    that ``binarize`` adds start at 0 / 1; a swapped backbone starts from scratch), so validation,
+    early stopping and the exported file would see a model that training never saw. tfmot-wrapped
+    models are left alone: a training-mode pass also moves their pruning masks and QAT ranges.
+    """
+    from edgecompress import binary, surgery
+    from edgecompress._keras import keras
+
+    layers = list(surgery.iter_layers(graph))
+    if not any(isinstance(layer, keras.layers.BatchNormalization) for layer in layers) or any(
+            type(layer).__module__.startswith("tensorflow_model_optimization") for layer in layers):
+        return None
+    sample = [a[:256] for a in x] if isinstance(x, (list, tuple)) else x[:256]
+
+    class CalibrateBatchNorm(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            binary.calibrate_batchnorm(graph, sample)
+
+    return CalibrateBatchNorm()
 
 
 def _has_pruning_wrappers(model) -> bool:

@@ -40,9 +40,9 @@ def target_rows(paths, test, quick: bool = False) -> tuple[list[dict], str]:
         row = {"artifact": name, "bytes": len(data), "gzip bytes": len(gzip.compress(data, 9, mtime=0))}
         if name in phone:
             runner = Runner(data)
-            row.update({"runtime": runner.backend,
-                        "accuracy": float(np.mean(runner.predict(x).argmax(-1) == y)),
-                        "latency µs": lat.median(name), "IQR µs": lat.files[name].spread_us})
+            phone_top1 = runner.predict(x).argmax(-1)
+            row.update({"runtime": runner.backend, "accuracy": float(np.mean(phone_top1 == y)),
+                        "latency µs": f"{lat.median(name):.1f}", "IQR µs": f"{lat.files[name].spread_us:.1f}"})
         try:
             arena = measure_arena(data)
         except MicroOpsError as err:
@@ -53,6 +53,8 @@ def target_rows(paths, test, quick: bool = False) -> tuple[list[dict], str]:
             row.update({"flash bytes": len(data), "arena bytes": arena.bytes,
                         "arena head/tail": f"{arena.head}/{arena.tail}",
                         "TFLM accuracy": float(np.mean(tflm.argmax(-1) == y[:n])), "TFLM": "runs"})
+            if name in phone:
+                row["TFLM = phone top-1"] = float(np.mean(tflm.argmax(-1) == phone_top1[:n]))
         rows.append(row)
     return rows, latency_note(lat) if lat else "no phone file"
 
@@ -72,8 +74,11 @@ def report(train, test, args) -> str:
             demo(tmp, quick=args.quick)
             rows, note = target_rows(list(Path(tmp).glob("*.tflite")), test, args.quick)
     columns = ["artifact", "runtime", "bytes", "gzip bytes", "accuracy", "latency µs", "IQR µs",
-               "flash bytes", "arena bytes", "arena head/tail", "TFLM accuracy", "TFLM"]
-    return markdown_table(columns, ([_cell(r.get(c)) for c in columns] for r in rows)) + f"\n\nLatency: {note}."
+               "flash bytes", "arena bytes", "arena head/tail", "TFLM accuracy", "TFLM = phone top-1", "TFLM"]
+    n = min(len(test[0]), 100 if args.quick else TFLM_SAMPLES)
+    return (markdown_table(columns, ([_cell(r.get(c)) for c in columns] for r in rows))
+            + f"\n\nAccuracy: LiteRT/LCE on all {len(test[0]):,} test samples; TFLM on the first {n:,}."
+            + f"\n\nLatency: {note}.")
 
 
 def _cell(value) -> str:

@@ -13,20 +13,6 @@ from edgecompress._keras import keras
 TRAIN, TEST = 48, 16
 
 
-def _ds_cnn(classes=12):
-    """The MLPerf Tiny keyword-spotting DS-CNN (49x10x1 MFCCs), 64 filters, 4 DS blocks."""
-    i = keras.Input((49, 10, 1))
-    x = keras.layers.Conv2D(64, (10, 4), strides=(2, 2), padding="same", use_bias=False)(i)
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-    for _ in range(4):
-        x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
-        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-        x = keras.layers.Conv2D(64, 1, use_bias=False)(x)
-        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(i, keras.layers.Dense(classes, activation="softmax")(x), name="ds_cnn")
-
-
 def _autoencoder():
     """The MLPerf Tiny anomaly-detection FC autoencoder shape (640 -> 8 -> 640), narrowed."""
     i = keras.Input((640,))
@@ -61,7 +47,7 @@ def _mobilenet():
 MODELS = {
     "lenet5": models.lenet5,
     "resnet8": models.resnet8,
-    "ds_cnn": _ds_cnn,
+    "ds_cnn": models.ds_cnn,
     "mobilenet_025": _mobilenet,
     "autoencoder": _autoencoder,
     "conv1d": _conv1d,

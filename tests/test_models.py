@@ -200,3 +200,14 @@ def test_every_builder_exports_full_int8_for_tflite_micro(name, build, tmp_path)
     micro = to_c_array(report.path, tmp_path, name=f"g_{name}")
     assert micro.unsupported_ops == [], micro.unsupported_ops
     assert micro.flash_bytes == report.bytes
+
+
+def test_ds_cnn_counts_and_shapes():
+    # stem 10*4*1*64 + BN 4*64; 4 blocks of (3*3*64 + BN 256 + 64*64 + BN 256); dense 64*12 + 12
+    model = models.ds_cnn()
+    assert model.count_params() == 2560 + 256 + 4 * (576 + 256 + 4096 + 256) + 780 == 24332
+    assert tuple(model.outputs[0].shape) == (None, 12)
+    small = models.ds_cnn((30, 1, 40), num_classes=3, filters=8, blocks=2)
+    assert tuple(small.outputs[0].shape) == (None, 3)
+    with pytest.raises(ValueError, match="`filters` must be an int >= 1. Received: filters=0"):
+        models.ds_cnn(filters=0)

@@ -71,7 +71,7 @@ def synthetic_rows(quick=False, workers=None):
     rng = np.random.default_rng(0)
     rows = []
     for name, model in (("ResNet-8", models.resnet8(input_shape=(32, 32, 3), num_classes=10)),
-                        ("DS-CNN", _ds_cnn())):
+                        ("DS-CNN", models.ds_cnn())):
         n = 300 if quick else 1000
         x = rng.random((n, *model.inputs[0].shape[1:]), dtype=np.float32)
         y = rng.integers(0, int(model.outputs[0].shape[-1]), n)
@@ -86,22 +86,6 @@ def synthetic_rows(quick=False, workers=None):
         rows.append(row)
         keras.backend.clear_session()
     return rows
-
-
-def _ds_cnn(classes=12):
-    """The MLPerf Tiny keyword-spotting DS-CNN (49x10x1 MFCCs), 64 filters, 4 DS blocks."""
-    from edgecompress._keras import keras
-
-    i = keras.Input((49, 10, 1))
-    x = keras.layers.Conv2D(64, (10, 4), strides=(2, 2), padding="same", use_bias=False)(i)
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-    for _ in range(4):
-        x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
-        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-        x = keras.layers.Conv2D(64, 1, use_bias=False)(x)
-        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(i, keras.layers.Dense(classes, activation="softmax")(x), name="ds_cnn")
 
 
 def scaling_rows(train, test, quick=False):

@@ -1,5 +1,6 @@
 """Reference and lightweight backbones, all plain tf_keras Functional models."""
 
+from edgecompress.models.dscnn import ds_cnn  # noqa: F401
 from edgecompress.models.lenet import lenet5, lenet_300_100  # noqa: F401
 from edgecompress.models.mobilenet import mobilenet_v2  # noqa: F401
 from edgecompress.models.resnet import resnet8  # noqa: F401
@@ -11,6 +12,7 @@ BACKBONES = ("lenet5", "lenet_300_100", "mobilenet_v2", "resnet8", "shufflenet_v
 
 __all__ = [
     "BACKBONES",
+    "ds_cnn",
     "lenet5",
     "lenet_300_100",
     "mobilenet_v2",

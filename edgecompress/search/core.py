@@ -102,7 +102,8 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
     1. Measure the int8 file of ``model`` on the runtimes.
     2. Iterate (NetAdapt): the excess over the budget is ``sum(max(0, ln(cost / budget)))`` over
        flash, arena and latency. Each iteration aims to remove ``step`` of it, at most
-       :data:`MAX_STEP` (scaled by ``step`` / :data:`STEP`), and all of it once under
+       :data:`MAX_STEP` (scaled by ``step`` / :data:`STEP`; ``step=1`` goes straight to the
+       budget), and all of it once under
        :data:`LAST_STEP`: the schedule decays and the last moves are small. For every
        layer and kind of move, a job finds the least shrink whose estimate reaches the aim,
        fine-tunes it for ``short_epochs`` and measures its validation accuracy; the proposal
@@ -271,8 +272,9 @@ class _Search:
 
         model = model_from_bytes(state["model"])
         pairs = space.options(model, state["lut"], lut_bits=self.settings["lut_bits"])
-        aim = 0.0 if current <= LAST_STEP else max(current * (1 - self.settings["step"]),
-                                                   current - MAX_STEP * self.settings["step"] / STEP)
+        step = self.settings["step"]
+        aim = 0.0 if current <= LAST_STEP or step == 1 else max(
+            current * (1 - step), current - MAX_STEP * step / STEP)
         iteration = len(self.result.iterations)
         for _ in range(RETRIES):
             jobs = [{"task": "propose", "model": state["model"], "lut": state["lut"], "layer": layer,

@@ -26,7 +26,7 @@ def test_ray_gives_the_local_winner():
     assert remote.winner["name"] == local.winner["name"]
     # The same file up to the names TensorFlow numbers per process (e.g. "sequential_3").
     assert remote.winner["flash"] == pytest.approx(local.winner["flash"], abs=64)
-    assert remote.winner["epochs"] == local.winner["epochs"]
+    assert remote.winner["phases"] == local.winner["phases"]
     assert [c["accuracy"] for c in remote.candidates] == [c["accuracy"] for c in local.candidates]
     assert [r["accuracy"] for r in remote.sensitivities] == \
         [r["accuracy"] for r in local.sensitivities]

@@ -28,6 +28,16 @@ from edgecompress.surgery.channels import channel_groups
 log = logging.getLogger("edgecompress.search")
 
 KINDS = ("prune", "rank", "lut")
+# Bytes of an int8 file beyond its weights (fitted on LeNet-5 files): per output channel of a
+# convolution, the per-channel scale (float32) and zero point (int64) of its kernel and bias; per
+# output unit of a Dense layer (per-tensor kernel), 8; per bias, the 3 bytes of an int32 over the
+# one the weights count; per weighted layer, its op, tensors and names. In TFLM's arena, each
+# output channel holds a per-channel multiplier and shift (int32 each).
+FLASH_PER_CONV_CHANNEL = 24
+FLASH_PER_DENSE_UNIT = 8
+FLASH_PER_BIAS = 3
+FLASH_PER_LAYER = 350
+ARENA_PER_CHANNEL = 8
 
 
 @dataclass(frozen=True, order=True)
@@ -138,7 +148,9 @@ def apply_lut(model, bits: dict):
 
 def stats(model, lut: dict) -> dict:
     """What the resource estimates move with: int8 weight bytes (LUT layers at their width),
-    the bytes TFLM decodes LUT kernels into in the arena, the activation peak and the MACs."""
+    the per-channel quantization data in flash, the output channels (TFLM keeps per-channel
+    data for each in the arena), the bytes TFLM decodes LUT kernels into in the arena, the
+    activation peak and the MACs."""
     from edgecompress.measure import keras_macs
 
     total, decoded = int(model.count_params()), 0
@@ -146,18 +158,31 @@ def stats(model, lut: dict) -> dict:
         kernel = model.get_layer(name).get_weights()[0]
         total -= int(kernel.size * (8 - b) / 8)
         decoded += int(kernel.size)
-    return {"params": int(model.count_params()), "bytes": total, "decoded": decoded,
-            "peak": activation_peak(model), "macs": int(keras_macs(model))}
+    from edgecompress._keras import keras
+
+    channels = quantization = 0
+    for layer in model.layers:
+        if getattr(layer, "kernel", None) is not None and layer.inbound_nodes:
+            n = int(_flat(layer.inbound_nodes[0].outputs)[0].shape[-1])
+            channels += n
+            per = FLASH_PER_DENSE_UNIT if isinstance(layer, keras.layers.Dense) else FLASH_PER_CONV_CHANNEL
+            quantization += FLASH_PER_LAYER + n * (per + FLASH_PER_BIAS * bool(getattr(layer, "use_bias", False)))
+    return {"params": int(model.count_params()), "bytes": total + quantization, "decoded": decoded,
+            "channels": channels, "peak": activation_peak(model), "macs": int(keras_macs(model))}
 
 
 def estimate(reference: dict, ref_stats: dict, new_stats: dict) -> dict:
     """Flash, arena and latency of a model from a measured ``reference`` model one move away:
-    flash moves with the int8 weight bytes, the arena with the activation peak plus the decoded
-    LUT kernels, the latency with the MACs."""
+    flash moves with the int8 weight and quantization bytes, the arena with the activation peak,
+    the output channels and the decoded LUT kernels, the latency with the MACs."""
     latency = reference.get("latency_ms")
-    arena = reference["arena"] - ref_stats["decoded"]
-    return {"flash": reference["flash"] + new_stats["bytes"] - ref_stats["bytes"],
-            "arena": arena * new_stats["peak"] / max(ref_stats["peak"], 1) + new_stats["decoded"],
+
+    def delta(key):
+        return new_stats[key] - ref_stats[key]
+
+    return {"flash": reference["flash"] + delta("bytes"),
+            "arena": reference["arena"] + delta("peak") + ARENA_PER_CHANNEL * delta("channels")
+            + delta("decoded"),
             "latency_ms": None if latency is None
             else latency * new_stats["macs"] / max(ref_stats["macs"], 1)}
 

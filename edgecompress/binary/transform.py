@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import larq as lq
 
+from edgecompress import surgery
 from edgecompress._keras import check_graph_model, keras, tf
 from edgecompress._progress import Progress
 from edgecompress.binary import schemes
@@ -253,8 +254,9 @@ def dense_as_conv(model: keras.Model, layers: Iterable[str] | None = None) -> ke
 
     Same function, same weights (kernel reshaped to 1x1xInxOut), but Larq Compute Engine turns a
     binary 1x1 convolution into its bit-packed ``LceBconv2d``, while it leaves a ``QuantDense`` as a
-    float ``FULLY_CONNECTED`` with 32-bit weights (larq/compute-engine #631, #744). Apply it to a
-    trained binary model right before LCE export. Beyond larq/LCE: neither does this rewrite.
+    float ``FULLY_CONNECTED`` with 32-bit weights (larq/compute-engine #631, #744).
+    ``tflite_export.export(..., mode="binary")`` applies the same rewrite by itself; call this one to
+    get the rewritten Keras model. The rule is :func:`edgecompress.surgery.dense_as_conv`.
 
     Args:
         model: a Sequential or Functional model with ``QuantDense`` layers on 2-D inputs.
@@ -275,32 +277,9 @@ def dense_as_conv(model: keras.Model, layers: Iterable[str] | None = None) -> ke
             if isinstance(layer, lq.layers.QuantDense)
             and getattr(layer.kernel_quantizer, "precision", None) == 1
         ]
-    for layer in selected:
-        if len(layer.input_shape) != 2:
-            raise ValueError(
-                "`layers` must name QuantDense layers with 2-D inputs (batch, features). "
-                f"Received: '{layer.name}' with input shape {layer.input_shape}"
-            )
     if not selected:
         raise ValueError(
             "`model` has no binary QuantDense layer to rewrite. "
             f"Received: model '{model.name}'"
         )
-    chosen = {id(layer) for layer in selected}
-
-    def rule(layer):
-        if id(layer) not in chosen:
-            return None
-        config = layer.get_config()
-        units, features = config.pop("units"), layer.input_shape[-1]
-        cls = XnorConv2D if isinstance(layer, XnorDense) else lq.layers.QuantConv2D
-        conv = cls(filters=units, kernel_size=1, **config)
-        weights = layer.get_weights()
-        weights[0] = weights[0].reshape(1, 1, features, units)
-        return Replacement(
-            [keras.layers.Reshape((1, 1, features), name=f"{layer.name}_to_map"), conv,
-             keras.layers.Reshape((units,), name=f"{layer.name}_from_map")],
-            [[], weights, []],
-        )
-
-    return rebuild(model, rule)
+    return surgery.dense_as_conv(model, selected)

@@ -39,6 +39,7 @@ RANK_FRACTIONS = None  # and take any rank
 LUT_BITS = (4, 2)
 STEP = 0.5  # an iteration frees this fraction of the remaining excess (in log ratio to the budget)
 LAST_STEP = math.log(1.25)  # within 25% of every budget, the next move goes straight to it
+MAX_STEP = math.log(2)  # and no move more than halves the cost (early moves that large ruin accuracy)
 SHORT_EPOCHS = 1
 FINAL_EPOCHS = 30
 PATIENCE = 4
@@ -100,8 +101,10 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
 
     1. Measure the int8 file of ``model`` on the runtimes.
     2. Iterate (NetAdapt): the excess over the budget is ``sum(max(0, ln(cost / budget)))`` over
-       flash, arena and latency. Each iteration aims to remove ``step`` of it (all of it once
-       under :data:`LAST_STEP`, so the schedule decays and the last moves are small). For every
+       flash, arena and latency. Each iteration aims to remove ``step`` of it, at most
+       :data:`MAX_STEP` (scaled by ``step`` / :data:`STEP`; ``step=1`` goes straight to the
+       budget), and all of it once under
+       :data:`LAST_STEP`: the schedule decays and the last moves are small. For every
        layer and kind of move, a job finds the least shrink whose estimate reaches the aim,
        fine-tunes it for ``short_epochs`` and measures its validation accuracy; the proposal
        losing the least accuracy per excess freed is taken. Estimates are taken from the
@@ -233,8 +236,9 @@ class _Search:
         cand.update(actions=[m["action"] for m in state["moves"]], moves=list(state["moves"]),
                     estimate=state["estimate"])
         self.result.candidates.append(cand)
-        log.info("search: %s flash %s B, arena %s B, accuracy %.4f", cand["name"], f"{cand['flash']:,}",
-                 f"{cand['arena']:,}", cand["accuracy"])
+        log.info("search: %s flash %s B, arena %s B, accuracy %.4f%s", cand["name"], f"{cand['flash']:,}",
+                 f"{cand['arena']:,}", cand["accuracy"],
+                 "".join(f", {p['kind']} {p['epochs']} epochs" for p in cand["phases"]))
 
     def adapt(self, state: dict, top_k: int) -> list[dict]:
         """Accept moves until the model fits; the ``top_k`` fitting proposals of the last
@@ -268,7 +272,9 @@ class _Search:
 
         model = model_from_bytes(state["model"])
         pairs = space.options(model, state["lut"], lut_bits=self.settings["lut_bits"])
-        aim = 0.0 if current <= LAST_STEP else current * (1 - self.settings["step"])
+        step = self.settings["step"]
+        aim = 0.0 if current <= LAST_STEP or step == 1 else max(
+            current * (1 - step), current - MAX_STEP * step / STEP)
         iteration = len(self.result.iterations)
         for _ in range(RETRIES):
             jobs = [{"task": "propose", "model": state["model"], "lut": state["lut"], "layer": layer,

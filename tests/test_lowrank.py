@@ -5,6 +5,7 @@ from conftest import multi_io_model, nested_model, residual_cnn, sequential_cnn,
 from edgecompress import lowrank, measure, surgery
 from edgecompress._keras import keras
 from edgecompress.lowrank import decompose
+from edgecompress.lowrank.factorize import select
 
 BUILDERS = {"sequential": sequential_cnn, "functional_residual": residual_cnn, "nested": nested_model,
             "multi_io_shared": multi_io_model}
@@ -238,6 +239,26 @@ def test_sensitivity_picks_ranks_for_an_accuracy_budget():
     assert measure(small).params < measure(model).params
     with pytest.raises(ValueError, match="max_drop"):
         lowrank.ranks_for_accuracy(sens, max_drop=-1)
+
+
+@pytest.mark.parametrize("method,rank,conv", [
+    ("spatial_svd", 5, dict(strides=2, padding="same")),
+    ("tucker2", (3, 7), dict(strides=(2, 1), padding="valid")),
+    ("tucker2", (8, 5), dict(dilation_rate=2, padding="same")),
+    ("svd", 4, None)])
+def test_scan_kernel_equals_the_factorized_chain(method, rank, conv, rng):
+    """rank_sensitivity loads ``low_rank_kernel`` into one copy instead of rebuilding the model:
+    that layer must compute what the factorized chain computes."""
+    model = _dense_model() if conv is None else _conv_model(**conv)
+    _randomize(model, rng)
+    name = "fc" if conv is None else "conv"
+    chain = lowrank.factorize(model, method=method, rank={name: rank}, force=True)
+    cands, _ = select(model, method, [name])
+    swapped = surgery.clone(model)
+    swapped.get_layer(name).kernel.assign(cands[0].low_rank_kernel(rank, iterations=2))
+    x = _inputs(model, rng)
+    np.testing.assert_allclose(_predict(swapped, x)[0], _predict(chain, x)[0], rtol=1e-4, atol=1e-4)
+    assert not np.allclose(_predict(swapped, x)[0], _predict(model, x)[0], atol=1e-3)
 
 
 @pytest.mark.parametrize("rank,layers", [((8, 6), ["conv_core", "conv_expand"]),

@@ -52,7 +52,9 @@ class Basis(NamedTuple):
 
 def _eigh_descending(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     power, vectors = np.linalg.eigh(gram)
-    return np.sqrt(np.clip(power[::-1], 0.0, None)), vectors[:, ::-1]
+    # contiguous: a reversed (negative-stride) view makes later products skip BLAS
+    return (np.sqrt(np.clip(power[::-1], 0.0, None)),
+            np.ascontiguousarray(vectors[:, ::-1]))
 
 
 def basis(matrix: np.ndarray) -> Basis:
@@ -153,39 +155,46 @@ def tucker2_factors(kernel: np.ndarray, rank_in: int, rank_out: int, iterations:
     """Tucker-2 of a conv kernel over its channel axes, by HOSVD and at most ``iterations`` HOOI sweeps.
 
     A mode kept at its full channel count gets the identity factor (Tucker-1), so the caller can
-    drop that 1x1 layer. HOOI stops early when a sweep raises the captured energy by less than
-    ``tol``; each contraction is pairwise (``optimize=True``): the three-operand einsum without it
-    took 260 s on a 3x3x512x512 kernel, 0.02 s with it. ``hosvd`` is the pair
-    ``(mode_basis(kernel, 2), mode_basis(kernel, 3))`` when the caller already has it.
+    drop that 1x1 layer. ``hosvd`` is ``(mode_basis(kernel, 2), mode_basis(kernel, 3))`` when the
+    caller already has it.
+
+    A sweep updates each factor given the other, as HOOI does, but by one step of subspace
+    (orthogonal) iteration on that mode's Gram matrix, ``U <- orth(G U)`` with ``G U`` contracted
+    from the current core, instead of a full eigendecomposition of ``G``: this never lowers the
+    captured energy ``||core||^2 / ||kernel||^2`` and has the same fixed points, at a third of
+    the cost (no ``c^2`` Gram matrix, no ``c^3`` eigh per sweep); after as many sweeps it keeps
+    the captured energy within 1% of exact HOOI (tests). This inexact inner step goes
+    beyond De Lathauwer et al. Sweeps stop early when one raises the captured energy by less
+    than ``tol``. Every contraction is pairwise (``optimize=True``): the three-operand einsum
+    without it took 260 s on a 3x3x512x512 kernel, 0.02 s with it.
 
     Returns:
         ``(reduce, core, expand)`` kernels of shapes ``(1, 1, cin, rank_in)``,
         ``(kh, kw, rank_in, rank_out)`` and ``(1, 1, rank_out, cout)``.
     """
-    k = np.asarray(kernel, np.float64)
+    k = np.asarray(kernel, np.float32)  # the kernel's own precision: half the BLAS time of float64
     cin, cout = k.shape[2:]
-
-    def factor(tensor, mode, rank, size, given=None):
-        if rank == size:
-            return np.eye(size)
-        return (given or mode_basis(tensor, mode))[1][:, :rank]
-
-    def project(u_in, u_out):
-        return np.einsum("abio,ir,os->abrs", k, u_in, u_out, optimize=True)
-
     given = hosvd or (None, None)
-    u_in = factor(k, 2, rank_in, cin, given[0])
-    u_out = factor(k, 3, rank_out, cout, given[1])
-    total = float(np.sum(k * k)) or 1.0
-    captured = float(np.sum(project(u_in, u_out) ** 2)) / total
+
+    def hosvd_factor(mode, rank, size):
+        if rank == size:
+            return np.eye(size, dtype=np.float32)
+        return (given[mode - 2] or mode_basis(k, mode))[1][:, :rank].astype(np.float32)
+
+    u_in, u_out = hosvd_factor(2, rank_in, cin), hosvd_factor(3, rank_out, cout)
+    by_out = np.einsum("abio,os->abis", k, u_out, optimize=True)
+    core = np.einsum("abis,ir->abrs", by_out, u_in, optimize=True)
+    total = float(np.sum(np.square(k, dtype=np.float64))) or 1.0
+    captured = float(np.sum(np.square(core, dtype=np.float64))) / total
     for _ in range(iterations if rank_in < cin and rank_out < cout else 0):
-        # HOOI: each factor is the best one given the other (one full mode needs no sweep)
-        u_in = factor(np.einsum("abio,os->abis", k, u_out, optimize=True), 2, rank_in, cin)
-        u_out = factor(np.einsum("abio,ir->abro", k, u_in, optimize=True), 3, rank_out, cout)
-        now = float(np.sum(project(u_in, u_out) ** 2)) / total
+        u_in = np.linalg.qr(np.einsum("abis,abrs->ir", by_out, core, optimize=True))[0]
+        by_in = np.einsum("abio,ir->abro", k, u_in, optimize=True)
+        core = np.einsum("abro,os->abrs", by_in, u_out, optimize=True)
+        u_out = np.linalg.qr(np.einsum("abro,abrs->os", by_in, core, optimize=True))[0]
+        by_out = np.einsum("abio,os->abis", k, u_out, optimize=True)
+        core = np.einsum("abis,ir->abrs", by_out, u_in, optimize=True)
+        now = float(np.sum(np.square(core, dtype=np.float64))) / total
         done, captured = now - captured < tol, now
         if done:
             break
-    core = project(u_in, u_out)
-    return (u_in[None, None].astype(np.float32), core.astype(np.float32),
-            u_out.T[None, None].astype(np.float32))
+    return u_in[None, None], core, np.ascontiguousarray(u_out.T)[None, None]

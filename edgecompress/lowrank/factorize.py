@@ -409,6 +409,22 @@ class Candidate:
             weights.append([expand, *weights_last])
         return Replacement(chain, weights)
 
+    def low_rank_kernel(self, rank, iterations: int) -> np.ndarray:
+        """The layer's kernel as its factorized chain at ``rank`` computes it (one Conv2D / Dense).
+
+        The chain is linear up to its last layer's bias and activation, and strides, padding and
+        dilation are split over it so that it equals the original layer holding this kernel.
+        """
+        if self.method == "svd":
+            first, second = dec.svd_factors(self.kernel, rank, self.basis)
+            return first @ second
+        if self.method == "spatial_svd":
+            vertical, horizontal = dec.spatial_svd_factors(self.kernel, rank, self.basis)
+            return np.einsum("air,bro->abio", vertical[:, 0], horizontal[0], optimize=True)
+        reduce, core, expand = dec.tucker2_factors(self.kernel, *rank, iterations=iterations,
+                                                   hosvd=self.basis)
+        return np.einsum("ir,abrs,so->abio", reduce[0, 0], core, expand[0, 0], optimize=True)
+
     def row(self, rank, reason: str = "") -> LayerFactorization:
         params, macs = self.costs(rank) if rank is not None else (self.params_before, self.macs_before)
         return LayerFactorization(

@@ -357,21 +357,31 @@ def test_hooi_stops_when_energy_stops_growing(rng, monkeypatch):
     u_in, u_out = rng.standard_normal((12, 4)), rng.standard_normal((14, 5))
     kernel = np.einsum("abrs,ir,os->abio", core, u_in, u_out)
     sweeps = []
-    plain = decompose.unfold
-    monkeypatch.setattr(decompose, "unfold", lambda k, mode: sweeps.append(mode) or plain(k, mode))
+    plain = decompose.mode_gram
+    monkeypatch.setattr(decompose, "mode_gram", lambda k, mode: sweeps.append(mode) or plain(k, mode))
     red, core_f, exp = decompose.tucker2_factors(kernel, 4, 5, iterations=100)
-    assert len(sweeps) == 2 + 2  # HOSVD's two unfoldings, then a single sweep
+    assert len(sweeps) == 2 + 2  # HOSVD's two Gram matrices, then a single sweep
     np.testing.assert_allclose(np.einsum("ir,abrs,so->abio", red[0, 0], core_f, exp[0, 0]),
                                kernel, atol=1e-4)
 
 
-def test_truncated_svd_matches_the_exact_leading_triplets(rng):
-    low = rng.standard_normal((300, 12)) @ rng.standard_normal((12, 280)) * 10
-    matrix = low + 0.01 * rng.standard_normal((300, 280))
-    u, s, vt = decompose.truncated_svd(matrix, 12)  # 12 <= 280 // 4: the randomized path
-    exact = np.linalg.svd(matrix, compute_uv=False)[:12]
-    np.testing.assert_allclose(s, exact, rtol=1e-6)
-    np.testing.assert_allclose(u * s @ vt, low, atol=0.1)
+@pytest.mark.parametrize("shape", [(300, 280), (40, 700), (700, 40)])
+def test_gram_basis_equals_lapack_svd(rng, shape):
+    """The one-decomposition fast path gives LAPACK's spectrum, energy ranks and best rank-r fit."""
+    low = rng.standard_normal((shape[0], 12)) @ rng.standard_normal((12, shape[1])) * 10
+    matrix = low + 0.01 * rng.standard_normal(shape)
+    exact_u, exact_s, exact_vt = np.linalg.svd(matrix, full_matrices=False)
+    values = decompose.singular_values(matrix)
+    np.testing.assert_allclose(values[:12], exact_s[:12], rtol=1e-9)
+    for energy in (0.5, 0.9, 0.99, 0.9999999):
+        assert decompose.rank_for_energy(values, energy) == decompose.rank_for_energy(exact_s, energy)
+    for rank in (12, 30):
+        first, second = decompose.svd_factors(matrix, rank)
+        best = exact_u[:, :rank] * exact_s[:rank] @ exact_vt[:rank]
+        np.testing.assert_allclose(first.astype(np.float64) @ second, best, atol=1e-3 * exact_s[0])
+    full = min(shape)
+    first, second = decompose.svd_factors(matrix, full)
+    np.testing.assert_allclose(first.astype(np.float64) @ second, matrix, atol=1e-4 * exact_s[0])
 
 
 def _resnet_stages(widths=(32, 64, 128)):

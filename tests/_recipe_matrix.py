@@ -112,3 +112,120 @@ def run_one(model_name: str, recipe_name: str, out_dir, mnist=None):
     if len(files) != len(exports) or not all(f.is_file() and f.stat().st_size > 0 for f in files):
         raise AssertionError(f"{recipe_name} on {model_name}: expected {len(exports)} files, got {files}")
     return outcome, "; ".join(f"{a.name} {a.file_bytes} B {a.status}" for a in result.artifacts)
+
+
+# --- the full-matrix runner behind the README table ------------------------------------------
+#
+#   python -m tests._recipe_matrix run [--models a,b] [--recipes x,y]   # appends to RESULTS
+#   python -m tests._recipe_matrix table                                # prints the README table
+#
+# Each pair runs in its own process, so a crash inside TensorFlow (a segfault) is recorded as a
+# crash of that cell, not the end of the run. RESULTS keeps the last line per (recipe, model).
+
+RESULTS = "tests/recipe_matrix.jsonl"
+TITLES = {
+    "lenet5": "LeNet-5 (MNIST)",
+    "resnet8": "ResNet-8 32×32×3",
+    "ds_cnn": "DS-CNN 49×10×1",
+    "mobilenet_025": "MobileNet α0.25 96×96×3",
+    "autoencoder": "FC autoencoder 640 (MSE)",
+    "conv1d": "Conv1D classifier",
+    "two_heads": "two outputs (10-class + regression)",
+}
+
+
+def _one_cell(model_name: str, recipe_name: str) -> dict:
+    import tempfile
+    import time
+
+    from edgecompress import datasets
+
+    mnist = datasets.load("mnist5k") if model_name == "lenet5" else None
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory() as out:
+        outcome, detail = run_one(model_name, recipe_name, out, mnist)
+    return {"recipe": recipe_name, "model": model_name, "outcome": outcome, "detail": detail,
+            "seconds": round(time.monotonic() - start)}
+
+
+def _run_cells(models_: list, recipes_: list, results: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    for model_name in models_:
+        for recipe_name in recipes_:
+            proc = subprocess.run([sys.executable, "-m", "tests._recipe_matrix", "cell", model_name,
+                                   recipe_name], capture_output=True, text=True)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            if proc.returncode == 0 and lines:
+                cell = json.loads(lines[-1])
+            else:
+                tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+                cell = {"recipe": recipe_name, "model": model_name, "outcome": "crash",
+                        "detail": f"exit {proc.returncode}: {tail[:300]}"}
+            with open(results, "a") as f:
+                f.write(json.dumps(cell) + "\n")
+            print(json.dumps(cell), flush=True)
+
+
+def _cell_text(cell: dict) -> str:
+    outcome = cell["outcome"]
+    if outcome == "verified":
+        return "verified"
+    if outcome == "guard":
+        return "verified, guard FAILED"
+    if outcome == "refused":
+        step = re.match(r"^step (\d+) \(([a-z_]+)\)", cell["detail"])
+        return f"refused at step {step.group(1)} ({step.group(2)})" if step else "refused"
+    return f"crash: {cell['detail']}"
+
+
+def table(results: str = RESULTS) -> str:
+    """The README's "which shipped recipe ran on which model" table from ``results``."""
+    import json
+    from pathlib import Path
+
+    cells = {}
+    for line in Path(results).read_text().splitlines():
+        if line.strip():
+            cell = json.loads(line)
+            cells[cell["recipe"], cell["model"]] = cell
+    recipe_names = sorted({r for r, _ in cells})
+    rows = ["| recipe | " + " | ".join(TITLES[m] for m in MODELS) + " |",
+            "|---|" + "---|" * len(MODELS)]
+    for r in recipe_names:
+        row = [_cell_text(cells[r, m]) if (r, m) in cells else "not run" for m in MODELS]
+        rows.append(f"| {r} | " + " | ".join(row) + " |")
+    return "\n".join(rows)
+
+
+def _main(argv=None) -> None:
+    import argparse
+    import json
+
+    from edgecompress.pipeline import shipped_recipe
+
+    shipped = sorted(p.stem for p in shipped_recipe("x").parent.glob("*.toml"))
+    parser = argparse.ArgumentParser(prog="python -m tests._recipe_matrix")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="run pairs, each in its own process; append to --results")
+    run_p.add_argument("--models", default=",".join(MODELS))
+    run_p.add_argument("--recipes", default=",".join(shipped))
+    run_p.add_argument("--results", default=RESULTS)
+    cell_p = sub.add_parser("cell", help="run one pair in this process; print its JSON line")
+    cell_p.add_argument("model", choices=sorted(MODELS))
+    cell_p.add_argument("recipe", choices=shipped)
+    table_p = sub.add_parser("table", help="print the README table from --results")
+    table_p.add_argument("--results", default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.command == "cell":
+        print(json.dumps(_one_cell(args.model, args.recipe)), flush=True)
+    elif args.command == "run":
+        _run_cells(args.models.split(","), args.recipes.split(","), args.results)
+    else:
+        print(table(args.results))
+
+
+if __name__ == "__main__":
+    _main()

@@ -91,7 +91,7 @@ def _cell(model_name, size, transform, queue):
         fn(model)
         seconds = time.perf_counter() - start
         queue.put({"seconds": seconds, "peak_mib": _peak_mib(), "growth_mib": _peak_mib() - base,
-                   "params": int(model.count_params())})
+                   "params": int(model.count_params()), "load": round(os.getloadavg()[0], 2)})
     except Exception as err:  # the row says what failed; the bench goes on
         queue.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"})
 

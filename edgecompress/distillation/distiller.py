@@ -5,7 +5,9 @@ The student is trained on ``alpha * hard + (1 - alpha) * T**2 * soft + feature_w
 * ``hard``: the compiled loss (by default sparse categorical cross-entropy) between the labels
   and the student's output: ordinary supervised training;
 * ``soft``: a distillation loss (default KL divergence) between the teacher's and the student's
-  logits, both divided by the temperature ``T``;
+  logits, both divided by the temperature ``T``; for a regression (or binary) output, the mean
+  squared error between the teacher's and the student's outputs. A model with several outputs
+  sums one such term per output;
 * ``hints``: the FitNets loss, a mean squared error between chosen teacher features and the
   matching student features (through a learned 1x1 conv or dense adapter where shapes differ).
 
@@ -18,13 +20,14 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 
 from edgecompress._keras import check_graph_model, keras, model_kind, tf
 from edgecompress.distillation import losses as distill_losses
 from edgecompress.surgery import find_layers
-from edgecompress.tasks import infer_tasks
+from edgecompress.tasks import CLASSIFICATION, Task, infer_tasks
 
 # Defaults discussed in the Distiller docstring and BENCHMARKS.md ("Knowledge distillation").
 DEFAULT_TEMPERATURE = 4.0
@@ -53,6 +56,11 @@ class Distiller(keras.Model):
     model you passed, with trained weights, ready for export. Adapters for feature hints live in
     the Distiller, not in the student.
 
+    Every output is distilled: a classification head by the soft targets above, a regression
+    or binary head by the mean squared error to the teacher's output (no temperature: it has no
+    softmax to soften; Hinton et al. match logits the same way in the high-temperature limit).
+    What each output is comes from ``tasks`` or :func:`edgecompress.tasks.infer_tasks`.
+
     Models that end in a softmax are handled: the logits are taken from the softmax's input (as
     Keras's own cross-entropy does); where that input cannot be seen (a softmax hidden inside a
     wrapper), ``log(probabilities)`` is used, which equals the logits up to a per-sample constant
@@ -75,7 +83,7 @@ class Distiller(keras.Model):
 
     Args:
         teacher: a trained tf_keras model (any kind; Sequential or Functional for feature hints).
-        student: the tf_keras model to train, with the teacher's output shape. May be pruned
+        student: the tf_keras model to train, with the teacher's output shapes. May be pruned
             (tfmot ``prune_low_magnitude``; add ``UpdatePruningStep`` to the callbacks), QAT
             (tfmot ``quantize_model``) or binary (larq) while it is distilled.
         temperature: softmax temperature ``T > 0`` applied to both logits.
@@ -88,6 +96,9 @@ class Distiller(keras.Model):
             teacher's channels. Different spatial sizes are an error: pick layers at the same
             resolution (pooling them away would throw out what the hint is meant to teach).
         feature_weight: weight of the mean hint loss (>= 0).
+        tasks: optional :class:`edgecompress.tasks.Task` per output (what the recipe runner
+            inferred from the labels); default inferred from the teacher's outputs alone (a linear
+            output of several units is then taken as logits).
         mixup: ``0`` (off), or the concentration ``c > 0`` of Beyer et al.'s *function matching*:
             each training batch is replaced by mixup images ``lam * x + (1 - lam) * x[perm]``,
             ``lam ~ Beta(c, c)`` per sample, which teacher and student both see (the hard loss
@@ -98,8 +109,8 @@ class Distiller(keras.Model):
 
     Raises:
         ValueError: negative or zero ``temperature``, ``alpha`` outside [0, 1], negative
-            ``feature_weight`` or ``mixup``, ``mixup`` with a multi-input model, different
-            teacher/student output shapes, an unknown layer name or a spatial size mismatch in
+            ``feature_weight`` or ``mixup``, ``mixup`` with a multi-input or multi-output model,
+            different teacher/student output shapes or counts, ``tasks`` of the wrong length, an unknown layer name or a spatial size mismatch in
             ``feature_pairs``.
         TypeError: a non-tf_keras model, or a subclassed model with ``feature_pairs``.
 
@@ -124,6 +135,7 @@ class Distiller(keras.Model):
         feature_pairs=None,
         feature_weight: float = DEFAULT_FEATURE_WEIGHT,
         mixup: float = 0.0,
+        tasks=None,
         name: str = "distiller",
         **kwargs,
     ):
@@ -146,7 +158,13 @@ class Distiller(keras.Model):
         if mixup and inputs != [1, 1]:
             raise ValueError("`mixup` needs a teacher and a student with one input each. "
                              f"Received: {inputs[0]} and {inputs[1]} inputs")
-        _check_output_shapes(teacher, student)
+        outputs = _check_output_shapes(teacher, student)
+        if mixup and outputs > 1:
+            raise ValueError(f"`mixup` needs a teacher and a student with one output each. Received: "
+                             f"{outputs} outputs")
+        tasks = [t if isinstance(t, Task) else Task(**t) for t in tasks] if tasks else infer_tasks(teacher)
+        if len(tasks) != outputs:
+            raise ValueError(f"`tasks` must hold one task per output ({outputs}). Received: {len(tasks)}")
         self.teacher = teacher
         self.student = student
         self.temperature = float(temperature)
@@ -155,8 +173,10 @@ class Distiller(keras.Model):
         self.feature_weight = float(feature_weight)
         self.mixup = float(mixup)
         self.feature_pairs = [tuple(p) for p in (feature_pairs or [])]
-        self._teacher_probs = _ends_in_softmax(teacher)
-        self._student_probs = _ends_in_softmax(student)
+        self.tasks = tasks
+        self._outputs = outputs
+        self._teacher_probs = _probabilities(teacher, tasks)
+        self._student_probs = _probabilities(student, tasks)
         self.adapters = []
         if self.feature_pairs:
             t_model, s_model, self.adapters = _feature_models(teacher, student, self.feature_pairs)
@@ -173,7 +193,7 @@ class Distiller(keras.Model):
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
         """Compile with the student's hard-label ``loss`` (default: sparse categorical CE)."""
         if loss is None:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not self._student_probs)
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not self._student_probs[0])
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def get_compile_config(self):
@@ -213,6 +233,17 @@ class Distiller(keras.Model):
         per_sample = _per_sample(self.distillation_loss, t, s)
         return self.temperature**2 * tf.reduce_mean(per_sample)
 
+    def output_loss(self, teacher_out, student_out):
+        """The summed distillation term of every output (soft targets or MSE, see the class)."""
+        terms = []
+        for task, t, s, t_probs, s_probs in zip(self.tasks, teacher_out, student_out, self._teacher_probs,
+                                                 self._student_probs, strict=True):
+            if task.kind == CLASSIFICATION:
+                terms.append(self.soft_loss(_logits(t, t_probs), _logits(s, s_probs)))
+            else:
+                terms.append(tf.reduce_mean(tf.square(tf.cast(t, tf.float32) - tf.cast(s, tf.float32))))
+        return tf.add_n(terms)
+
     def mix_batch(self, x):
         """Mixup images and their mixing: ``(lam * x + (1 - lam) * x[perm], lam, perm)``."""
         n = tf.shape(x)[0]
@@ -227,25 +258,25 @@ class Distiller(keras.Model):
         if self.mixup:
             x, lam, perm = self.mix_batch(x)
         t_model, s_model = self._views
+        n = self._outputs
         t_out = _as_list(t_model(x, training=False))
         t_out = [tf.stop_gradient(t) for t in t_out]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             s_out = _as_list(s_model(x, training=True))
+            s_pred = s_out[0] if n == 1 else s_out[:n]
             # compiled_loss is already scaled by 1 / replicas (gradients are summed across them)
             if self.mixup:
                 weight = 1.0 if sample_weight is None else sample_weight
                 hard = (self.compiled_loss(y, s_out[0], lam * weight)
                         + self.compiled_loss(tf.gather(y, perm), s_out[0], (1 - lam) * weight))
             else:
-                hard = self.compiled_loss(y, s_out[0], sample_weight)
+                hard = self.compiled_loss(y, s_pred, sample_weight)
             hard = hard * replicas
-            soft = self.soft_loss(
-                _logits(t_out[0], self._teacher_probs), _logits(s_out[0], self._student_probs)
-            )
+            soft = self.output_loss(t_out[:n], s_out[:n])
             total = self.alpha * hard + (1.0 - self.alpha) * soft
             if self.feature_pairs:
-                hints = self._hint_loss(t_out[1:], s_out[1:])
+                hints = self._hint_loss(t_out[n:], s_out[n:])
                 total += self.feature_weight * hints
             reg = tf.add_n(self.student.losses) if self.student.losses else 0.0
             total_scaled = (total + reg) / replicas
@@ -262,7 +293,7 @@ class Distiller(keras.Model):
         if self.mixup:  # score against each mixed image's dominant label
             y = tf.where(tf.reshape(lam >= 0.5, [-1] + [1] * (len(y.shape) - 1)), y,
                          tf.gather(y, perm))
-        self.compiled_metrics.update_state(y, s_out[0], sample_weight)
+        self.compiled_metrics.update_state(y, s_pred, sample_weight)
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
@@ -287,7 +318,9 @@ class Distiller(keras.Model):
     # ------------------------------------------------------------------------------- serializing
     def get_config(self):
         return {
+            **super().get_config(),  # {} in tf_keras for a subclassed Model; kept for subclasses
             "name": self.name,
+            "trainable": self.trainable,
             "teacher": keras.utils.serialize_keras_object(self.teacher),
             "student": keras.utils.serialize_keras_object(self.student),
             "temperature": self.temperature,
@@ -296,6 +329,7 @@ class Distiller(keras.Model):
             "feature_pairs": [list(p) for p in self.feature_pairs],
             "feature_weight": self.feature_weight,
             "mixup": self.mixup,
+            "tasks": [dataclasses.asdict(t) for t in self.tasks],
         }
 
     @classmethod
@@ -329,25 +363,24 @@ def _output_shape(model):
     return tuple(shape) if isinstance(shape, tuple) else shape
 
 
-def _check_output_shapes(teacher, student):
+def _check_output_shapes(teacher, student) -> int:
+    """The number of outputs, once teacher and student are found to agree on them."""
     t, s = _output_shape(teacher), _output_shape(student)
     if t is None or s is None:
-        return  # subclassed model: checked when the step is traced
-    if isinstance(t, list) or isinstance(s, list):
+        return 1  # subclassed model: checked when the step is traced
+    t_list, s_list = (x if isinstance(x, list) else [x] for x in (t, s))
+    if len(t_list) != len(s_list) or any(a[1:] != b[1:] for a, b in zip(t_list, s_list)):
         raise ValueError(
-            "`teacher` and `student` must each have one output. "
+            "`student` must have the same output shape as `teacher` (as many outputs, each of the same shape). "
             f"Received: teacher output shape {t}, student output shape {s}"
         )
-    if t[1:] != s[1:]:
-        raise ValueError(
-            "`student` must have the same output shape as `teacher`. "
-            f"Received: teacher output shape {t}, student output shape {s}"
-        )
+    return len(t_list)
 
 
-def _ends_in_softmax(model) -> bool:
-    """Whether the (single) output is probabilities, by the rule of :mod:`edgecompress.tasks`."""
-    return not infer_tasks(model)[0].from_logits
+def _probabilities(model, tasks) -> list[bool]:
+    """Per output, whether it is probabilities (a softmax), by the rule of :mod:`edgecompress.tasks`."""
+    found = infer_tasks(model)
+    return [t.kind == CLASSIFICATION and not f.from_logits for t, f in zip(tasks, found)]
 
 
 def _logits(output, is_probability: bool):

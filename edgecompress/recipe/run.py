@@ -44,6 +44,7 @@ class Context:
     labels: object = None
     override: object = None
     tasks: list = dataclasses.field(default_factory=list)
+    baseline: object = None  # the input model (the teacher of ``distill``'s "baseline")
 
     def refresh(self):
         self.tasks = tasks_lib.infer_tasks(self.model, self.labels, self.override)
@@ -63,7 +64,7 @@ def validate(recipe, model, labels=None) -> list:
     """
     from edgecompress import surgery
 
-    context = Context(model, labels, recipe.task)
+    context = Context(model, labels, recipe.task, baseline=model)
     try:
         context.refresh()
     except ValueError as err:

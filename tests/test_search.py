@@ -102,7 +102,7 @@ def test_small_search_meets_a_loose_budget_verified_in_tflm(lenet_search):
 
 def test_proposals_are_least_shrinks_and_the_best_is_taken(lenet_search):
     """NetAdapt's rule: each layer proposes the least shrink reaching the iteration's aim (one
-    grid step less misses it), and the iteration takes the best accuracy per excess freed."""
+    grid step less misses it), and the iteration takes the least validation loss added per excess freed."""
     from edgecompress.search import space
 
     model, _, result, _ = lenet_search

@@ -46,7 +46,7 @@ PATIENCE = 4
 MAX_ITERATIONS = 40
 TOP_K = 2  # fitting proposals given the final fine-tune
 MIN_TFLM_AGREEMENT = 0.95
-ACCURACY_EPSILON = 1e-3  # a move keeping all accuracy still costs this much per excess it frees
+LOSS_EPSILON = 2e-3  # a move keeping all of the validation loss still costs this much per excess freed
 RETRIES = 4  # halvings of the step when no layer can free it
 
 
@@ -106,8 +106,9 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
        budget), and all of it once under
        :data:`LAST_STEP`: the schedule decays and the last moves are small. For every
        layer and kind of move, a job finds the least shrink whose estimate reaches the aim,
-       fine-tunes it for ``short_epochs`` and measures its validation accuracy; the proposal
-       losing the least accuracy per excess freed is taken. Estimates are taken from the
+       fine-tunes it for ``short_epochs`` and measures its validation accuracy and loss; the
+       proposal adding the least validation loss per excess freed is taken (the loss rather than
+       the accuracy, which moves in steps of one sample on a few hundred). Estimates are taken from the
        current model's measured file; the model after each move is itself exported and measured
        (a candidate), so errors do not add up.
     3. The ``top_k`` proposals that fit get the final fine-tune (:func:`tasks.final_finetune`:
@@ -181,7 +182,10 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
     executor = Executor(workers, ray_address)
     result = SearchResult(target=target, max_drop=float(max_drop), baseline_accuracy=base_acc,
                           settings=settings, executor=executor.description)
+    from edgecompress import surgery
+
     state = {"model": original, "lut": {}, "moves": [], "accuracy": keras_accuracy(model, scan_data),
+             "loss": tasks.validation_loss(surgery.clone(model), scan_data),
              "stats": space.stats(model, {}), "estimate": None, "measured": None}
     log.info("search: %s on %s", target.describe(), executor.description)
     with executor.start(shared):
@@ -298,8 +302,8 @@ class _Search:
                     p["estimate"] = space.estimate(self.footprint(state), state["stats"], p["stats"])
                     p["excess"] = space.excess(self.limits, p["estimate"])
                     freed = max(current - p["excess"], 1e-9)
-                    drop = max(0.0, state["accuracy"] - p["accuracy"])
-                    p["score"] = (drop + ACCURACY_EPSILON) / freed
+                    worse = max(0.0, p["loss"] - state["loss"])
+                    p["score"] = (worse + LOSS_EPSILON) / freed
                     row.update(estimate=p["estimate"], excess=p["excess"], score=p["score"])
                 p["row"] = row
                 self.result.sensitivities.append(row)
@@ -316,7 +320,7 @@ class _Search:
         move = {"action": proposal["action"], "step": proposal["step"],
                 "short_epochs": self.settings["short_epochs"] if proposal["step"] else 0}
         new = {"model": proposal["model"], "lut": proposal["lut"], "moves": state["moves"] + [move],
-               "accuracy": proposal["accuracy"], "stats": proposal["stats"],
+               "accuracy": proposal["accuracy"], "loss": proposal["loss"], "stats": proposal["stats"],
                "estimate": proposal["estimate"], "measured": None}
         if not taken:
             return new

@@ -28,6 +28,7 @@ from edgecompress.surgery.channels import channel_groups
 log = logging.getLogger("edgecompress.search")
 
 KINDS = ("prune", "rank", "lut")
+MAX_LAYER_SHRINK = 0.5  # one move removes at most this fraction of a layer's filters
 # Bytes of an int8 file beyond its weights (fitted on LeNet-5 files): per output channel of a
 # convolution, the per-channel scale (float32) and zero point (int64) of its kernel and bias; per
 # output unit of a Dense layer (per-tensor kernel), 8; per bias, the 3 bytes of an int32 over the
@@ -94,12 +95,13 @@ def sizes(model, layer: str, kind: str, lut: dict, ratios=None, rank_fractions=N
     """The values a move of ``kind`` on ``layer`` may take, from the least shrink to the most.
 
     ``ratios`` (fractions of the current filters removed) and ``rank_fractions`` (fractions of
-    the full rank kept) restrict them to a grid; None allows every whole number.
+    the full rank kept) restrict them to a grid; None allows every whole number down to
+    :data:`MAX_LAYER_SHRINK` of the filters (a grid goes as far as it says).
     """
     if kind == "prune":
         n = _channels(model, layer)
-        kept = range(n - 1, 0, -1) if ratios is None else sorted(
-            {n - math.floor(r * n) for r in ratios} - {n}, reverse=True)
+        kept = range(n - 1, max(1, math.ceil(n * (1 - MAX_LAYER_SHRINK))) - 1, -1) if ratios is None \
+            else sorted({n - math.floor(r * n) for r in ratios} - {n}, reverse=True)
         return [k for k in kept if 1 <= k < n]
     if kind == "rank":
         cand = lowrank_candidates(model, layers=[layer])[0][0]

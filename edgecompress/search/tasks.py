@@ -42,8 +42,8 @@ def propose(shared, model: bytes, lut: dict, layer: str, kind: str, aim: float, 
     most ``aim`` (bisection over :func:`space.sizes`), fine-tuned for the short epochs.
 
     Returns:
-        ``{"action", "reached", "stats", "accuracy", "model"}``; when even the largest shrink
-        misses ``aim``, ``reached`` is False and nothing is trained (``accuracy`` None).
+        ``{"action", "reached", "stats", "accuracy", "loss", "model", ...}``; when even the
+        largest shrink misses ``aim``, ``reached`` is False and nothing is trained.
     """
     from edgecompress.measure import keras_accuracy
     from edgecompress.search.jobs import model_from_bytes, model_to_bytes
@@ -84,10 +84,21 @@ def propose(shared, model: bytes, lut: dict, layer: str, kind: str, aim: float, 
     tf.config.experimental.enable_op_determinism()
     if kind != "lut" and settings["short_epochs"]:
         train(new, shared, settings["short_epochs"], settings["learning_rate"], seed)
-    accuracy = keras_accuracy(space.apply_lut(new, new_lut), shared["scan"])
+    scored = space.apply_lut(new, new_lut)
     return {"action": Action(layer, kind, float(value)).to_dict(), "reached": True,
-            "accuracy": accuracy, "model": model_to_bytes(new), "lut": new_lut,
+            "accuracy": keras_accuracy(scored, shared["scan"]),
+            "loss": validation_loss(scored, shared["scan"]), "model": model_to_bytes(new), "lut": new_lut,
             "stats": new_stats, "step": step}
+
+
+def validation_loss(model, data) -> float:
+    """The loss of ``model`` on ``data`` (per output, by :mod:`edgecompress.tasks`): a smoother
+    score than the accuracy, which moves in steps of one sample."""
+    from edgecompress import tasks as tasks_lib
+
+    model.compile(**tasks_lib.compile_kwargs(tasks_lib.infer_tasks(model, data[1])))
+    out = model.evaluate(*data, batch_size=256, verbose=0)
+    return float(out[0] if isinstance(out, list) else out)
 
 
 def candidate(shared, model: bytes, lut: dict, mode: str, name: str, seed: int,

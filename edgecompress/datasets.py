@@ -284,7 +284,7 @@ class Part:
     source: str
 
     def __post_init__(self):
-        for array in (self.x, self.y):
+        for array in (self.x, *(self.y.values() if isinstance(self.y, dict) else [self.y])):
             if array is not None:
                 array.flags.writeable = False
 
@@ -298,7 +298,10 @@ def resolve(spec, role: str, argument: str = "--data", *, input_shape=None):
       held-out part is the validation and the test set.
     - an ``.npz`` file (read without pickle) holding ``x_train``/``y_train``, ``x_val``/``y_val``,
       ``x_test``/``y_test`` (any of the three pairs), or plain ``x``/``y``. An ``x`` without its ``y``
-      is unlabeled (an autoencoder's data); ``y`` is then None.
+      is unlabeled (an autoencoder's data); ``y`` is then None. A model with several outputs has
+      one label array per output instead of ``y_<part>``: ``y_train_<output name>`` (``y_val_…``,
+      ``y_test_…``, or ``y_<output name>`` beside a plain ``x``); ``y`` is then a dict
+      {output name: labels}, matched to the model's outputs by the caller.
     - ``IMAGES,LABELS``: two IDX files (MNIST format), or a list of the two paths.
     - a folder with one sub-folder of images per class (sorted names are the classes 0, 1, ...).
 
@@ -432,6 +435,12 @@ def _split_roles(x, y, source: str, argument: str) -> dict[str, Part]:
 
     n_val = max(1, int(len(x) * VALIDATION_FRACTION))
     stratify = None
+    if isinstance(y, dict):  # one label array per output: split them all alike
+        names = sorted(y)
+        split = train_test_split(x, *(y[n] for n in names), test_size=n_val, random_state=_SEED)
+        y_tr = {n: split[2 + 2 * i] for i, n in enumerate(names)}
+        y_va = {n: split[3 + 2 * i] for i, n in enumerate(names)}
+        return _split_parts(x, split[0], split[1], y_tr, y_va, source, "seeded split")
     if y is not None and np.issubdtype(y.dtype, np.integer):
         counts = np.bincount(y - y.min())
         counts = counts[counts > 0]
@@ -441,7 +450,12 @@ def _split_roles(x, y, source: str, argument: str) -> dict[str, Part]:
     split = train_test_split(*arrays, test_size=n_val, random_state=_SEED, stratify=stratify)
     x_tr, x_va = split[0], split[1]
     y_tr, y_va = (None, None) if y is None else (split[2], split[3])
-    how = f"{'stratified ' if stratify is not None else ''}seeded split (seed {_SEED})"
+    how = f"{'stratified ' if stratify is not None else ''}seeded split"
+    return _split_parts(x, x_tr, x_va, y_tr, y_va, source, how)
+
+
+def _split_parts(x, x_tr, x_va, y_tr, y_va, source, how) -> dict[str, Part]:
+    how = f"{how} (seed {_SEED})"
     train = Part(x_tr, y_tr, f"{source}: {len(x_tr):,} of {len(x):,} samples, {how}")
     validation = Part(x_va, y_va, f"{source}: {len(x_va):,} of {len(x):,} samples "
                                   f"({VALIDATION_FRACTION:.0%}) held out, {how}")
@@ -459,7 +473,14 @@ def _npz_roles(path: Path, argument: str) -> dict[str, Part]:
         if x_key in arrays:
             x = normalize_inputs(arrays[x_key], f"{argument} {x_key}")
             y = labels(arrays.get(y_key), len(x), f"{argument} {y_key}")
-            what = f"{x_key}/{y_key}" if y is not None else f"{x_key} (unlabeled)"
+            per_output = _per_output_labels(arrays, y_key, len(x), argument)
+            if per_output and y is not None:
+                raise ValueError(f"`{argument}` must hold either {y_key!r} or per-output "
+                                 f"{y_key}_<output> labels, not both. Received: {path.name} with arrays "
+                                 f"{sorted(arrays)}")
+            y = per_output or y
+            what = (f"{x_key}/{y_key}" + (f"_{{{','.join(sorted(per_output))}}}" if per_output else "")
+                    if y is not None else f"{x_key} (unlabeled)")
             found[part or "plain"] = (x, y, f"{path.name} {what}, {len(x):,} samples")
     if "plain" in found and "train" in found:
         raise ValueError(f"`{argument}` must hold either x/y or x_train/y_train, not both. "
@@ -482,6 +503,19 @@ def _npz_roles(path: Path, argument: str) -> dict[str, Part]:
     if train is None:
         train = Part(None, None, f"{path.name} has no x_train or x")
     return _roles(train, validation, test)
+
+
+def _per_output_labels(arrays, y_key: str, count: int, argument: str) -> dict[str, np.ndarray]:
+    """``{output: labels}`` from keys ``<y_key>_<output>`` (``y_<output>`` beside a plain x)."""
+    reserved = {f"y_{part}" for part in _NPZ_PARTS}
+    found = {}
+    for key in arrays:
+        if not key.startswith(f"{y_key}_") or key in reserved:
+            continue
+        if y_key == "y" and key.startswith(tuple(f"{r}_" for r in reserved)):
+            continue  # y_train_<output> belongs to the train part
+        found[key[len(y_key) + 1:]] = labels(arrays[key], count, f"{argument} {key}")
+    return found
 
 
 def _read_npz(path: Path, argument: str) -> dict[str, np.ndarray]:

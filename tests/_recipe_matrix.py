@@ -117,7 +117,7 @@ def run_one(model_name: str, recipe_name: str, out_dir, mnist=None):
 # --- the full-matrix runner behind the README table ------------------------------------------
 #
 #   python -m tests._recipe_matrix run [--models a,b] [--recipes x,y]   # appends to RESULTS
-#   python -m tests._recipe_matrix table                                # prints the README table
+#   python -m tests._recipe_matrix table [--readme README.md]           # prints (or writes) the table
 #
 # Each pair runs in its own process, so a crash inside TensorFlow (a segfault) is recorded as a
 # crash of that cell, not the end of the run. RESULTS keeps the last line per (recipe, model).
@@ -218,13 +218,26 @@ def _main(argv=None) -> None:
     cell_p.add_argument("recipe", choices=shipped)
     table_p = sub.add_parser("table", help="print the README table from --results")
     table_p.add_argument("--results", default=RESULTS)
+    table_p.add_argument("--readme", help="replace the table in this README instead of printing it")
     args = parser.parse_args(argv)
     if args.command == "cell":
         print(json.dumps(_one_cell(args.model, args.recipe)), flush=True)
     elif args.command == "run":
         _run_cells(args.models.split(","), args.recipes.split(","), args.results)
+    elif args.readme:
+        write_readme(args.readme, table(args.results))
     else:
         print(table(args.results))
+
+
+def write_readme(path: str, text: str) -> None:
+    """Replace the matrix table (the lines from its header row to the next blank line) in ``path``."""
+    from pathlib import Path
+
+    lines = Path(path).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| recipe | LeNet-5"))
+    end = next(i for i in range(start, len(lines)) if not lines[i].strip())
+    Path(path).write_text("\n".join([*lines[:start], text, *lines[end:]]) + "\n")
 
 
 if __name__ == "__main__":

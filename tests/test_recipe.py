@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from edgecompress import recipe
@@ -215,3 +216,19 @@ def test_fit_sets_batchnorm_statistics_from_the_training_inputs(tmp_path):
     assert np.all(bn.moving_variance.numpy() > 0.2 * seen.var(0))
     assert np.all(np.abs(bn.moving_mean.numpy() - seen.mean(0)) < 0.5 * seen.std(0) + 1e-3)
     assert model.get_layer("bn").moving_variance.numpy() == pytest.approx(1.0)  # input untouched
+
+
+def test_models_with_a_strided_pointwise_conv_train_on_even_batches():
+    """TF 2.21's oneDNN corrupts the heap in the gradient of a strided 1x1 conv on an odd batch
+    (the ResNet-8 shortcut): such models get even batches, others their data untouched."""
+    from edgecompress import models
+    from edgecompress.recipe.state import _even_batches, _strided_pointwise
+
+    assert _strided_pointwise(models.resnet8()) and not _strided_pointwise(models.lenet5())
+    x, y = np.zeros((39, 2)), [np.arange(39), np.arange(39)]
+    x2, y2, batch = _even_batches(x, y, 64, "test")
+    assert (len(x2), [len(v) for v in y2], batch) == (38, [38, 38], 64)
+    x3, _, batch = _even_batches(x, y[0], 13, "test")  # 39 = 3 x 13: batch 12, remainder 3 -> 38
+    assert (len(x3), batch) == (38, 12)
+    x4, _, _ = _even_batches(np.zeros((40, 2)), np.arange(40), 64, "test")
+    assert len(x4) == 40

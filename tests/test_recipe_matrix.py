@@ -26,11 +26,8 @@ CI_PAIRS = {
 
 #: Pairs refused at validation, and why (so a refusal that goes away, or appears, is noticed).
 REFUSED = {
-    ("distillation", "autoencoder"): "swap_backbone",  # a regression output: no classifier to build
-    ("distillation", "two_heads"): "swap_backbone",  # two outputs
-    ("distillation", "conv1d"): "swap_backbone",  # small_cnn needs (height, width, channels)
-    ("product_quantization", "conv1d"): "product_quantize",
-    ("binary", "conv1d"): "binarize",  # its only Conv2D/Dense layer is the last one, kept float  # no Dense/Conv2D with >= 4096 weights
+    ("product_quantization", "conv1d"): "product_quantize",  # no Dense/Conv2D with >= 4096 weights
+    ("binary", "conv1d"): "binarize",  # its only Conv2D/Dense layer is the last one, kept float
 }
 
 

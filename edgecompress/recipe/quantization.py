@@ -52,7 +52,29 @@ def product_quantize(state, subvector_size, codebook_size, calibrate, layers):
                                                 **{k: v for k, v in given.items() if v is not None})
 
 
-@register("quantize_aware", {"preserve": choice(quantization.PRESERVE)})
+#: Steps whose structural rewrite validation does not replay: a ``quantize_aware`` after one of
+#: them is tried at its step, not before training.
+_UNREPLAYED = ("factorize", "prune_filters", "binarize", "product_quantize")
+
+
+def _trial(context, params):
+    """Annotate a clone of the model as the step will see it (no calibration, nothing trained), so
+    a layer tfmot cannot quantize is named before any step trains."""
+    import logging
+    import warnings
+
+    earlier = [s.kind for s in context.steps_before if s.kind in _UNREPLAYED]
+    if earlier:
+        logging.getLogger("edgecompress.recipe").info(
+            "quantize_aware is tried when it runs, after step kind %s rewrites the model", earlier[-1])
+        return
+    kwargs = {"preserve": params["preserve"]} if params["preserve"] is not None else {}
+    with warnings.catch_warnings():  # tfmot's "No clustering performed": nothing is clustered yet
+        warnings.simplefilter("ignore")
+        quantization.quantize_aware(context.model, **kwargs)
+
+
+@register("quantize_aware", {"preserve": choice(quantization.PRESERVE)}, check=_trial)
 def quantize_aware(state, preserve):
     kwargs = {"preserve": preserve} if preserve is not None else {}
     state.model = quantization.quantize_aware(state.model, calibration_data=state.train[0][:CALIBRATION_SAMPLES],

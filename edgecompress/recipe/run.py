@@ -45,6 +45,7 @@ class Context:
     override: object = None
     tasks: list = dataclasses.field(default_factory=list)
     baseline: object = None  # the input model (the teacher of ``distill``'s "baseline")
+    steps_before: list = dataclasses.field(default_factory=list)  # the steps validated so far
 
     def refresh(self):
         self.tasks = tasks_lib.infer_tasks(self.model, self.labels, self.override)
@@ -54,7 +55,9 @@ def validate(recipe, model, labels=None) -> list:
     """Check every step of ``recipe`` against ``model`` before anything trains.
 
     Selectors must resolve, augmentation must fit the input, the model's tasks must suit the
-    step, and ``swap_backbone`` must build (later steps are then checked against the new model).
+    step, ``swap_backbone`` and ``thin`` must build (later steps are then checked against the new
+    model), and ``quantize_aware`` must annotate a clone of the model (unless an earlier step
+    rewrites the model in a way validation does not replay; see :mod:`edgecompress.recipe.quantization`).
 
     Returns:
         The model's tasks.
@@ -70,8 +73,9 @@ def validate(recipe, model, labels=None) -> list:
     except ValueError as err:
         raise RecipeError(f"`task`: {_first_line(err)}") from None
     tasks = context.tasks
-    for step in recipe.steps:
+    for index, step in enumerate(recipe.steps):
         kind = STEPS[step.kind]
+        context.steps_before = recipe.steps[:index]
         try:
             if kind.layer_types and step.params.get("layers") is not None:
                 surgery.find_layers(context.model, step.params["layers"], kind.layer_types, "layers")

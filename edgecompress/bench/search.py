@@ -68,7 +68,7 @@ def lenet_rows(train, test, quick=False, seeds=(0, 1, 2), epochs=10, workers=Non
                        test)
             row["float test acc"] = keras_accuracy(model, test)
             runs.append(row)
-        print(table(runs), flush=True)  # every seed, as it comes
+            print(table([row]), flush=True)  # every seed, as it comes
         runs.sort(key=lambda r: r["test acc"])
         rows.append(runs[len(runs) // 2])  # the median seed by test accuracy
     return rows

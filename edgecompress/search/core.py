@@ -294,7 +294,7 @@ class _Search:
                 current = space.excess(self.limits, state["measured"])
                 if current == 0:
                     return None, current, aim
-            reached = [p for p in out if p["reached"]]
+            reached = [p for p in out if p["reached"] and math.isfinite(p["loss"])]
             for p in out:
                 row = {k: v for k, v in p.items() if k not in ("model", "lut")}
                 row.update(iteration=iteration, aim=aim, taken=False)

@@ -28,7 +28,9 @@ from edgecompress.surgery.channels import channel_groups
 log = logging.getLogger("edgecompress.search")
 
 KINDS = ("prune", "rank", "lut")
-MAX_LAYER_SHRINK = 0.5  # one move removes at most this fraction of a layer's filters
+MAX_LAYER_SHRINK = 0.5  # one move removes at most this fraction of a layer's filters or weights
+# The names lowrank.factorize gives factors: their rank moves on by pruning, not by factorizing again.
+FACTOR_SUFFIXES = ("_u", "_v", "_kx1", "_1xk", "_reduce", "_core", "_expand")
 # Bytes of an int8 file beyond its weights (fitted on LeNet-5 files): per output channel of a
 # convolution, the per-channel scale (float32) and zero point (int64) of its kernel and bias; per
 # output unit of a Dense layer (per-tensor kernel), 8; per bias, the 3 bytes of an int32 over the
@@ -68,7 +70,8 @@ def options(model, lut: dict, kinds=KINDS, lut_bits=()) -> list[tuple[str, str]]
     Filter pruning is offered on the first producer of each prunable channel group with more
     than one channel (groups that reach the output or cannot be traced are left out, as
     :func:`~edgecompress.surgery.channel_groups` says); a rank on the layers
-    :mod:`edgecompress.lowrank` can factorize (not on LUT layers); a LUT width on the layers
+    :mod:`edgecompress.lowrank` can factorize (not on LUT layers, nor on factors, whose
+    rank a "prune" of the first factor lowers); a LUT width on the layers
     :func:`~edgecompress.quantization.quantize_weights` takes, while a narrower width is left.
     """
     out = []
@@ -78,7 +81,8 @@ def options(model, lut: dict, kinds=KINDS, lut_bits=()) -> list[tuple[str, str]]
                 out.append((group.producers[0], "prune"))
     if "rank" in kinds:
         for cand in lowrank_candidates(model)[0]:
-            if cand.layer.name not in lut and len(cand.options("params")) > 1:
+            if (cand.layer.name not in lut and not cand.layer.name.endswith(FACTOR_SUFFIXES)
+                    and len(cand.options("params")) > 1):
                 out.append((cand.layer.name, "rank"))
     if "lut" in kinds and lut_bits:
         from edgecompress.quantization.scalar import QUANTIZABLE
@@ -96,7 +100,8 @@ def sizes(model, layer: str, kind: str, lut: dict, ratios=None, rank_fractions=N
 
     ``ratios`` (fractions of the current filters removed) and ``rank_fractions`` (fractions of
     the full rank kept) restrict them to a grid; None allows every whole number down to
-    :data:`MAX_LAYER_SHRINK` of the filters (a grid goes as far as it says).
+    removing :data:`MAX_LAYER_SHRINK` of the filters, or of the weights for a rank (a grid goes
+    as far as it says).
     """
     if kind == "prune":
         n = _channels(model, layer)
@@ -109,8 +114,8 @@ def sizes(model, layer: str, kind: str, lut: dict, ratios=None, rank_fractions=N
         saving = [r for r in range(full, 0, -1) if _rank_params(cand, r) < cand.params_before]
         if rank_fractions is not None:
             grid = {max(1, round(f * full)) for f in rank_fractions}
-            saving = [r for r in saving if r in grid]
-        return saving
+            return [r for r in saving if r in grid]
+        return [r for r in saving if _rank_params(cand, r) >= (1 - MAX_LAYER_SHRINK) * cand.params_before]
     current = lut.get(layer, 8)
     return sorted((int(b) for b in lut_bits if b < current), reverse=True)
 

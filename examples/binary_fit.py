@@ -26,7 +26,7 @@ for warning in binary.lint(bnn):
     print("lint:", warning)
 
 float_file = export(model, "float.tflite", "float32")
-bnn_file = export(binary.dense_as_conv(bnn), "bnn.tflite", "binary", verify_data=(x_test, y_test))
+bnn_file = export(bnn, "bnn.tflite", "binary", verify_data=(x_test, y_test))
 print(f"binary LCE file {bnn_file.bytes:,} B vs float {float_file.bytes:,} B "
       f"({float_file.bytes / bnn_file.bytes:.1f}x smaller); accuracy {bnn_file.accuracy:.2%}, "
       f"agreement with Keras {bnn_file.agreement:.2%}")

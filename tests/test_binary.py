@@ -267,6 +267,24 @@ def test_lint_is_quiet_on_a_good_bnn_and_dense_as_conv():
     assert binary.lint(binary.dense_as_conv(bnn)) == []  # 1x1 conv on a 1x1 map is a Dense
 
 
+def test_a_recipe_binarize_step_logs_its_summary_once(caplog):
+    """The recipe validates the step with binarizable_layers (silent), then runs binarize (logs)."""
+    from types import SimpleNamespace
+
+    from edgecompress.recipe.schema import STEPS
+
+    model, kind = sequential_cnn(), STEPS["binarize"]
+    params = {"scheme": "binarynet", "keep_first_last": False, "layers": None}
+    state = SimpleNamespace(model=model)
+    with caplog.at_level("INFO", logger="edgecompress"):
+        kind.check(SimpleNamespace(model=model), params)
+        kind.run(state, **params)
+    summaries = [r.getMessage() for r in caplog.records if "BatchNormalization in front" in r.getMessage()]
+    assert len(summaries) == 1 and "fc1, fc2" in summaries[0]
+    assert [layer.name for layer in binary.binarizable_layers(model, False)[0]] == \
+        state.model.transform_report.transformed
+
+
 # ---------------------------------------------------------------- dense_as_conv, save/load
 
 

@@ -88,6 +88,28 @@ def test_front_doors_answer_without_tensorflow():
     assert out.stderr == ""
 
 
+def test_every_benchmark_answers_help_and_bad_usage_without_tensorflow():
+    """``python -m edgecompress.bench.<x> --help`` (and a bad option, exit 2) in one process."""
+    code = (
+        "import runpy, sys\n"
+        "from edgecompress.bench import FAMILIES\n"
+        "for name in (*FAMILIES, 'targets', 'search', 'scale'):\n"
+        "    for argv, want in ((['--help'], 0), (['--no-such-option'], 2)):\n"
+        "        sys.argv = ['x', *argv]\n"
+        "        try:\n"
+        "            runpy.run_module(f'edgecompress.bench.{name}', run_name='__main__', alter_sys=True)\n"
+        "        except SystemExit as done:\n"
+        "            assert done.code == want, (name, argv, done.code)\n"
+        "        else:\n"
+        "            raise AssertionError(f'{name} {argv} did not exit')\n"
+        "print('LOADED', sorted(m for m in ('tensorflow', 'tf_keras') if m in sys.modules))\n"
+    )
+    out = _python(code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("usage: python -m edgecompress.bench.") >= 11
+    assert out.stdout.strip().splitlines()[-1] == "LOADED []"
+
+
 def test_subpackages_are_attributes():
     import edgecompress as ec
 

@@ -185,6 +185,19 @@ def test_distiller_config_and_save_round_trip(tmp_path):
                                rtol=1e-5)
 
 
+def test_distiller_config_starts_from_the_base_and_keeps_trainable(tmp_path):
+    distiller = Distiller(_teacher(), _logits_student(), temperature=3.0, name="kd")
+    distiller.trainable = False
+    config = distiller.get_config()
+    assert config["trainable"] is False and config["name"] == "kd"
+    again = Distiller.from_config(config)
+    assert not again.trainable and again.temperature == 3.0 and again.name == "kd"
+    path = str(tmp_path / "frozen.keras")
+    distiller.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, Distiller) and not loaded.trainable and loaded.temperature == 3.0
+
+
 def test_callbacks_monitor_student_metrics(tmp_path):
     x, y = _data(64)
     xv, yv = _data(32, seed=5)

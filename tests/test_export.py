@@ -266,3 +266,20 @@ def test_binary_lenet5_export_bit_packs_dense_by_itself(tmp_path):
     assert any("bit-packed" in n for n in report.notes)
     assert any(n.startswith("fc2") or "conv1" in n for n in report.notes if "stays float" in n)
     assert "LceBconv2d" in report.ops
+
+
+def test_binary_export_bit_packs_xnor_dense_too(tmp_path):
+    """XnorDense (edgecompress's larq subclass) has a registered conv counterpart: export() turns
+    it into a binary 1x1 conv like QuantDense, instead of leaving a float FULLY_CONNECTED."""
+    from edgecompress import binary
+
+    bnn = binary.binarize(tiny_lenet(), "xnor", layers=["conv2", "fc1"])
+    for norm in bnn.layers:  # no exact zeros in front of a sign: LCE and larq break ties apart
+        if isinstance(norm, keras.layers.BatchNormalization):
+            norm.moving_mean.assign(norm.moving_mean - 0.1)
+    x = np.random.default_rng(0).random((8, 8, 8, 1), dtype=np.float32)
+    report = export(bnn, tmp_path / "x.tflite", "binary", verify_data=x)
+    assert any("bit-packed as 1x1 binary convolutions: 1 QuantDense" in n for n in report.notes)
+    assert not any(n.startswith("fc1") for n in report.notes)
+    assert report.bytes < 4 * 128 * 64 / 2  # fc1's float kernel alone would be 32 KB
+    assert report.max_abs_diff < 1e-3

@@ -136,18 +136,14 @@ def test_help_exits_0(capsys):
     assert "--calibration" in capsys.readouterr().out
 
 
-def test_console_module_subprocess(saved, tmp_path):
+def test_console_module_refuses_an_existing_output_in_one_line(saved, tmp_path):
     out = tmp_path / "m.tflite"
+    out.write_bytes(b"old")
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    run = subprocess.run(
-        [sys.executable, "-m", "tflite_export.cli", str(saved), "-o", str(out), "--json"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert run.returncode == 0, run.stderr
-    assert list(json.loads(run.stdout)) == FIELDS  # no TensorFlow chatter on stdout
     again = subprocess.run([sys.executable, "-m", "tflite_export", str(saved), "-o", str(out)],
                            capture_output=True, text=True, env=env, timeout=60)
     assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert out.read_bytes() == b"old"
 
 
 def test_micro_lut_c_array(saved, tmp_path, capfd):
@@ -163,8 +159,9 @@ def test_micro_lut_c_array(saved, tmp_path, capfd):
 
 
 def test_binary_keras_file_exports_through_the_cli(tmp_path):
-    """The command registers edgecompress/larq classes (the library export() does not); run in a
-    fresh process, where nothing else has imported them."""
+    """``python -m tflite_export.cli`` registers edgecompress/larq classes (the library export()
+    does not); run in a fresh process, where nothing else has imported them. Only the JSON
+    report reaches stdout."""
     from edgecompress import binary
 
     path = tmp_path / "bnn.keras"
@@ -176,5 +173,6 @@ def test_binary_keras_file_exports_through_the_cli(tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
+    assert list(report) == FIELDS  # no TensorFlow chatter on stdout
     assert report["mode"] == "binary" and report["bytes"] == out.stat().st_size
     assert any(op.startswith("Lce") for op in report["ops"])

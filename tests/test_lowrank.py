@@ -5,6 +5,7 @@ from conftest import multi_io_model, nested_model, residual_cnn, sequential_cnn,
 from edgecompress import lowrank, measure, surgery
 from edgecompress._keras import keras
 from edgecompress.lowrank import decompose
+from edgecompress.lowrank.factorize import select
 
 BUILDERS = {"sequential": sequential_cnn, "functional_residual": residual_cnn, "nested": nested_model,
             "multi_io_shared": multi_io_model}
@@ -240,6 +241,26 @@ def test_sensitivity_picks_ranks_for_an_accuracy_budget():
         lowrank.ranks_for_accuracy(sens, max_drop=-1)
 
 
+@pytest.mark.parametrize("method,rank,conv", [
+    ("spatial_svd", 5, dict(strides=2, padding="same")),
+    ("tucker2", (3, 7), dict(strides=(2, 1), padding="valid")),
+    ("tucker2", (8, 5), dict(dilation_rate=2, padding="same")),
+    ("svd", 4, None)])
+def test_scan_kernel_equals_the_factorized_chain(method, rank, conv, rng):
+    """rank_sensitivity loads ``low_rank_kernel`` into one copy instead of rebuilding the model:
+    that layer must compute what the factorized chain computes."""
+    model = _dense_model() if conv is None else _conv_model(**conv)
+    _randomize(model, rng)
+    name = "fc" if conv is None else "conv"
+    chain = lowrank.factorize(model, method=method, rank={name: rank}, force=True)
+    cands, _ = select(model, method, [name])
+    swapped = surgery.clone(model)
+    swapped.get_layer(name).kernel.assign(cands[0].low_rank_kernel(rank, iterations=2))
+    x = _inputs(model, rng)
+    np.testing.assert_allclose(_predict(swapped, x)[0], _predict(chain, x)[0], rtol=1e-4, atol=1e-4)
+    assert not np.allclose(_predict(swapped, x)[0], _predict(model, x)[0], atol=1e-3)
+
+
 @pytest.mark.parametrize("rank,layers", [((8, 6), ["conv_core", "conv_expand"]),
                                          ((4, 16), ["conv_reduce", "conv_core"]),
                                          ((8, 16), ["conv_core"])])
@@ -356,22 +377,53 @@ def test_hooi_stops_when_energy_stops_growing(rng, monkeypatch):
     core = rng.standard_normal((3, 3, 4, 5))
     u_in, u_out = rng.standard_normal((12, 4)), rng.standard_normal((14, 5))
     kernel = np.einsum("abrs,ir,os->abio", core, u_in, u_out)
-    sweeps = []
-    plain = decompose.unfold
-    monkeypatch.setattr(decompose, "unfold", lambda k, mode: sweeps.append(mode) or plain(k, mode))
+    updates = []
+    plain = np.linalg.qr
+    monkeypatch.setattr(np.linalg, "qr", lambda m: updates.append(m.shape) or plain(m))
     red, core_f, exp = decompose.tucker2_factors(kernel, 4, 5, iterations=100)
-    assert len(sweeps) == 2 + 2  # HOSVD's two unfoldings, then a single sweep
+    assert len(updates) == 2  # a single sweep: one subspace step per factor
     np.testing.assert_allclose(np.einsum("ir,abrs,so->abio", red[0, 0], core_f, exp[0, 0]),
                                kernel, atol=1e-4)
 
 
-def test_truncated_svd_matches_the_exact_leading_triplets(rng):
-    low = rng.standard_normal((300, 12)) @ rng.standard_normal((12, 280)) * 10
-    matrix = low + 0.01 * rng.standard_normal((300, 280))
-    u, s, vt = decompose.truncated_svd(matrix, 12)  # 12 <= 280 // 4: the randomized path
-    exact = np.linalg.svd(matrix, compute_uv=False)[:12]
-    np.testing.assert_allclose(s, exact, rtol=1e-6)
-    np.testing.assert_allclose(u * s @ vt, low, atol=0.1)
+def test_hooi_subspace_sweeps_match_exact_hooi(rng):
+    """The cheap sweep (one subspace step per factor) never loses energy and stays within 1%
+    (relative) of exact HOOI (full eigendecomposition per factor) after as many sweeps."""
+    kernel = rng.standard_normal((3, 3, 48, 40)) * np.linspace(2.0, 0.1, 40)
+    total = np.sum(kernel ** 2)
+
+    def captured(core):
+        return np.sum(np.asarray(core, np.float64) ** 2) / total
+
+    u_in = decompose.mode_basis(kernel, 2)[1][:, :20]
+    u_out = decompose.mode_basis(kernel, 3)[1][:, :16]
+    previous = captured(decompose.tucker2_factors(kernel, 20, 16, iterations=0)[1])
+    for sweeps in (1, 2, 3):
+        u_in = decompose.mode_basis(np.einsum("abio,os->abis", kernel, u_out), 2)[1][:, :20]
+        u_out = decompose.mode_basis(np.einsum("abio,ir->abro", kernel, u_in), 3)[1][:, :16]
+        exact = captured(np.einsum("abio,ir,os->abrs", kernel, u_in, u_out))
+        fast = captured(decompose.tucker2_factors(kernel, 20, 16, iterations=sweeps, tol=0)[1])
+        assert previous - 1e-6 <= fast <= exact + 1e-6 and exact - fast < 0.01 * exact, (sweeps, fast, exact)
+        previous = fast
+
+
+@pytest.mark.parametrize("shape", [(300, 280), (40, 700), (700, 40)])
+def test_gram_basis_equals_lapack_svd(rng, shape):
+    """The one-decomposition fast path gives LAPACK's spectrum, energy ranks and best rank-r fit."""
+    low = rng.standard_normal((shape[0], 12)) @ rng.standard_normal((12, shape[1])) * 10
+    matrix = low + 0.01 * rng.standard_normal(shape)
+    exact_u, exact_s, exact_vt = np.linalg.svd(matrix, full_matrices=False)
+    values = decompose.singular_values(matrix)
+    np.testing.assert_allclose(values[:12], exact_s[:12], rtol=1e-9)
+    for energy in (0.5, 0.9, 0.99, 0.9999999):
+        assert decompose.rank_for_energy(values, energy) == decompose.rank_for_energy(exact_s, energy)
+    for rank in (12, 30):
+        first, second = decompose.svd_factors(matrix, rank)
+        best = exact_u[:, :rank] * exact_s[:rank] @ exact_vt[:rank]
+        np.testing.assert_allclose(first.astype(np.float64) @ second, best, atol=1e-3 * exact_s[0])
+    full = min(shape)
+    first, second = decompose.svd_factors(matrix, full)
+    np.testing.assert_allclose(first.astype(np.float64) @ second, matrix, atol=1e-4 * exact_s[0])
 
 
 def _resnet_stages(widths=(32, 64, 128)):

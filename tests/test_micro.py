@@ -5,7 +5,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from _export_models import digits, tiny_larq, tiny_lenet, trained
+from _export_models import tiny_larq, tiny_lenet
 
 from edgecompress._keras import keras, tf
 from tflite_export import runtime
@@ -71,21 +71,29 @@ def test_arena_estimate_by_hand(tmp_path):
 
 @pytest.fixture(scope="module")
 def lenet_int8(tmp_path_factory):
-    (x, y), (xt, yt) = digits()
-    model = trained(tiny_lenet(), x, y, steps=300)
+    """LeNet-5 (431k parameters), 1 epoch on 1,000 MNIST-5k digits, full-int8: the model, the
+    file, 200 held-out digits and 100 training inputs for calibration."""
+    from edgecompress import datasets, models
+
+    (x, y), (xt, yt) = datasets.load("mnist5k")
+    keras.utils.set_random_seed(0)
+    model = models.lenet5()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x[:1000], y[:1000], epochs=1, batch_size=64, verbose=0)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([s[None]] for s in x[:300])
+    conv.representative_dataset = lambda: ([s[None]] for s in x[:100])
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    path = tmp_path_factory.mktemp("tflm") / "lenet_int8.tflite"
+    path = tmp_path_factory.mktemp("tflm") / "lenet5_int8.tflite"
     path.write_bytes(conv.convert())
-    return model, path, (xt, yt)
+    return model, path, (xt[:200], yt[:200]), x[:100]
 
 
-def test_tflm_agrees_with_keras_on_int8_lenet(lenet_int8):
-    model, path, data = lenet_int8
-    result = verify(path, model, data, runtime="tflm", min_agreement=0.99)
-    assert result["runtime"] == "tflm" and result["agreement"] >= 0.99
+def test_tflm_agrees_with_keras_on_int8_lenet5(lenet_int8):
+    model, path, data, _ = lenet_int8
+    result = verify(path, model, data, runtime="tflm", min_agreement=0.97)
+    assert result["runtime"] == "tflm" and result["agreement"] >= 0.97
+    assert result["accuracy"] >= 0.8  # a trained LeNet-5, not a constant predictor
     # TFLM and LiteRT (XNNPACK) differ by rounding only: a few output quanta at most.
     litert = runtime.Runner(path, backend="litert").predict(data[0])
     tflm = TFLMRunner(path).predict(data[0])
@@ -94,7 +102,7 @@ def test_tflm_agrees_with_keras_on_int8_lenet(lenet_int8):
 
 
 def test_measured_arena_allocates_and_one_kb_less_fails(lenet_int8):
-    _, path, (xt, _) = lenet_int8
+    _, path, (xt, _), _ = lenet_int8
     arena = measure_arena(path)
     assert arena.bytes > 1024 and arena.head > 0 and arena.tail > 0
     assert arena.recorded == arena.head + arena.tail
@@ -136,22 +144,16 @@ def test_bad_arguments(int8_file, tmp_path, name, out_dir, tflite, error, match)
     assert not list(tmp_path.glob("*.cc"))
 
 
-def test_lut_compressed_clustered_lenet5_is_small_and_lossless_in_tflm(tmp_path):
+def test_lut_compressed_clustered_lenet5_is_small_and_lossless_in_tflm(lenet_int8, tmp_path):
     """16-cluster LeNet-5: int8 PTQ keeps <= 16 values per channel, LUT makes the file <= 0.6x,
-    and TFLM's top-1 on 500 digits is that of the uncompressed int8 file."""
-    from edgecompress import datasets, models
+    and TFLM's top-1 on 200 digits is that of the uncompressed int8 file."""
     from edgecompress.quantization.clustering import cluster_weights, strip
     from tflite_export import export
 
-    (x, y), (xt, yt) = datasets.load("mnist5k")
-    keras.utils.set_random_seed(0)
-    model = models.lenet5()
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x[:500], y[:500], epochs=1, batch_size=64, verbose=0)
+    model, _, test, x = lenet_int8
     clustered = strip(cluster_weights(model, 16))
-    test = (xt[:500], yt[:500])
-    plain = export(clustered, tmp_path / "int8.tflite", "int8", representative_data=x[:100])
-    lut = export(clustered, tmp_path / "lut.tflite", "int8", representative_data=x[:100],
+    plain = export(clustered, tmp_path / "int8.tflite", "int8", representative_data=x)
+    lut = export(clustered, tmp_path / "lut.tflite", "int8", representative_data=x,
                  verify_data=test[0][:50], micro_compress="lut")
     compressed = {t["name"].split("/")[1]: t for t in lut.micro_compression["tensors"]}
     assert {"conv2", "fc1", "fc2"} <= set(compressed)

@@ -284,6 +284,18 @@ def test_qat_errors():
         Q.quantize_aware(mlp(), skip=["nope"])
 
 
+@pytest.mark.parametrize("family,strip,keep", [("clustering", "quantization", "clusters"),
+                                               ("pruning", "pruning", "sparsity")])
+def test_qat_refuses_a_wrapped_model_with_the_fix(family, strip, keep):
+    from edgecompress import pruning
+
+    wrapped = Q.cluster_weights(mlp(), 4) if family == "clustering" else pruning.prune_low_magnitude(mlp(), 0.5)
+    with pytest.raises(ValueError, match=rf"`model` must hold plain layers, without tfmot {family} "
+                       rf"wrappers.*\(around 'fc1'\). Strip them first \({strip}.strip\(model\)\).*"
+                       rf"preserve='{keep}'"):
+        Q.quantize_aware(wrapped, preserve="clusters")
+
+
 def test_qat_conv_relu_bn_becomes_a_depthwise_affine():
     """Conv2D(relu) -> BN cannot be folded; it was refused, it is now a per-channel affine."""
     qat = Q.quantize_aware(sequential_cnn(), calibration_data=X)

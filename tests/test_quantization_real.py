@@ -383,6 +383,20 @@ def test_qcnn_refine_stops_when_held_out_error_rises():
     assert held == pytest.approx(min(errors), rel=1e-4)
 
 
+def test_qcnn_blocked_refinement_equals_one_residual_pass_per_subspace():
+    """The blocked residual (#21 scale) gives the sequential Q-CNN result of ``block=1``."""
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(40, 24))
+    x, x_held = rng.normal(size=(200, 40)), rng.normal(size=(50, 40))
+    books, assign = product._quantize_matrix(w, 2, 6)
+    one = product._qcnn_refine(x, w, books, assign, sweeps=3, x_held=x_held, block=1)
+    for block in (3, 64):
+        blocked = product._qcnn_refine(x, w, books, assign, sweeps=3, x_held=x_held, block=block)
+        np.testing.assert_array_equal(blocked[1], one[1])
+        np.testing.assert_allclose(blocked[0], one[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(blocked[2], one[2], rtol=1e-9)
+
+
 def test_pq_kmeans_on_a_sample_for_wide_kernels():
     w = np.random.default_rng(0).normal(size=(8, 5000)).astype("float32")
     books, assign = product._quantize_matrix(w, 4, 8, max_points=512)

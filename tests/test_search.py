@@ -69,8 +69,8 @@ def lenet_search():
     model.fit(x, y, epochs=2, batch_size=64, verbose=0)
     weights = [w.copy() for w in model.get_weights()]
     result = search.search(model, (x, y), "flash=100KB,arena=24KB", max_drop=5.0, workers=1,
-                           ratios=(0.5, 0.75), rank_fractions=(0.1,), epochs=2, top_k=2,
-                           scan_samples=200)
+                           ratios=(0.5, 0.75), rank_fractions=(0.1, 0.25), lut_bits=(4,), epochs=2,
+                           patience=1, top_k=1, scan_samples=200, step=1.0)
     return model, weights, result, (x, y)
 
 
@@ -81,11 +81,12 @@ def test_small_search_meets_a_loose_budget_verified_in_tflm(lenet_search):
     assert winner["flash"] == len(winner["tflite"]) <= 100 * KB
     assert winner["arena"] <= 24 * KB
     assert winner["drop"] <= 5.0
-    # The int8 baseline (450 KB) misses the flash budget, and the winner is a changed model.
+    # The int8 baseline (450 KB) misses the flash budget, and the winner is a changed model
+    # that had the final fine-tune.
     baseline = result.candidates[0]
     assert baseline["name"] == "int8_ptq" and baseline["flash"] > 100 * KB
     assert any("flash" in m for m in baseline["misses"])
-    assert winner["actions"]
+    assert winner["actions"] and winner["final"] and winner["phases"][0]["kind"] == "distill"
     # The device runs the winner's model: TFLM's top-1 (the file may hold LUT-compressed
     # weights, which only TFLM decodes) against the winner's Keras model on 64 digits.
     from edgecompress.search.jobs import model_from_bytes
@@ -99,15 +100,41 @@ def test_small_search_meets_a_loose_budget_verified_in_tflm(lenet_search):
         np.testing.assert_array_equal(before, after)
 
 
-def test_sensitivities_and_pareto_front(lenet_search):
+def test_proposals_are_least_shrinks_and_the_best_is_taken(lenet_search):
+    """NetAdapt's rule: each layer proposes the least shrink reaching the iteration's aim (one
+    grid step less misses it), and the iteration takes the least validation loss added per excess freed."""
+    from edgecompress.search import space
+
+    model, _, result, _ = lenet_search
+    rows = [r for r in result.sensitivities if r["iteration"] == 0]
+    kinds = {(r["action"]["layer"], r["action"]["kind"]) for r in rows}
+    assert {("conv1", "prune"), ("conv2", "prune"), ("fc1", "prune"), ("fc1", "rank"),
+            ("fc1", "lut")} <= kinds
+    reached = [r for r in rows if r["reached"]]
+    assert reached and all(r["excess"] <= r["aim"] + 1e-9 for r in reached)
+    taken = [r for r in rows if r["taken"]]
+    assert len(taken) == 1 and taken[0]["score"] == min(r["score"] for r in reached)
+    reference, ref_stats = result.candidates[0], space.stats(model, {})
+    limits = {"flash": 100 * KB, "arena": 24 * KB}
+    for row in reached:
+        action = row["action"]
+        values = space.sizes(model, action["layer"], action["kind"], {}, (0.5, 0.75), (0.1, 0.25), (4,))
+        index = values.index(int(action["value"]))
+        assert space.excess(limits, row["estimate"]) == pytest.approx(row["excess"])
+        if index:  # the next smaller move misses the aim
+            new, lut, _ = space.move(model, space.Action(action["layer"], action["kind"],
+                                                         values[index - 1]), {})
+            cost = space.excess(limits, space.estimate(reference, ref_stats, space.stats(new, lut)))
+            assert cost > row["aim"]
+    # Estimates are close to the measured files (within 3% of flash).
+    final = result.winner
+    assert final["flash"] == pytest.approx(final["estimate"]["flash"], rel=0.03)
+
+
+def test_pareto_front(lenet_search):
     _, _, result, _ = lenet_search
-    kinds = {(row["action"]["layer"], row["action"]["kind"]) for row in result.sensitivities}
-    assert {("conv1", "prune"), ("conv2", "prune"), ("fc1", "prune"), ("fc1", "rank")} <= kinds
-    # A larger ratio leaves fewer parameters.
-    fc1 = {row["action"]["value"]: row["params"] for row in result.sensitivities
-           if row["action"]["layer"] == "fc1" and row["action"]["kind"] == "prune"}
-    assert fc1[0.75] < fc1[0.5] < 431_080
     front = result.pareto()
+    assert front and front == sorted(front, key=lambda c: c["flash"])
     for cand in result.candidates:  # nothing off the front beats a front member on both axes
         if cand in front:
             continue
@@ -127,12 +154,15 @@ def test_outputs_and_recipe_reproduce_the_winner(lenet_search, tmp_path):
     assert saved.count_params() == result.winner["params"]
     parsed = recipes.load(paths["recipe"])
     kinds = [step.kind for step in parsed.steps]
-    assert kinds[-1] == "export" and kinds.count("fit") == (1 if result.winner["epochs"] else 0)
-    structural = recipes.Recipe(name="structure", steps=[s for s in parsed.steps
-                                                         if s.kind in ("prune_filters", "factorize")])
-    rebuilt, _ = recipes.run(structural, model, data, data, tmp_path, verbose=0)
-    assert [(layer.name, layer.count_params()) for layer in rebuilt.layers] == \
+    assert kinds[-1] == "export" and kinds.count("distill") == len(result.winner["phases"])
+    # The recipe runner rebuilds the winner: the same layers, and a file of its size.
+    out = tmp_path / "rerun"
+    out.mkdir()
+    rerun = recipes.run(parsed, model, data, data, out, verbose=0, enforce=False)
+    assert [(layer.name, layer.count_params()) for layer in rerun.model.layers] == \
         [(layer.name, layer.count_params()) for layer in saved.layers]
+    exported = [a for a in rerun.artifacts if a.mode == "int8"]
+    assert exported and exported[-1].file_bytes == pytest.approx(result.winner["flash"], abs=64)
 
 
 def test_impossible_budget_exits_1_naming_the_closest(tmp_path, capsys):
@@ -141,9 +171,18 @@ def test_impossible_budget_exits_1_naming_the_closest(tmp_path, capsys):
     model.save(path)
     out = tmp_path / "out"
     code = cli.main(["compress", str(path), "--data", "digits", "--target", "flash=1KB",
-                     "--ratios", "0.5", "--ranks", "0.25", "--epochs", "0", "--top-k", "1",
-                     "--workers", "1", "-o", str(out)])
+                     "--ratios", "0.5", "--ranks", "0.25", "--lut-bits", "none", "--epochs", "0",
+                     "--top-k", "1", "--iterations", "1", "--workers", "1", "-o", str(out)])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 1
-    assert "closest: cand0_int8" in err and "flash" in err and "> 1,024 B" in err
+    # After its one move, the model is the closest: it misses flash, and says so.
+    assert "closest: step1_int8" in err and "flash" in err and "> 1,024 B" in err
     assert not out.exists()
+
+
+def test_cli_defaults_are_the_search_defaults():
+    from edgecompress.search import cli as search_cli
+    from edgecompress.search import core
+
+    assert (search_cli.FINAL_EPOCHS, search_cli.TOP_K, search_cli.MAX_ITERATIONS) == \
+        (core.FINAL_EPOCHS, core.TOP_K, core.MAX_ITERATIONS)

@@ -131,4 +131,37 @@ def test_rebuild_keeps_tfmot_wrapper_state(rng):
 
     model = cluster_weights(sequential_cnn(), clusters=4, init="linear")
     x = _inputs(model, rng)
-    np.testing.assert_array_equal(surgery.clone(model).predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_array_equal(surgery.clone(model)(x, training=False), model(x, training=False))
+
+
+# ---------------------------------------------------------------- Dense -> 1x1 conv rule
+
+
+@pytest.mark.parametrize("builder", [sequential_cnn, residual_cnn], ids=["sequential", "functional"])
+def test_dense_as_conv_is_the_same_function(builder, rng):
+    model = builder()
+    dense = [layer for layer in surgery.iter_layers(model) if type(layer) is keras.layers.Dense]
+    before = weights_fingerprint(model)
+    conv = surgery.dense_as_conv(model, dense)
+    assert weights_fingerprint(model) == before
+    assert not any(isinstance(layer, keras.layers.Dense) for layer in surgery.iter_layers(conv))
+    assert {type(conv.get_layer(layer.name)) for layer in dense} == {keras.layers.Conv2D}
+    x = _inputs(model, rng)
+    np.testing.assert_allclose(conv(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_dense_as_conv_refuses_by_name_and_reason():
+    class MyDense(keras.layers.Dense):
+        pass
+
+    seq = keras.Sequential([keras.Input((3, 4)), keras.layers.Dense(2, name="on_3d")])
+    with pytest.raises(ValueError, match=r"'on_3d' \(Dense\): input of rank 3"):
+        surgery.dense_as_conv(seq, seq.layers)
+    custom = keras.Sequential([keras.Input((4,)), MyDense(2, name="mine")])
+    with pytest.raises(ValueError, match="'mine' .*no 1x1 convolution counterpart .*MyDense"):
+        surgery.dense_as_conv(custom, custom.layers)
+    with pytest.raises(TypeError, match="Dense subclass and a Conv2D subclass"):
+        surgery.register_conv_counterpart(keras.layers.Conv2D, MyDense)
+    surgery.register_conv_counterpart(MyDense, keras.layers.Conv2D)
+    assert surgery.why_not_as_conv(custom.layers[0]) == ""
+    surgery.dense_conv._COUNTERPARTS.pop(MyDense)

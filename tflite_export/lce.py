@@ -3,7 +3,7 @@
 LCE turns a binary ``QuantConv2D`` into its bit-packed ``LceBconv2d`` but leaves a larq
 ``QuantDense`` as a float ``FULLY_CONNECTED`` with 32-bit weights (larq/compute-engine #631,
 #744), so a binary LeNet-5 came out only 1.1x smaller than float. Beyond LCE: before conversion,
-each binary ``QuantDense`` on 2-D inputs is rebuilt (through ``edgecompress.surgery.rebuild``) as
+each binary ``QuantDense`` on 2-D inputs is rebuilt (by ``edgecompress.surgery.dense_as_conv``) as
 ``Reshape -> 1x1 QuantConv2D -> Reshape``: the same function and weights, which LCE bit-packs.
 The report says which larq layers stayed float, and why.
 
@@ -14,8 +14,8 @@ References:
 
 from __future__ import annotations
 
+from edgecompress import surgery
 from edgecompress._keras import keras
-from edgecompress.surgery.graph import Replacement, iter_layers, rebuild
 
 
 def _binary(quantizer) -> bool:
@@ -23,17 +23,18 @@ def _binary(quantizer) -> bool:
 
 
 def dense_as_conv(model) -> tuple[keras.Model, list]:
-    """``model`` with every binary larq ``QuantDense`` (exactly that class, 2-D input) as a 1x1
-    ``QuantConv2D``, and the notes on every larq layer LCE will leave float.
+    """``model`` with every binary larq ``QuantDense`` (a class with a registered conv
+    counterpart, 2-D input) as a 1x1 binary convolution, and the notes on every larq layer LCE
+    will leave float.
 
     Returns:
         ``(new model or model itself when nothing changes, notes)``. ``model`` is not changed.
     """
     import larq as lq
 
-    notes, chosen = [], set()
+    notes, chosen = [], []
     weighted = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D)
-    for layer in iter_layers(model):
+    for layer in surgery.iter_layers(model):
         kind = type(layer).__name__
         if not isinstance(layer, (lq.layers.QuantConv2D, lq.layers.QuantDense,
                                   lq.layers.QuantDepthwiseConv2D)):
@@ -50,30 +51,12 @@ def dense_as_conv(model) -> tuple[keras.Model, list]:
             notes.append(f"{layer.name} ({kind}) stays float: its input is not binarized "
                          "(a first layer, or no input_quantizer)")
         elif isinstance(layer, lq.layers.QuantDense):
-            if type(layer) is not lq.layers.QuantDense:
-                notes.append(f"{layer.name} ({kind}) stays float: a QuantDense subclass whose conv "
-                             "counterpart tflite_export does not know (rewrite it before export)")
-            elif len(layer.input_shape) != 2:
-                notes.append(f"{layer.name} ({kind}) stays float: input of rank "
-                             f"{len(layer.input_shape)}, not (batch, features)")
+            why = surgery.why_not_as_conv(layer)
+            if why:
+                notes.append(f"{layer.name} ({kind}) stays float: {why}")
             else:
-                chosen.add(id(layer))
+                chosen.append(layer)
     if not chosen:
         return model, notes
-
-    def rule(layer):
-        if id(layer) not in chosen:
-            return None
-        config = layer.get_config()
-        units, features = config.pop("units"), layer.input_shape[-1]
-        weights = layer.get_weights()
-        weights[0] = weights[0].reshape(1, 1, features, units)
-        return Replacement(
-            [keras.layers.Reshape((1, 1, features), name=f"{layer.name}_to_map"),
-             lq.layers.QuantConv2D(filters=units, kernel_size=1, **config),
-             keras.layers.Reshape((units,), name=f"{layer.name}_from_map")],
-            [[], weights, []],
-        )
-
     notes.append(f"bit-packed as 1x1 binary convolutions: {len(chosen)} QuantDense layer(s)")
-    return rebuild(model, rule), notes
+    return surgery.dense_as_conv(model, chosen), notes

@@ -52,38 +52,51 @@ def data_arguments(parser):
     parser.add_argument("--quick", action="store_true", help="a fast smoke run on a subset")
 
 
-def main(module, argv=None, add_arguments=None, report=None) -> int:
+def main(module, argv=None, add_arguments=None, report=None, description=None) -> int:
     """The entry point of every ``python -m edgecompress.bench.<family>``: the same options
     (``--mnist-dir``, ``--quick``, the module's own), the same data as ``edgecompress bench``
     (:func:`load_mnist_dir`), the exit-code contract of the CLIs, and the table on stdout.
 
+    A module that imports TensorFlow calls this from the top of its file with its *name*, so that
+    ``--help`` and bad usage are answered before TensorFlow loads; the module is imported only to
+    run.
+
     Args:
-        module: the benchmark module (its ``run``, and ``to_markdown`` or ``COLUMNS`` if any).
+        module: the benchmark module, or its dotted name (imported after the options are parsed).
+            It has ``run``, and ``to_markdown`` or ``COLUMNS`` if any.
         argv: the arguments (default ``sys.argv[1:]``).
         add_arguments: ``add_arguments(parser)`` adds the module's own options.
-        report: ``report(train, test, args) -> str | None`` replaces the default
-            ``run(train, test, quick=...)`` rendered as a table (None: it printed its output).
+        report: ``report(train, test, args) -> str | None``, or the name of that function in the
+            module, replaces the default ``run(train, test, quick=...)`` rendered as a table
+            (None: it printed its output).
+        description: the ``--help`` text (default: the first line of the module's docstring).
     """
     from edgecompress import _cli
 
-    name = module.__spec__.name if module.__name__ == "__main__" else module.__name__
+    if isinstance(module, str):
+        name = module
+    else:
+        name = module.__spec__.name if module.__name__ == "__main__" else module.__name__
+        description = description or module.__doc__
     prog = f"python -m {name}"
-    parser = _cli.Parser(prog=prog, description=module.__doc__.strip().splitlines()[0])
+    parser = _cli.Parser(prog=prog, description=(description or "").strip().split("\n")[0])
     data_arguments(parser)
     _cli.add_output_option(parser)
     if add_arguments is not None:
         add_arguments(parser)
 
     def command(args) -> int:
+        code = importlib.import_module(name) if isinstance(module, str) else module
+        render = getattr(code, report) if isinstance(report, str) else report
         train, test = load_mnist_dir(args.mnist_dir, quick=args.quick)
-        if report is not None:
-            text = report(train, test, args)
+        if render is not None:
+            text = render(train, test, args)
             if text is not None:  # None: the report printed its sections as they came
                 print(text)
             return 0
-        rows = module.run(train, test, quick=args.quick)
-        render = getattr(module, "to_markdown", None)
-        print(render(rows) if render else table(rows, getattr(module, "COLUMNS", None)))
+        rows = code.run(train, test, quick=args.quick)
+        as_markdown = getattr(code, "to_markdown", None)
+        print(as_markdown(rows) if as_markdown else table(rows, getattr(code, "COLUMNS", None)))
         return 0
 
     return _cli.run(prog, parser.parse_args, command, argv)

@@ -14,6 +14,19 @@ Without ``--mnist-dir`` it evaluates on MNIST-5k's 1,000 held-out digits.
 
 from __future__ import annotations
 
+
+def _arguments(parser) -> None:
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs per backbone")
+    parser.add_argument("--no-vww", action="store_true", help="skip the 96x96 latency table")
+
+
+if __name__ == "__main__":  # options (and --help) before TensorFlow loads
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(__spec__.name, description=__doc__, add_arguments=_arguments, report="_report"))
+
 import tempfile
 import time
 from pathlib import Path
@@ -138,21 +151,8 @@ def to_markdown(rows: list[dict], vww: dict | None = None) -> str:
     return text
 
 
-def _arguments(parser) -> None:
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs per backbone")
-    parser.add_argument("--no-vww", action="store_true", help="skip the 96x96 latency table")
-
-
 def _report(train, test, args) -> str:
     rows = run(train, test, quick=args.quick, epochs=args.epochs,
                log=lambda r: print(r, flush=True))
     vww = None if args.no_vww else vww_latency(train, quick=args.quick)
     return to_markdown(rows, vww)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from edgecompress import bench
-
-    sys.exit(bench.main(sys.modules[__name__], add_arguments=_arguments, report=_report))

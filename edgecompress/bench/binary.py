@@ -13,6 +13,13 @@ MNIST t10k IDX files)::
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # options (and --help) before TensorFlow loads
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(__spec__.name, description=__doc__, report="_report"))
+
 import os
 import sys
 import tempfile
@@ -173,11 +180,3 @@ def _report(train, test, args) -> str:
 
     tf.config.threading.set_intra_op_parallelism_threads(2)  # before TensorFlow's first op
     return table(run(train, test, quick=args.quick), COLUMNS)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from edgecompress import bench
-
-    sys.exit(bench.main(sys.modules[__name__], report=_report))

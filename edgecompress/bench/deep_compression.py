@@ -5,6 +5,13 @@
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # options (and --help) before TensorFlow loads
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(__spec__.name, description=__doc__))
+
 import tempfile
 
 from edgecompress import recipe as recipes
@@ -32,11 +39,3 @@ def run(train, test, quick: bool = False) -> list[dict]:
              "deploy bytes": r["deploy_bytes"],
              "x smaller than float32 TFLite": round(r["ratio"], 1) if r["ratio"] else None,
              "accuracy": r["accuracy"], "delta pp": round(r["delta"], 2)} for r in rows]
-
-
-if __name__ == "__main__":
-    import sys
-
-    from edgecompress import bench
-
-    sys.exit(bench.main(sys.modules[__name__]))

@@ -26,6 +26,39 @@ Command (writes a Markdown table to stdout)::
 
 from __future__ import annotations
 
+PIPELINES = {"plain": 0, "shift": 2}  # name -> shift in pixels
+
+
+def _pipelines(text: str) -> tuple:
+    import argparse
+
+    names = tuple(p for p in text.split(",") if p)
+    if not names or not set(names) <= set(PIPELINES):
+        raise argparse.ArgumentTypeError(f"must be a comma list of {list(PIPELINES)}. Received: {text!r}")
+    return names
+
+
+def _arguments(parser) -> None:
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--teacher-epochs", type=int, default=40)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--temperature", type=float, help="default: the Distiller's DEFAULT_TEMPERATURE")
+    parser.add_argument("--alpha", type=float, help="default: the Distiller's DEFAULT_ALPHA")
+    parser.add_argument("--pipelines", type=_pipelines, default=("plain", "shift"),
+                        help="comma list of plain, shift")
+    parser.add_argument("--pruned", action="store_true", help="add the 80%%-pruned student pair")
+    parser.add_argument("--function-matching", action="store_true",
+                        help="add the function-matching pair (shift, cosine, --fm-epochs)")
+    parser.add_argument("--fm-epochs", type=int, default=100)
+
+
+if __name__ == "__main__":  # options (and --help) before TensorFlow loads
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(__spec__.name, description=__doc__, add_arguments=_arguments, report="_report"))
+
 import statistics
 import time
 
@@ -40,7 +73,6 @@ from edgecompress.measure import keras_accuracy
 from edgecompress.models import lenet5
 
 BATCH = 64
-PIPELINES = {"plain": 0, "shift": 2}  # name -> shift in pixels
 
 
 def student_cnn(name="student") -> keras.Model:
@@ -151,36 +183,10 @@ def to_markdown(rows) -> str:
         align="lrrlr")
 
 
-def _arguments(parser) -> None:
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--teacher-epochs", type=int, default=40)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
-    parser.add_argument("--pipelines", default="plain,shift", help="comma list of plain, shift")
-    parser.add_argument("--pruned", action="store_true", help="add the 80%%-pruned student pair")
-    parser.add_argument("--function-matching", action="store_true",
-                        help="add the function-matching pair (shift, cosine, --fm-epochs)")
-    parser.add_argument("--fm-epochs", type=int, default=100)
-
-
 def _report(train, test, args) -> str:
-    from edgecompress._cli import UsageError
-
-    pipelines = tuple(p for p in args.pipelines.split(",") if p)
-    if not set(pipelines) <= set(PIPELINES):
-        raise UsageError(f"`--pipelines` must be a comma list of {list(PIPELINES)}. "
-                         f"Received: {args.pipelines!r}")
+    given = {k: v for k, v in (("temperature", args.temperature), ("alpha", args.alpha)) if v is not None}
     rows = run(train, test, quick=args.quick, seeds=tuple(range(args.seeds)), epochs=args.epochs,
                teacher_epochs=args.teacher_epochs, progress=True, pruned=args.pruned,
-               pipelines=pipelines, temperature=args.temperature, alpha=args.alpha,
-               function_matching=args.function_matching, fm_epochs=args.fm_epochs)
+               pipelines=args.pipelines, function_matching=args.function_matching,
+               fm_epochs=args.fm_epochs, **given)
     return to_markdown(rows)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from edgecompress import bench
-
-    sys.exit(bench.main(sys.modules[__name__], add_arguments=_arguments, report=_report))

@@ -10,6 +10,13 @@ and each reports the median over all its runs, single thread, batch 1.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # options (and --help) before TensorFlow loads
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(__spec__.name, description=__doc__))
+
 import tempfile
 from pathlib import Path
 
@@ -105,11 +112,3 @@ def to_markdown(rows) -> str:
     loads = [r["load_average"] for r in rows if r.get("load_average") is not None]
     note = f"\n\nLatency: load average up to {max(loads):.1f} while timing." if loads else ""
     return text + note + "".join(f" WARNING: {w}." for w in warnings)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from edgecompress import bench
-
-    sys.exit(bench.main(sys.modules[__name__]))

@@ -12,6 +12,13 @@ Without ``--mnist-dir`` the 1,000 held-out MNIST-5k digits are the test set.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # options (and --help) before TensorFlow loads
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(__spec__.name, description=__doc__))
+
 import os
 import tempfile
 
@@ -107,11 +114,3 @@ def _ranks(report) -> str:
 COLUMNS = ["model", "variant", "ranks", "fc_params", "conv_macs", "macs", "accuracy",
            "accuracy_no_ft", "delta_pp", "fc_param_ratio", "conv_mac_ratio", "tflite_us",
            "latency_ratio"]
-
-
-if __name__ == "__main__":
-    import sys
-
-    from edgecompress import bench
-
-    sys.exit(bench.main(sys.modules[__name__]))

@@ -19,6 +19,13 @@ package never imports ``tflite_export``).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # options (and --help) before TensorFlow loads
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(__spec__.name, description=__doc__))
+
 import gzip
 import math
 import time
@@ -149,11 +156,3 @@ def _load_base(wrapped, base):
         inner = getattr(layer, "layer", layer)
         src = base.get_layer(inner.name)
         inner.set_weights(src.get_weights())
-
-
-if __name__ == "__main__":
-    import sys
-
-    from edgecompress import bench
-
-    sys.exit(bench.main(sys.modules[__name__]))

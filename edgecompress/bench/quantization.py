@@ -9,6 +9,13 @@ It trains on the 4,000 MNIST-5k training digits, like every benchmark.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # options (and --help) before TensorFlow loads
+    import sys
+
+    from edgecompress import bench
+
+    sys.exit(bench.main(__spec__.name, description=__doc__))
+
 import gzip
 import os
 import tempfile
@@ -137,11 +144,3 @@ def to_markdown(rows) -> str:
     return markdown_table(["model", "method", "bytes", "ratio vs float32", "accuracy"],
                           ([r["model"], r["name"], f"{r['bytes']:,}", f"{r['ratio']:.1f}x",
                             f"{r['accuracy']:.4f}"] for r in rows), align="llrrr")
-
-
-if __name__ == "__main__":
-    import sys
-
-    from edgecompress import bench
-
-    sys.exit(bench.main(sys.modules[__name__]))

@@ -91,7 +91,7 @@ def _cell(model_name, size, transform, queue):
         fn(model)
         seconds = time.perf_counter() - start
         queue.put({"seconds": seconds, "peak_mib": _peak_mib(), "growth_mib": _peak_mib() - base,
-                   "params": int(model.count_params())})
+                   "params": int(model.count_params()), "load": round(os.getloadavg()[0], 2)})
     except Exception as err:  # the row says what failed; the bench goes on
         queue.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"})
 
@@ -127,12 +127,13 @@ def exponents(rows) -> dict:
 def markdown(rows, slopes) -> str:
     from edgecompress._markdown import table
 
-    cells = [[r["transform"], r["model"], r["size"], "", r["error"], "", ""] if "error" in r else
+    cells = [[r["transform"], r["model"], r["size"], "", r["error"], "", "", ""] if "error" in r else
              [r["transform"], r["model"], r["size"], f"{r['params']:,}", f"{r['seconds']:.2f}",
-              f"{r['peak_mib']:.0f}", f"{r['growth_mib']:.0f}"] for r in rows]
+              f"{r['peak_mib']:.0f}", f"{r['growth_mib']:.0f}", f"{r.get('load', float('nan')):.1f}"]
+             for r in rows]
     return "\n\n".join([
         table(["transform", "model", "input", "params", "wall time (s)", "peak RSS (MiB)",
-               "growth (MiB)"], cells),
+               "growth (MiB)", "load (1 min)"], cells),
         table(["transform", "input", "cost exponent (time ~ params^k)"],
               ([t, size, f"{k:.2f}"] for (t, size), k in slopes.items()))])
 
@@ -145,6 +146,32 @@ def _write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _merge(paths, out) -> int:
+    cells = {}
+    for path in paths:
+        try:
+            with open(path) as handle:
+                rows = json.load(handle)["rows"]
+        except (OSError, ValueError, KeyError) as err:
+            print(f"error: `--merge` needs JSON files written by --json. Received: {path} ({err})",
+                  file=sys.stderr)
+            return 2
+        cells.update({(r["model"], r["size"], r["transform"]): r for r in rows})
+    order = {m: i for i, m in enumerate(MODELS)}
+    rows = sorted(cells.values(), key=lambda r: (r["transform"], -r["size"], order.get(r["model"], 99)))
+    _report(rows, out)
+    return 0
+
+
+def _report(rows, out) -> dict:
+    slopes = exponents(rows)
+    print(markdown(rows, slopes))
+    if out:
+        _write(out, json.dumps({"rows": rows, "exponents": {
+            f"{t}@{s}": k for (t, s), k in slopes.items()}}, indent=2))
+    return slopes
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgecompress.bench.scale", description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma list of {list(MODELS)}")
@@ -153,7 +180,12 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds per cell")
     parser.add_argument("--json", help="also write the rows and exponents to this JSON file")
     parser.add_argument("--quick", action="store_true", help="LeNet-5 at 64x64 only (a smoke run)")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="measure nothing: print the table of these --json files (a later "
+                             "file's cell replaces an earlier one's) and write --json if given")
     args = parser.parse_args(argv)
+    if args.merge:
+        return _merge(args.merge, args.json)
     names = list(MODELS[:1]) if args.quick else [m.strip() for m in args.models.split(",")]
     try:
         sizes = [64] if args.quick else [int(s) for s in args.sizes.split(",")]
@@ -172,11 +204,7 @@ def main(argv=None) -> int:
                 row = run_cell(name, size, transform, args.timeout)
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 rows.append(row)
-    slopes = exponents(rows)
-    print(markdown(rows, slopes))
-    if args.json:
-        _write(args.json, json.dumps({"rows": rows, "exponents": {
-            f"{t}@{s}": k for (t, s), k in slopes.items()}}, indent=2))
+    _report(rows, args.json)
     return 1 if any("error" in r and "timed out" in r["error"] for r in rows) else 0
 
 

@@ -7,6 +7,8 @@ per hour on 1 and 2 local workers and a local 2-CPU Ray cluster.
 
 from __future__ import annotations
 
+import logging
+import os
 import statistics
 import time
 
@@ -19,44 +21,54 @@ LENET_FLASH = (17_276, 32 * KB, 64 * KB)
 def _search(model, train, target, max_drop, quick, seed, **kwargs):
     from edgecompress import search
 
-    settings = dict(ratios=(0.5, 0.75), rank_fractions=(0.1,), epochs=1, top_k=2,
-                    scan_samples=200) if quick else {}
+    settings = dict(ratios=(0.5,), rank_fractions=(0.25,), lut_bits=(), epochs=1, top_k=1,
+                    scan_samples=200, step=1.0, max_iterations=2) if quick else {}
     settings.update(kwargs)
     start = time.time()
     result = search.search(model, train, target, max_drop=max_drop, seed=seed, **settings)
-    return result, time.time() - start
+    return result, time.time() - start, os.getloadavg()[0]
 
 
-def _row(name, result, seconds, test=None):
+def _row(name, result, seconds, load, test=None):
     from edgecompress.search.core import describe
     from edgecompress.search.measure import tflite_accuracy
 
     best = result.winner or result.closest
     row = {"model / target": name, "fits": "yes" if result.winner else "no: " + "; ".join(best["misses"]),
            "flash B": best["flash"], "arena B": best["arena"],
-           "val acc": best["accuracy"], "val drop pp": best["drop"], "candidates": len(result.candidates),
-           "search s": seconds, "plan": describe(best)}
+           "val acc": best["accuracy"], "val drop pp": best["drop"], "moves": len(result.iterations),
+           "proposals": len(result.sensitivities), "candidates": len(result.candidates),
+           "search s": seconds, "load avg": load, "plan": describe(best)}
     if test is not None:
         row["test acc"] = tflite_accuracy(best["tflite"], test)
     return row
 
 
-def lenet_rows(train, test, quick=False, seeds=(0, 1, 2), epochs=10, workers=None):
+def table(rows):
+    from edgecompress.bench import table as render
+
+    return render(rows)
+
+
+def lenet_rows(train, test, quick=False, seeds=(0, 1, 2), epochs=10, workers=None,
+               budgets=LENET_FLASH):
     """Median over seeds of the LeNet-5 search at each flash budget (arena 8 KB, 0.5 pp)."""
     from edgecompress.measure import keras_accuracy
     from edgecompress.pipeline import train_baseline
 
     rows = []
-    budgets = LENET_FLASH[:1] if quick else LENET_FLASH
+    budgets = budgets[:1] if quick else budgets
     for flash in budgets:
         runs = []
         for seed in seeds[:1] if quick else seeds:
             model = train_baseline(train, test, epochs=1 if quick else epochs, seed=seed, verbose=0)
-            result, seconds = _search(model, train, f"flash={flash},arena={8 * KB}", 0.5, quick, seed,
-                                      workers=workers)
-            row = _row(f"LeNet-5, flash {flash:,} B, arena 8 KB (seed {seed})", result, seconds, test)
+            result, seconds, load = _search(model, train, f"flash={flash},arena={8 * KB}", 0.5, quick,
+                                            seed, workers=workers)
+            row = _row(f"LeNet-5, flash {flash:,} B, arena 8 KB (seed {seed})", result, seconds, load,
+                       test)
             row["float test acc"] = keras_accuracy(model, test)
             runs.append(row)
+            print(table([row]), flush=True)  # every seed, as it comes
         runs.sort(key=lambda r: r["test acc"])
         rows.append(runs[len(runs) // 2])  # the median seed by test accuracy
     return rows
@@ -77,9 +89,9 @@ def synthetic_rows(quick=False, workers=None):
         y = rng.integers(0, int(model.outputs[0].shape[-1]), n)
         model.compile("adam", "sparse_categorical_crossentropy")
         model.fit(x, y, epochs=1, verbose=0)
-        result, seconds = _search(model, (x, y), f"flash={32 * KB},arena={16 * KB},latency=50ms", 100.0,
-                                  quick, 0, workers=workers)
-        row = _row(f"{name}, flash 32 KB, arena 16 KB (synthetic data)", result, seconds)
+        result, seconds, load = _search(model, (x, y), f"flash={32 * KB},arena={16 * KB},latency=50ms",
+                                        100.0, quick, 0, workers=workers)
+        row = _row(f"{name}, flash 32 KB, arena 16 KB (synthetic data)", result, seconds, load)
         best = result.winner or result.closest
         row["latency ms"] = best["latency_ms"]
         row["val acc"] = "synthetic"
@@ -102,12 +114,12 @@ def scaling_rows(train, test, quick=False):
         if "ray_address" in kwargs:
             ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
         try:
-            result, seconds = _search(model, train, f"flash={32 * KB}", 1.0, quick, 0, **kwargs)
+            result, seconds, load = _search(model, train, f"flash={32 * KB}", 1.0, quick, 0, **kwargs)
         finally:
             if "ray_address" in kwargs:
                 ray.shutdown()
         jobs = len(result.sensitivities) + len(result.candidates)
-        rows.append({"executor": label, "jobs": jobs, "search s": seconds,
+        rows.append({"executor": label, "jobs": jobs, "search s": seconds, "load avg": load,
                      "jobs / hour": 3600 * jobs / seconds,
                      "winner": result.winner["name"] if result.winner else "none"})
     return rows
@@ -119,11 +131,12 @@ def _arguments(parser) -> None:
     parser.add_argument("--workers", type=int, help="local workers for the searches (default: cores)")
     parser.add_argument("--parts", default="lenet,synthetic,scaling",
                         help="comma list of lenet, synthetic, scaling")
+    parser.add_argument("--budgets", default=",".join(map(str, LENET_FLASH)),
+                        help="LeNet-5 flash budgets in bytes (comma list)")
 
 
 def _report(train, test, args) -> str:
     from edgecompress._cli import UsageError
-    from edgecompress.bench import table
 
     parts = {p.strip() for p in args.parts.split(",")}
     unknown = parts - {"lenet", "synthetic", "scaling"}
@@ -137,8 +150,15 @@ def _report(train, test, args) -> str:
         sections.append(f"## {title}\n\n{text}\n")
         print(sections[-1], flush=True)
 
+    logging.basicConfig(format="%(asctime)s %(message)s")
+    logging.getLogger("edgecompress.search").setLevel(logging.INFO)
     if "lenet" in parts:
-        rows = lenet_rows(train, test, args.quick, tuple(range(args.seeds)), args.epochs, args.workers)
+        try:
+            budgets = tuple(int(b) for b in args.budgets.split(","))
+        except ValueError:
+            raise UsageError(f"`--budgets` must be a comma list of byte counts. Received: {args.budgets!r}") from None
+        rows = lenet_rows(train, test, args.quick, tuple(range(args.seeds)), args.epochs, args.workers,
+                          budgets)
         section("LeNet-5 into a flash budget (arena 8 KB, max drop 0.5 pp; median seed)", table(rows))
     if "synthetic" in parts:
         section("ResNet-8 and DS-CNN into 32 KB flash / 16 KB arena (synthetic data)",

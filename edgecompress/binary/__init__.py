@@ -22,10 +22,15 @@ from edgecompress.binary.tools import (
     flip_ratio_scope,
     summary,
 )
-from edgecompress.binary.transform import binarize, dense_as_conv, is_binarizable
+from edgecompress.binary.transform import (
+    binarizable_layers,
+    binarize,
+    dense_as_conv,
+    is_binarizable,
+)
 
 __all__ = [
-    "binarize", "dense_as_conv", "is_binarizable", "Scheme", "SCHEMES", "get",
+    "binarize", "binarizable_layers", "dense_as_conv", "is_binarizable", "Scheme", "SCHEMES", "get",
     "StochasticSign", "straight_through", "XnorConv2D", "XnorDense",
     "bop_optimizer", "calibrate_batchnorm", "flip_ratio", "flip_ratio_scope", "summary",
     "lint", "LintWarning", "RULES", "is_binary_layer",

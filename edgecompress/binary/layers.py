@@ -15,6 +15,7 @@ from __future__ import annotations
 import larq as lq
 
 from edgecompress._keras import keras, tf
+from edgecompress.surgery import register_conv_counterpart
 
 
 class _XnorMixin:
@@ -82,3 +83,6 @@ class XnorDense(_XnorMixin, lq.layers.QuantDense):
 
     def activation_scale(self, inputs):
         return tf.reduce_mean(tf.abs(inputs), axis=-1, keepdims=True)
+
+
+register_conv_counterpart(XnorDense, XnorConv2D)

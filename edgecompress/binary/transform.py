@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import larq as lq
 
+from edgecompress import surgery
 from edgecompress._keras import check_graph_model, keras, tf
 from edgecompress._progress import Progress
 from edgecompress.binary import schemes
@@ -52,6 +53,54 @@ def _not_binarizable_reason(layer) -> str:
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         return "channels_first convolution; left float"
     return f"{type(layer).__name__}: no binary kernel in Larq Compute Engine; left float"
+
+
+def binarizable_layers(model: keras.Model, keep_first_last: bool = True,
+                       layers: Iterable[str] | None = None) -> tuple[list, dict]:
+    """The layers :func:`binarize` would binarize, and those it leaves float (with the reason).
+
+    It checks and selects like :func:`binarize`, without building anything or logging: a recipe
+    validates a ``binarize`` step with it.
+
+    Args:
+        model, keep_first_last, layers: as for :func:`binarize`.
+
+    Returns:
+        ``(selected layers in model order, {layer name: why it stays float})``.
+
+    Raises:
+        ValueError, TypeError: as :func:`binarize`.
+    """
+    check_graph_model(model)
+    if layers is not None:
+        selected = find_layers(model, layers, BINARIZABLE, argument="layers")
+        for layer in selected:
+            if not is_binarizable(layer):
+                raise ValueError(
+                    "`layers` must name plain Conv2D (groups=1, channels_last) or Dense layers. "
+                    f"Received: '{layer.name}' of class {type(layer).__name__}"
+                )
+    skipped = {}
+    if layers is None:
+        candidates = [layer for layer in iter_layers(model) if is_binarizable(layer)]
+        selected = candidates[1:-1] if keep_first_last else candidates
+        for layer in candidates:
+            if layer not in selected:
+                skipped[layer.name] = "kept float (keep_first_last=True)"
+        for layer in iter_layers(model):
+            why = _not_binarizable_reason(layer)
+            if why:
+                skipped[layer.name] = why
+        if not selected:
+            left = "; ".join(f"'{k}': {v}" for k, v in list(skipped.items())[:6])
+            raise ValueError(
+                "`model` has no layer to binarize: it needs plain Conv2D/Dense layers"
+                + (" besides the first and last (or pass keep_first_last=False)"
+                   if keep_first_last and candidates else "")
+                + f". Received: model '{model.name}' with {len(candidates)} binarizable layer(s)"
+                + (f"; left float: {left}" if left else "")
+            )
+    return selected, skipped
 
 
 def binarize(
@@ -113,35 +162,7 @@ def binarize(
         - Hubara et al. Binarized Neural Networks. NeurIPS 2016. https://arxiv.org/abs/1602.02830
     """
     scheme = schemes.get(scheme)
-    check_graph_model(model)
-    if layers is not None:
-        selected = find_layers(model, layers, BINARIZABLE, argument="layers")
-        for layer in selected:
-            if not is_binarizable(layer):
-                raise ValueError(
-                    "`layers` must name plain Conv2D (groups=1, channels_last) or Dense layers. "
-                    f"Received: '{layer.name}' of class {type(layer).__name__}"
-                )
-    skipped = {}
-    if layers is None:
-        candidates = [layer for layer in iter_layers(model) if is_binarizable(layer)]
-        selected = candidates[1:-1] if keep_first_last else candidates
-        for layer in candidates:
-            if layer not in selected:
-                skipped[layer.name] = "kept float (keep_first_last=True)"
-        for layer in iter_layers(model):
-            why = _not_binarizable_reason(layer)
-            if why:
-                skipped[layer.name] = why
-        if not selected:
-            left = "; ".join(f"'{k}': {v}" for k, v in list(skipped.items())[:6])
-            raise ValueError(
-                "`model` has no layer to binarize: it needs plain Conv2D/Dense layers"
-                + (" besides the first and last (or pass keep_first_last=False)"
-                   if keep_first_last and candidates else "")
-                + f". Received: model '{model.name}' with {len(candidates)} binarizable layer(s)"
-                + (f"; left float: {left}" if left else "")
-            )
+    selected, skipped = binarizable_layers(model, keep_first_last, layers)
     chosen = {id(layer) for layer in selected}
     drops, needs_bn = _centre_binary_inputs(model, selected) if scheme.binary_activations else ({}, set())
 
@@ -161,10 +182,12 @@ def binarize(
     report = TransformReport(f"binarize({scheme.name})",
                              transformed=[layer.name for layer in selected]
                              + [layer.name for layer in drops.values()], skipped=skipped)
-    if drops or needs_bn:
-        log.info("binarize: removed %d ReLU-like layer(s) in front of binary inputs (%s); added "
-                 "BatchNormalization in front of %d binarized layer(s)", len(drops),
-                 ", ".join(layer.name for layer in drops.values()), len(needs_bn))
+    if drops:
+        log.info("binarize: removed %d ReLU-like layer(s) in front of binary inputs: %s", len(drops),
+                 ", ".join(layer.name for layer in drops.values()))
+    if needs_bn:
+        log.info("binarize: added BatchNormalization in front of %d binarized layer(s): %s",
+                 len(needs_bn), ", ".join(layer.name for layer in selected if id(layer) in needs_bn))
     report.warn_if_noop()
     return attach(new, report)
 
@@ -253,8 +276,9 @@ def dense_as_conv(model: keras.Model, layers: Iterable[str] | None = None) -> ke
 
     Same function, same weights (kernel reshaped to 1x1xInxOut), but Larq Compute Engine turns a
     binary 1x1 convolution into its bit-packed ``LceBconv2d``, while it leaves a ``QuantDense`` as a
-    float ``FULLY_CONNECTED`` with 32-bit weights (larq/compute-engine #631, #744). Apply it to a
-    trained binary model right before LCE export. Beyond larq/LCE: neither does this rewrite.
+    float ``FULLY_CONNECTED`` with 32-bit weights (larq/compute-engine #631, #744).
+    ``tflite_export.export(..., mode="binary")`` applies the same rewrite by itself; call this one to
+    get the rewritten Keras model. The rule is :func:`edgecompress.surgery.dense_as_conv`.
 
     Args:
         model: a Sequential or Functional model with ``QuantDense`` layers on 2-D inputs.
@@ -275,32 +299,9 @@ def dense_as_conv(model: keras.Model, layers: Iterable[str] | None = None) -> ke
             if isinstance(layer, lq.layers.QuantDense)
             and getattr(layer.kernel_quantizer, "precision", None) == 1
         ]
-    for layer in selected:
-        if len(layer.input_shape) != 2:
-            raise ValueError(
-                "`layers` must name QuantDense layers with 2-D inputs (batch, features). "
-                f"Received: '{layer.name}' with input shape {layer.input_shape}"
-            )
     if not selected:
         raise ValueError(
             "`model` has no binary QuantDense layer to rewrite. "
             f"Received: model '{model.name}'"
         )
-    chosen = {id(layer) for layer in selected}
-
-    def rule(layer):
-        if id(layer) not in chosen:
-            return None
-        config = layer.get_config()
-        units, features = config.pop("units"), layer.input_shape[-1]
-        cls = XnorConv2D if isinstance(layer, XnorDense) else lq.layers.QuantConv2D
-        conv = cls(filters=units, kernel_size=1, **config)
-        weights = layer.get_weights()
-        weights[0] = weights[0].reshape(1, 1, features, units)
-        return Replacement(
-            [keras.layers.Reshape((1, 1, features), name=f"{layer.name}_to_map"), conv,
-             keras.layers.Reshape((units,), name=f"{layer.name}_from_map")],
-            [[], weights, []],
-        )
-
-    return rebuild(model, rule)
+    return surgery.dense_as_conv(model, selected)

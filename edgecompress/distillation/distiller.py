@@ -318,7 +318,9 @@ class Distiller(keras.Model):
     # ------------------------------------------------------------------------------- serializing
     def get_config(self):
         return {
+            **super().get_config(),  # {} in tf_keras for a subclassed Model; kept for subclasses
             "name": self.name,
+            "trainable": self.trainable,
             "teacher": keras.utils.serialize_keras_object(self.teacher),
             "student": keras.utils.serialize_keras_object(self.student),
             "temperature": self.temperature,

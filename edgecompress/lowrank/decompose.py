@@ -3,11 +3,17 @@
 Pure numpy on kernels in Keras layout: Dense ``(n_in, n_out)``, Conv2D ``(kh, kw, c_in, c_out)``.
 Every factor is returned in the layout of the plain Keras layer that will hold it.
 
-Cost is bounded for large layers: spectra come from one singular-value computation per matrix
-(no vectors), leading vectors at a small rank come from a randomized truncated SVD
-(scikit-learn's ``randomized_svd``, Halko et al.) instead of a full one, every tensor
-contraction runs pairwise through BLAS (``np.einsum(..., optimize=True)``), and HOOI stops
-after ``iterations`` sweeps or when the captured energy stops growing by ``tol``.
+Cost is bounded for large layers by doing one decomposition per matrix: the symmetric
+eigendecomposition of the Gram matrix of its shorter side (``M M^T`` or ``M^T M``, ``m^2 n``
+multiply-adds then an ``m x m`` ``eigh``) gives every singular value, for rank selection by
+energy, and the singular vectors of that side, for the factors at any rank. On a 512 x 4608
+unfolding this was 9x faster than LAPACK's SVD with vectors; a randomized truncated SVD would not
+help, since the whole spectrum is needed to choose the rank. The other side's factor is the
+projection ``U^T M`` (no division by small singular values), so ``U U^T M`` is exact at full rank.
+Squared singular values carry an absolute error of about ``1e-16 * s_max^2`` (float64), far below
+any energy threshold. Tensor contractions run pairwise through BLAS (``np.einsum(...,
+optimize=True)``) and HOOI stops after ``iterations`` sweeps or when the captured energy stops
+growing by ``tol``.
 
 References:
     Denton et al., "Exploiting Linear Structure Within Convolutional Networks for Efficient
@@ -18,25 +24,50 @@ References:
     Applications", ICLR 2016 (Tucker-2: 1x1 reduce, k x k core, 1x1 expand).
     De Lathauwer et al., "On the Best Rank-(R1, ..., RN) Approximation of Higher-Order Tensors",
     SIAM J. Matrix Anal. Appl. 2000 (HOSVD and HOOI).
-    Halko, Martinsson, Tropp, "Finding Structure with Randomness", SIAM Review 2011 (randomized
-    truncated SVD).
 """
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn.utils.extmath import randomized_svd
+from typing import NamedTuple
 
-TRUNCATED_MIN_SIZE = 256
-"""Leading vectors of a matrix whose smaller side has at least this many entries, at a rank of at
-most a quarter of it, come from a randomized truncated SVD (exact LAPACK SVD otherwise)."""
+import numpy as np
+
 HOOI_TOL = 1e-4
 """HOOI stops when a sweep raises the captured energy ``||core||^2 / ||kernel||^2`` by less."""
 
 
+class Basis(NamedTuple):
+    """One decomposition of a matrix: its singular values and the singular vectors of one side.
+
+    Attributes:
+        values: singular values, largest first (float64).
+        vectors: the matching singular vectors as columns (float64).
+        side: 0 when ``vectors`` are the left ones (``U``), 1 when the right ones (``V``).
+    """
+
+    values: np.ndarray
+    vectors: np.ndarray
+    side: int
+
+
+def _eigh_descending(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    power, vectors = np.linalg.eigh(gram)
+    # contiguous: a reversed (negative-stride) view makes later products skip BLAS
+    return (np.sqrt(np.clip(power[::-1], 0.0, None)),
+            np.ascontiguousarray(vectors[:, ::-1]))
+
+
+def basis(matrix: np.ndarray) -> Basis:
+    """The :class:`Basis` of a 2-D array, from the Gram matrix of its shorter side."""
+    m = np.asarray(matrix, np.float64)
+    side = int(m.shape[0] > m.shape[1])
+    values, vectors = _eigh_descending(m.T @ m if side else m @ m.T)
+    return Basis(values, vectors, side)
+
+
 def singular_values(matrix: np.ndarray) -> np.ndarray:
     """Singular values of a 2-D array, largest first (float64)."""
-    return np.linalg.svd(np.asarray(matrix, np.float64), compute_uv=False)
+    return basis(matrix).values
 
 
 def rank_for_energy(values: np.ndarray, energy: float) -> int:
@@ -57,26 +88,23 @@ def discarded_energy(values: np.ndarray) -> np.ndarray:
     return tail / total
 
 
-def truncated_svd(matrix: np.ndarray, rank: int, seed: int = 0):
-    """``(U, s, Vt)`` of the leading ``rank`` singular triplets of a 2-D array (float64).
+def svd_factors(kernel: np.ndarray, rank: int, decomposition: Basis | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """W ~= A B: the kernels ``A (n_in, rank)`` and ``B (rank, n_out)`` of the best rank-``rank`` fit.
 
-    Randomized (Halko et al., 10 oversamples, 4 power iterations, fixed seed) when ``rank`` is
-    small against a large matrix (see :data:`TRUNCATED_MIN_SIZE`); exact otherwise.
+    ``A B`` is the projection of ``W`` on its leading singular vectors, with the singular values
+    split as ``sqrt(s)`` on each side (Denton et al.). ``decomposition`` is ``basis(kernel)`` when
+    the caller already has it.
     """
-    matrix = np.asarray(matrix, np.float64)
-    small = min(matrix.shape)
-    if small >= TRUNCATED_MIN_SIZE and rank <= small // 4:
-        return randomized_svd(matrix, rank, n_oversamples=10, n_iter=4, random_state=seed)
-    u, s, vt = np.linalg.svd(matrix, full_matrices=False)
-    return u[:, :rank], s[:rank], vt[:rank]
-
-
-def svd_factors(kernel: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """W ~= (U sqrt(S)) (sqrt(S) V^T): the kernels ``(n_in, rank)`` and ``(rank, n_out)``."""
-    u, s, vt = truncated_svd(kernel, rank)
-    root = np.sqrt(s)
-    first = u * root
-    second = root[:, None] * vt
+    w = np.asarray(kernel, np.float64)
+    values, vectors, side = decomposition or basis(w)
+    top = vectors[:, :rank]
+    floor = values[0] * 1e-12 if len(values) and values[0] > 0 else 1.0
+    root = np.sqrt(np.maximum(values[:rank], floor))  # only scales the factors; A B is unchanged
+    if side == 0:  # A = U sqrt(s), B = U^T W / sqrt(s)
+        first, second = top * root, (top.T @ w) / root[:, None]
+    else:  # A = W V / sqrt(s), B = sqrt(s) V^T
+        first, second = (w @ top) / root, root[:, None] * top.T
     return first.astype(np.float32), second.astype(np.float32)
 
 
@@ -86,10 +114,14 @@ def spatial_matrix(kernel: np.ndarray) -> np.ndarray:
     return np.asarray(kernel).transpose(0, 2, 1, 3).reshape(kh * cin, kw * cout)
 
 
-def spatial_svd_factors(kernel: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """A k x k kernel as a vertical ``(kh, 1, cin, rank)`` then a horizontal ``(1, kw, rank, cout)``."""
+def spatial_svd_factors(kernel: np.ndarray, rank: int, decomposition: Basis | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """A k x k kernel as a vertical ``(kh, 1, cin, rank)`` then a horizontal ``(1, kw, rank, cout)``.
+
+    ``decomposition`` is ``basis(spatial_matrix(kernel))`` when the caller already has it.
+    """
     kh, kw, cin, cout = kernel.shape
-    first, second = svd_factors(spatial_matrix(kernel), rank)
+    first, second = svd_factors(spatial_matrix(kernel), rank, decomposition)
     vertical = first.reshape(kh, cin, rank)[:, None]
     horizontal = second.reshape(rank, kw, cout).transpose(1, 0, 2)[None]
     return vertical, horizontal
@@ -101,50 +133,68 @@ def unfold(kernel: np.ndarray, mode: int) -> np.ndarray:
     return np.moveaxis(kernel, mode, 0).reshape(kernel.shape[mode], -1)
 
 
+def mode_gram(tensor: np.ndarray, mode: int) -> np.ndarray:
+    """``unfold(tensor, mode) @ unfold(tensor, mode).T``, contracted without the unfolding copy."""
+    t = np.asarray(tensor, np.float64)
+    others = [a for a in range(t.ndim) if a != mode]
+    return np.tensordot(t, t, axes=(others, others))
+
+
+def mode_basis(tensor: np.ndarray, mode: int) -> tuple[np.ndarray, np.ndarray]:
+    """Singular values and left singular vectors of the mode-``mode`` unfolding (HOSVD)."""
+    return _eigh_descending(mode_gram(tensor, mode))
+
+
 def tucker2_spectra(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Singular values of the input-channel and output-channel unfoldings of a conv kernel."""
-    return singular_values(unfold(kernel, 2)), singular_values(unfold(kernel, 3))
-
-
-def _leading(matrix: np.ndarray, rank: int) -> np.ndarray:
-    return truncated_svd(matrix, rank)[0]
+    return mode_basis(kernel, 2)[0], mode_basis(kernel, 3)[0]
 
 
 def tucker2_factors(kernel: np.ndarray, rank_in: int, rank_out: int, iterations: int = 0,
-                    tol: float = HOOI_TOL):
+                    tol: float = HOOI_TOL, hosvd=None):
     """Tucker-2 of a conv kernel over its channel axes, by HOSVD and at most ``iterations`` HOOI sweeps.
 
     A mode kept at its full channel count gets the identity factor (Tucker-1), so the caller can
-    drop that 1x1 layer. HOOI stops early when a sweep raises the captured energy by less than
-    ``tol``; each contraction is pairwise (``optimize=True``): the three-operand einsum without it
-    took 260 s on a 3x3x512x512 kernel, 0.02 s with it.
+    drop that 1x1 layer. ``hosvd`` is ``(mode_basis(kernel, 2), mode_basis(kernel, 3))`` when the
+    caller already has it.
+
+    A sweep updates each factor given the other, as HOOI does, but by one step of subspace
+    (orthogonal) iteration on that mode's Gram matrix, ``U <- orth(G U)`` with ``G U`` contracted
+    from the current core, instead of a full eigendecomposition of ``G``: this never lowers the
+    captured energy ``||core||^2 / ||kernel||^2`` and has the same fixed points, at a third of
+    the cost (no ``c^2`` Gram matrix, no ``c^3`` eigh per sweep); after as many sweeps it keeps
+    the captured energy within 1% of exact HOOI (tests). This inexact inner step goes
+    beyond De Lathauwer et al. Sweeps stop early when one raises the captured energy by less
+    than ``tol``. Every contraction is pairwise (``optimize=True``): the three-operand einsum
+    without it took 260 s on a 3x3x512x512 kernel, 0.02 s with it.
 
     Returns:
         ``(reduce, core, expand)`` kernels of shapes ``(1, 1, cin, rank_in)``,
         ``(kh, kw, rank_in, rank_out)`` and ``(1, 1, rank_out, cout)``.
     """
-    k = np.asarray(kernel, np.float64)
+    k = np.asarray(kernel, np.float32)  # the kernel's own precision: half the BLAS time of float64
     cin, cout = k.shape[2:]
+    given = hosvd or (None, None)
 
-    def factor(matrix, rank, size):
-        return np.eye(size) if rank == size else _leading(matrix, rank)
+    def hosvd_factor(mode, rank, size):
+        if rank == size:
+            return np.eye(size, dtype=np.float32)
+        return (given[mode - 2] or mode_basis(k, mode))[1][:, :rank].astype(np.float32)
 
-    def project(u_in, u_out):
-        return np.einsum("abio,ir,os->abrs", k, u_in, u_out, optimize=True)
-
-    u_in = factor(unfold(k, 2), rank_in, cin)
-    u_out = factor(unfold(k, 3), rank_out, cout)
-    total = float(np.sum(k * k)) or 1.0
-    captured = float(np.sum(project(u_in, u_out) ** 2)) / total
+    u_in, u_out = hosvd_factor(2, rank_in, cin), hosvd_factor(3, rank_out, cout)
+    by_out = np.einsum("abio,os->abis", k, u_out, optimize=True)
+    core = np.einsum("abis,ir->abrs", by_out, u_in, optimize=True)
+    total = float(np.sum(np.square(k, dtype=np.float64))) or 1.0
+    captured = float(np.sum(np.square(core, dtype=np.float64))) / total
     for _ in range(iterations if rank_in < cin and rank_out < cout else 0):
-        # HOOI: each factor is the best one given the other (one full mode needs no sweep)
-        u_in = factor(unfold(np.einsum("abio,os->abis", k, u_out, optimize=True), 2), rank_in, cin)
-        u_out = factor(unfold(np.einsum("abio,ir->abro", k, u_in, optimize=True), 3),
-                       rank_out, cout)
-        now = float(np.sum(project(u_in, u_out) ** 2)) / total
+        u_in = np.linalg.qr(np.einsum("abis,abrs->ir", by_out, core, optimize=True))[0]
+        by_in = np.einsum("abio,ir->abro", k, u_in, optimize=True)
+        core = np.einsum("abro,os->abrs", by_in, u_out, optimize=True)
+        u_out = np.linalg.qr(np.einsum("abro,abrs->os", by_in, core, optimize=True))[0]
+        by_out = np.einsum("abio,os->abis", k, u_out, optimize=True)
+        core = np.einsum("abis,ir->abrs", by_out, u_in, optimize=True)
+        now = float(np.sum(np.square(core, dtype=np.float64))) / total
         done, captured = now - captured < tol, now
         if done:
             break
-    core = project(u_in, u_out)
-    return (u_in[None, None].astype(np.float32), core.astype(np.float32),
-            u_out.T[None, None].astype(np.float32))
+    return u_in[None, None], core, np.ascontiguousarray(u_out.T)[None, None]

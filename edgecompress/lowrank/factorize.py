@@ -248,12 +248,14 @@ class Candidate:
         self.params_before = int(layer.count_params())
         self.macs_before = int(sum(layer_macs(layer, i, o) for i, o in self.shapes))
         self.bias = int(self.kernel.shape[-1]) if layer.use_bias else 0
-        if method == "svd":
-            self.spectrum = dec.singular_values(self.kernel)
-        elif method == "spatial_svd":
-            self.spectrum = dec.singular_values(dec.spatial_matrix(self.kernel))
+        # one decomposition per layer: the spectra choose the rank, the vectors build the factors
+        if method == "tucker2":
+            self.basis = (dec.mode_basis(self.kernel, 2), dec.mode_basis(self.kernel, 3))
+            self.spectrum = tuple(values for values, _ in self.basis)
         else:
-            self.spectrum = dec.tucker2_spectra(self.kernel)
+            matrix = self.kernel if method == "svd" else dec.spatial_matrix(self.kernel)
+            self.basis = dec.basis(matrix)
+            self.spectrum = self.basis.values
         if method == "tucker2":
             self.full_rank = tuple(len(s) for s in self.spectrum)
             self.dropped = tuple(dec.discarded_energy(s) for s in self.spectrum)
@@ -370,7 +372,7 @@ class Candidate:
         name, common = layer.name, {"dtype": cfg.get("dtype"), "trainable": layer.trainable}
         weights_last = [layer_weights(layer)["bias"]] if layer.use_bias else []
         if self.method == "svd":
-            first, second = dec.svd_factors(self.kernel, rank)
+            first, second = dec.svd_factors(self.kernel, rank, self.basis)
             return Replacement(
                 [keras.layers.Dense(rank, use_bias=False, name=f"{name}_u", **common),
                  keras.layers.Dense(layer.units, activation=layer.activation,
@@ -380,7 +382,7 @@ class Candidate:
         kh, kw = layer.kernel_size
         conv = keras.layers.Conv2D
         if self.method == "spatial_svd":
-            vertical, horizontal = dec.spatial_svd_factors(self.kernel, rank)
+            vertical, horizontal = dec.spatial_svd_factors(self.kernel, rank, self.basis)
             return Replacement(
                 [conv(rank, (kh, 1), strides=(sh, 1), padding=pad, dilation_rate=(dh, 1),
                       use_bias=False, name=f"{name}_kx1", **common),
@@ -388,7 +390,8 @@ class Candidate:
                       activation=layer.activation, use_bias=layer.use_bias, name=f"{name}_1xk",
                       **common)],
                 [[vertical], [horizontal, *weights_last]])
-        reduce, core, expand = dec.tucker2_factors(self.kernel, *rank, iterations=iterations)
+        reduce, core, expand = dec.tucker2_factors(self.kernel, *rank, iterations=iterations,
+                                                   hosvd=self.basis)
         cin, cout = self.kernel.shape[2:]
         chain, weights = [], []
         if rank[0] < cin:
@@ -405,6 +408,22 @@ class Candidate:
                               use_bias=layer.use_bias, name=f"{name}_expand", **common))
             weights.append([expand, *weights_last])
         return Replacement(chain, weights)
+
+    def low_rank_kernel(self, rank, iterations: int) -> np.ndarray:
+        """The layer's kernel as its factorized chain at ``rank`` computes it (one Conv2D / Dense).
+
+        The chain is linear up to its last layer's bias and activation, and strides, padding and
+        dilation are split over it so that it equals the original layer holding this kernel.
+        """
+        if self.method == "svd":
+            first, second = dec.svd_factors(self.kernel, rank, self.basis)
+            return first @ second
+        if self.method == "spatial_svd":
+            vertical, horizontal = dec.spatial_svd_factors(self.kernel, rank, self.basis)
+            return np.einsum("air,bro->abio", vertical[:, 0], horizontal[0], optimize=True)
+        reduce, core, expand = dec.tucker2_factors(self.kernel, *rank, iterations=iterations,
+                                                   hosvd=self.basis)
+        return np.einsum("ir,abrs,so->abio", reduce[0, 0], core, expand[0, 0], optimize=True)
 
     def row(self, rank, reason: str = "") -> LayerFactorization:
         params, macs = self.costs(rank) if rank is not None else (self.params_before, self.macs_before)

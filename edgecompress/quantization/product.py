@@ -143,6 +143,9 @@ HOLDOUT = 0.25
 RIDGE = 0.1
 SAMPLES_PER_CODEWORD = 4
 MAX_KMEANS_POINTS = 2048
+REFINE_BLOCK = 64
+INPUT_BUDGET = 32 * 2**20
+"""Floats of layer inputs collected at once for refinement (128 MiB)."""
 log = logging.getLogger("edgecompress")
 
 
@@ -214,7 +217,7 @@ def _decode_matrix(books, assign):
 
 
 def _qcnn_refine(x: np.ndarray, w2d: np.ndarray, books, assign, sweeps: int = 2,
-                 ridge: float = RIDGE, x_held: np.ndarray | None = None):
+                 ridge: float = RIDGE, x_held: np.ndarray | None = None, block: int = REFINE_BLOCK):
     """Q-CNN: alternate assignment and codebook updates to minimise ||X W - X W_hat||^2.
 
     Each codeword solve is a ridge regression pulled toward the mean of the weight sub-vectors
@@ -223,18 +226,26 @@ def _qcnn_refine(x: np.ndarray, w2d: np.ndarray, books, assign, sweeps: int = 2,
     instead of an arbitrary one. With ``x_held`` (held-out rows), refinement stops at the first
     sweep whose held-out output error rises, and the best codebooks seen are returned.
 
+    Sub-spaces are visited in order, each seeing the residual its predecessors left, as in
+    Q-CNN. The residual is kept per ``block`` sub-spaces: ``X_b^T R`` and ``X_b^T X_b`` once per
+    block (matrix products), and inside the block each update corrects ``X_m^T R`` through the
+    block's Gram matrix, so no per-sub-space pass over the (rows x out) residual is made. The
+    result equals ``block=1`` (one residual pass per sub-space) up to rounding; on a ResNet50
+    layer the per-sub-space passes were memory-bound and took minutes.
+
     Returns:
         ``(books, assign, errors)``: ``errors`` is the held-out relative error after the k-means
         start and after each sweep run (empty without ``x_held``).
     """
     x = x.astype(np.float64)
-    target = x @ w2d
     books = books.astype(np.float64)
     assign = assign.copy()
     M, K, d = books.shape
     weight_subs = w2d.reshape(M, d, -1).astype(np.float64)  # (M, d, out)
     approx = _decode_matrix(books, assign)
-    resid = target - x @ approx
+    resid = x @ (w2d - approx)
+    blocks = [(b, min(b + max(int(block), 1), M)) for b in range(0, M, max(int(block), 1))]
+    grams = [x[:, b * d:e * d].T @ x[:, b * d:e * d] for b, e in blocks]
 
     def held_error(kernel):
         if x_held is None:
@@ -245,22 +256,28 @@ def _qcnn_refine(x: np.ndarray, w2d: np.ndarray, books, assign, sweeps: int = 2,
     errors = [] if x_held is None else [held_error(approx)]
     best = (books.copy(), assign.copy())
     for _ in range(sweeps):
-        for m in range(M):
-            xm = x[:, m * d:(m + 1) * d]
-            rm = resid + xm @ approx[m * d:(m + 1) * d]
-            gram = xm.T @ xm
-            lam = ridge * np.trace(gram) / d + 1e-12
-            gram = gram + lam * np.eye(d)
-            proj = xm.T @ rm + lam * weight_subs[m]  # (d, out)
-            cost = np.einsum("kd,de,ke->k", books[m], gram, books[m])[:, None] - 2 * books[m] @ proj
-            assign[m] = np.argmin(cost, axis=0)
-            sums = np.zeros((K, d))
-            np.add.at(sums, assign[m], proj.T)
-            counts = np.bincount(assign[m], minlength=K)
-            live = counts > 0
-            books[m, live] = np.linalg.solve(gram, (sums[live] / counts[live, None]).T).T
-            approx[m * d:(m + 1) * d] = books[m][assign[m]].T
-            resid = rm - xm @ approx[m * d:(m + 1) * d]
+        for (b, e), gb in zip(blocks, grams, strict=True):
+            rows = slice(b * d, e * d)
+            xb = x[:, rows]
+            at_start = approx[rows].copy()
+            xtr_start = xb.T @ resid  # X_b^T R before this block's updates
+            for j, m in enumerate(range(b, e)):
+                sub = slice(j * d, (j + 1) * d)
+                gram = gb[sub, sub]
+                # X_m^T (R + X_m A_m), R corrected for the updates made earlier in this block
+                xtr = xtr_start[sub] - gb[sub] @ (approx[rows] - at_start) + gram @ approx[m * d:(m + 1) * d]
+                lam = ridge * np.trace(gram) / d + 1e-12
+                gram = gram + lam * np.eye(d)
+                proj = xtr + lam * weight_subs[m]  # (d, out)
+                cost = np.einsum("kd,de,ke->k", books[m], gram, books[m])[:, None] - 2 * books[m] @ proj
+                assign[m] = np.argmin(cost, axis=0)
+                sums = np.zeros((K, d))
+                np.add.at(sums, assign[m], proj.T)
+                counts = np.bincount(assign[m], minlength=K)
+                live = counts > 0
+                books[m, live] = np.linalg.solve(gram, (sums[live] / counts[live, None]).T).T
+                approx[m * d:(m + 1) * d] = books[m][assign[m]].T
+            resid -= xb @ (approx[rows] - at_start)
         if x_held is not None:
             errors.append(held_error(approx))
             if errors[-1] > min(errors[:-1]):
@@ -271,19 +288,53 @@ def _qcnn_refine(x: np.ndarray, w2d: np.ndarray, books, assign, sweeps: int = 2,
     return best[0].astype(np.float32), best[1].astype(np.int32), errors
 
 
-def _layer_inputs(model, layer, data, max_rows: int, seed: int):
-    """The layer's input as a (rows, D) matrix (im2col for Conv2D), from the original model."""
-    feed = keras.Model(model.inputs, layer.input)
-    x = feed.predict(data, verbose=0, batch_size=256)
-    if isinstance(layer, keras.layers.Conv2D):
-        kh, kw = layer.kernel_size
-        x = tf.image.extract_patches(
-            x, sizes=[1, kh, kw, 1], strides=[1, *layer.strides, 1],
-            rates=[1, *layer.dilation_rate, 1], padding=layer.padding.upper()).numpy()
-    x = x.reshape(-1, x.shape[-1])
-    if len(x) > max_rows:
-        x = x[np.random.default_rng(seed).choice(len(x), max_rows, replace=False)]
-    return x
+def _layer_inputs(model, layers, data, max_rows: int, seed: int, batch_size: int = 8):
+    """Each layer's input as a (rows, D) matrix (im2col rows for a Conv2D), from ``model``.
+
+    One forward pass gives every layer's input; at most ``max_rows`` rows per layer, drawn at
+    random over samples and positions (an equal share per sample), are kept, so memory stays
+    bounded by one batch of activations.
+    """
+    probe = keras.Model(model.inputs, [layer.input for layer in layers])
+    data = np.asarray(data)
+    rng = np.random.default_rng(seed)
+    per_sample = -(-max_rows // max(len(data), 1))
+    parts = [[] for _ in layers]
+    for start in range(0, len(data), batch_size):
+        outs = probe(data[start:start + batch_size], training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        for layer, out, part in zip(layers, outs, parts, strict=True):
+            if isinstance(layer, keras.layers.Conv2D):
+                kh, kw = layer.kernel_size
+                out = tf.image.extract_patches(
+                    out, sizes=[1, kh, kw, 1], strides=[1, *layer.strides, 1],
+                    rates=[1, *layer.dilation_rate, 1], padding=layer.padding.upper())
+            out = np.asarray(out)
+            out = out.reshape(out.shape[0], -1, out.shape[-1])  # (samples, positions, D)
+            take = min(per_sample, out.shape[1])
+            for sample in out:
+                part.append(sample[np.sort(rng.choice(len(sample), take, replace=False))])
+    result = []
+    for part in parts:
+        x = np.concatenate(part)
+        if len(x) > max_rows:
+            x = x[np.sort(rng.choice(len(x), max_rows, replace=False))]
+        result.append(x)
+    return result
+
+
+def _input_group(layers, refined, max_rows: int, budget: int = INPUT_BUDGET) -> list:
+    """The leading layers to refine whose input rows (``max_rows`` x D floats each) fit ``budget``."""
+    group, size = [], 0
+    for layer in layers:
+        if id(layer) not in refined:
+            continue
+        depth = int(np.prod(layer.kernel.shape[:-1]))
+        if group and size + depth * max_rows > budget:
+            break
+        group.append(layer)
+        size += depth * max_rows
+    return group
 
 
 def _split(data, holdout: float, seed: int):
@@ -366,17 +417,23 @@ def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size:
     fit_x = held_x = None
     if calibration_data is not None:
         fit_x, held_x = _split(calibration_data, holdout, seed)
+    refined = {id(layer) for layer in selected if id(layer) in top} if fit_x is not None else set()
+    inputs, held = {}, {}
     plans, small, progress = {}, [], Progress("product_quantize", len(selected))
-    for layer in selected:
+    for i, layer in enumerate(selected):
+        if id(layer) in refined and id(layer) not in inputs:  # the next layers' inputs, one pass
+            group = _input_group(selected[i:], refined, max_rows)
+            inputs.update(zip(map(id, group), _layer_inputs(model, group, fit_x, max_rows, seed)))
+            held.update(zip(map(id, group), [None] * len(group) if held_x is None else
+                            _layer_inputs(model, group, held_x, max_rows, seed)))
         kernel = layer.kernel.numpy()
         w2d = kernel.reshape(-1, kernel.shape[-1])
         books, assign = _quantize_matrix(w2d, d, k, seed)
-        if fit_x is not None and id(layer) in top:
-            x = _layer_inputs(model, layer, fit_x, max_rows, seed)
+        if id(layer) in inputs:
+            x = inputs.pop(id(layer))
             if len(x) < SAMPLES_PER_CODEWORD * k:
                 small.append(f"'{layer.name}' ({len(x)} rows)")
-            x_held = None if held_x is None else _layer_inputs(model, layer, held_x, max_rows, seed)
-            books, assign, _ = _qcnn_refine(x, w2d, books, assign, sweeps, ridge, x_held)
+            books, assign, _ = _qcnn_refine(x, w2d, books, assign, sweeps, ridge, held.pop(id(layer)))
         plans[layer.name] = (books, assign)
         report.transformed.append(layer.name)
         progress.step(f"'{layer.name}'")

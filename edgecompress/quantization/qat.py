@@ -22,7 +22,7 @@ import tensorflow_model_optimization as tfmot
 from edgecompress._keras import check_graph_model, keras
 from edgecompress.quantization import qat_graph
 from edgecompress.quantization._progress import Progress
-from edgecompress.surgery import attach, find_layers
+from edgecompress.surgery import attach, find_layers, iter_layers
 
 _q = tfmot.quantization.keras
 PRESERVE = ("none", "sparsity", "clusters", "both")
@@ -67,8 +67,8 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
     (a :class:`~.qat_graph.QATReport`).
 
     Args:
-        model: a built Sequential or Functional tf_keras model (strip pruning/clustering
-            wrappers first). Never modified.
+        model: a built Sequential or Functional tf_keras model without pruning/clustering
+            wrappers (strip them first). Never modified.
         preserve: ``none`` (QAT), ``sparsity`` (PQAT), ``clusters`` (CQAT) or ``both`` (PCQAT).
             With clusters preserved, ``fit`` warns "Gradients do not exist for variables
             ['<layer>/kernel:0', ...]". It is benign: tfmot trains each layer's
@@ -83,7 +83,8 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
         A new, uncompiled tfmot QAT model. Export it with full-int8 TFLite conversion.
 
     Raises:
-        ValueError: for an unknown ``preserve``, a bad ``skip`` name, or a layer tfmot cannot
+        ValueError: for an unknown ``preserve``, a bad ``skip`` name, a pruning or clustering
+            wrapper still on (with the fix), or a layer tfmot cannot
             quantize nor leave float (a TFOpLambda tfmot cannot clone), named with its class.
 
     Example:
@@ -97,6 +98,7 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
     """
     check_graph_model(model)
     scheme = get_scheme(preserve)
+    _refuse_wrappers(model)
     skipped = {layer.name for layer in find_layers(model, skip, (keras.layers.Layer,), "skip")} \
         if skip is not None else set()
     report = qat_graph.QATReport("quantize_aware")
@@ -131,6 +133,28 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
     attach(result, report)
     report.warn_if_noop()
     return result
+
+
+def _refuse_wrappers(model) -> None:
+    """tfmot QAT needs plain layers: a pruning or clustering wrapper still on is refused with the fix
+    (tfmot itself fails with "Unknown layer: 'ClusterWeights'", or leaves a pruned layer float)."""
+    from tensorflow_model_optimization.python.core.clustering.keras.cluster_wrapper import (
+        ClusterWeights,
+    )
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
+        PruneLowMagnitude,
+    )
+
+    fixes = {ClusterWeights: ("clustering", "quantization.strip(model)", "clusters"),
+             PruneLowMagnitude: ("pruning", "pruning.strip(model)", "sparsity")}
+    for layer in iter_layers(model):
+        for wrapper, (what, strip, keep) in fixes.items():
+            if isinstance(layer, wrapper):
+                raise ValueError(
+                    f"`model` must hold plain layers, without tfmot {what} wrappers. Received: layer "
+                    f"'{layer.name}' of class {wrapper.__name__} (around '{layer.layer.name}'). Strip them "
+                    f"first ({strip}), then "
+                    f"quantize_aware(stripped, preserve='{keep}') to keep the {keep} through QAT.")
 
 
 def _range_variables(model):

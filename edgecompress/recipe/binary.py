@@ -9,9 +9,9 @@ from edgecompress.recipe.schema import LAYERS, Param, choice, register
 
 def _check(context, params):
     """The family's own refusals (nothing to binarize, a named layer it cannot take), found on the
-    model as it enters the recipe: the rewrite is cheap surgery, without training."""
-    kwargs = {k: params[k] for k in ("scheme", "keep_first_last") if params[k] is not None}
-    binary.binarize(context.model, layers=params["layers"], **kwargs)
+    model as it enters the recipe, without building or logging (the step logs when it runs)."""
+    kwargs = {"keep_first_last": params["keep_first_last"]} if params["keep_first_last"] is not None else {}
+    binary.binarizable_layers(context.model, layers=params["layers"], **kwargs)
 
 
 @register("binarize", {

@@ -52,13 +52,6 @@ def export(state, mode, int8_io, c_array, min_agreement, micro, micro_compress, 
     mode = mode or "int8"
     name = name or f"{state.recipe.name}_{mode}"
     path = state.out_dir / f"{name}.tflite"
-    if mode == "binary":  # LCE leaves Dense float; as 1x1 binary convs they are bit-packed
-        from edgecompress import binary, surgery
-        from edgecompress._keras import keras
-
-        if any(isinstance(layer, keras.layers.Dense) and binary.is_binary_layer(layer)
-               for layer in surgery.iter_layers(state.model)):
-            state.model = binary.dense_as_conv(state.model)
     state.artifacts.append(export_artifact(state.model, path, mode, state.train, state.test, tasks=state.tasks,
                                            int8_io=int8_io, min_agreement=min_agreement,
                                            micro=micro, micro_compress=micro_compress))

@@ -3,6 +3,7 @@ search (options, checks before anything loads, outputs staged so a failure leave
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 
@@ -11,6 +12,10 @@ from edgecompress.distribute import STRATEGIES
 from edgecompress.search.targets import parse_target
 
 DEFAULT_MAX_DROP = 1.0
+# The search's own defaults, restated here so the parser starts no TensorFlow (checked by a test).
+FINAL_EPOCHS = 30
+TOP_K = 2
+MAX_ITERATIONS = 40
 
 
 def add_arguments(comp) -> None:
@@ -22,15 +27,20 @@ def add_arguments(comp) -> None:
     comp.add_argument("--ray-address", help="--target: run the jobs on a Ray cluster (ADDRESS or auto)")
     comp.add_argument("--strategy", choices=STRATEGIES, default="none",
                       help="data-parallel training: mirrored (local devices) or multiworker (TF_CONFIG)")
-    comp.add_argument("--distill", action="store_true",
-                      help="--target: fine-tune by distilling from the input model")
-    comp.add_argument("--epochs", type=int, default=5,
-                      help="--target: most fine-tune epochs per candidate (early stopping)")
-    comp.add_argument("--top-k", type=int, default=4, help="--target: candidates to fine-tune a round")
-    comp.add_argument("--ratios", help="--target: filter-pruning ratios to scan (comma list)")
-    comp.add_argument("--ranks", help="--target: fractions of full rank to scan (comma list)")
-    comp.add_argument("--lut-bits", help="--target: TFLM LUT bit widths to scan (comma list of 1-7; "
-                                         "'none' to skip)")
+    comp.add_argument("--distill", action=argparse.BooleanOptionalAction, default=True,
+                      help="--target: distil the final fine-tune from the input model (default: on)")
+    comp.add_argument("--epochs", type=int, default=FINAL_EPOCHS,
+                      help="--target: most epochs of the final fine-tune (early stopping)")
+    comp.add_argument("--top-k", type=int, default=TOP_K,
+                      help="--target: fitting proposals given the final fine-tune")
+    comp.add_argument("--iterations", type=int, default=MAX_ITERATIONS,
+                      help="--target: most moves of the search (NetAdapt iterations)")
+    comp.add_argument("--ratios", help="--target: fractions of a layer's filters a move may remove "
+                                       "(comma list; default: any whole number)")
+    comp.add_argument("--ranks", help="--target: fractions of full rank a factorization may keep "
+                                      "(comma list; default: any rank)")
+    comp.add_argument("--lut-bits", help="--target: TFLM LUT bit widths a move may give a layer "
+                                         "(comma list of 2-7; 'none' to skip)")
     comp.add_argument("--seed", type=int, default=0, help="--target: the seed of every job")
 
 
@@ -53,8 +63,9 @@ def run_target_search(args, staged_output) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"`--{name.replace('_', '-')}` must be >= 1. Received: {value}")
-    if args.epochs < 0:
-        raise UsageError(f"`--epochs` must be >= 0. Received: {args.epochs}")
+    for name in ("epochs", "iterations"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"`--{name}` must be >= 0. Received: {getattr(args, name)}")
     from edgecompress import search as search_mod
 
     ratios = _fractions(args.ratios, "--ratios", search_mod.PRUNE_RATIOS)
@@ -74,7 +85,7 @@ def run_target_search(args, staged_output) -> int:
         model, train, target, max_drop=max_drop, workers=args.workers, ray_address=args.ray_address,
         ratios=ratios, rank_fractions=ranks, lut_bits=lut_bits, epochs=args.epochs, top_k=args.top_k,
         distill=args.distill, strategy=None if args.strategy == "none" else args.strategy,
-        seed=args.seed)
+        max_iterations=args.iterations, seed=args.seed)
     winner = search_mod.require_winner(result)
     from edgecompress.search.core import describe
     from edgecompress.search.measure import tflite_accuracy
@@ -111,6 +122,6 @@ def _bits(text, default):
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if not values or not all(1 <= v <= 7 for v in values):
-        raise UsageError(f"`--lut-bits` must be 'none' or a comma list of ints in [1, 7]. Received: {text!r}")
+    if not values or not all(2 <= v <= 7 for v in values):
+        raise UsageError(f"`--lut-bits` must be 'none' or a comma list of ints in [2, 7]. Received: {text!r}")
     return values

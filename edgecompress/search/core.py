@@ -1,19 +1,25 @@
-"""Fit a model into a device budget: sensitivity scans, greedy allocation, fine-tuned and verified
-candidates, the Pareto front, and the winner.
+"""Fit a model into a device budget, NetAdapt-style: shrink one layer a step at a time, each step
+chosen among per-layer proposals by the accuracy they keep after a short fine-tune, then give the
+model that fits a long final fine-tune, and measure every candidate on the real runtimes.
 
 Beyond the anchors (AMC and NetAdapt are papers with PyTorch code; NetsPresso and Edge Impulse EON
-are hosted), every candidate here is a real file measured on the real runtimes: flash and arena in
-TensorFlow Lite Micro, latency in LiteRT.
+are hosted): several budgets at once (flash, arena, latency) through one excess measure, moves
+across families (filter pruning, low-rank, TFLM LUT widths), and every candidate a real file
+measured on the real runtimes: flash and arena in TensorFlow Lite Micro, latency in LiteRT.
 
 References:
-    He et al., "AMC: AutoML for Model Compression and Acceleration on Mobile Devices", ECCV 2018.
     Yang et al., "NetAdapt: Platform-Aware Neural Network Adaptation for Mobile Applications",
-    ECCV 2018 (layer-wise proposals ranked by measured accuracy loss per resource saved).
+    ECCV 2018 (per-layer proposals that free a resource step, short-term fine-tunes, the
+    proposal keeping the most accuracy taken, a decaying resource schedule, a long fine-tune).
+    He et al., "AMC: AutoML for Model Compression and Acceleration on Mobile Devices", ECCV 2018.
+    Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network", 2015 (the final
+    fine-tune).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 from dataclasses import dataclass, field
 
@@ -28,11 +34,20 @@ from edgecompress.search.targets import Target, parse_target
 
 log = logging.getLogger("edgecompress.search")
 
-PRUNE_RATIOS = (0.25, 0.5, 0.75, 0.9)
-RANK_FRACTIONS = (0.5, 0.25, 0.1)
+PRUNE_RATIOS = None  # a move may keep any whole number of filters
+RANK_FRACTIONS = None  # and take any rank
 LUT_BITS = (4, 2)
-MARGINS = (1.0, 0.85, 0.7, 0.55)  # a plan is kept when its estimate is under margin x budget
+STEP = 0.5  # an iteration frees this fraction of the remaining excess (in log ratio to the budget)
+LAST_STEP = math.log(1.25)  # within 25% of every budget, the next move goes straight to it
+MAX_STEP = math.log(2)  # and no move more than halves the cost (early moves that large ruin accuracy)
+SHORT_EPOCHS = 1
+FINAL_EPOCHS = 30
+PATIENCE = 8
+MAX_ITERATIONS = 40
+TOP_K = 2  # fitting proposals given the final fine-tune
 MIN_TFLM_AGREEMENT = 0.95
+LOSS_EPSILON = 2e-3  # a move keeping all of the validation loss still costs this much per excess freed
+RETRIES = 4  # halvings of the step when no layer can free it
 
 
 @dataclass
@@ -43,11 +58,14 @@ class SearchResult:
         target: the budget.
         max_drop: the accuracy drop allowed, in percentage points of the float model.
         baseline_accuracy: the float Keras model's accuracy on the validation data.
-        sensitivities: one row per scanned action (drop in pp, parameters, activation peak).
-        candidates: one row per measured candidate (with its ``tflite`` and ``keras`` bytes).
+        sensitivities: one row per proposal (iteration, move, estimate, excess, validation
+            accuracy after the short fine-tune, score, whether it was taken).
+        candidates: one row per measured candidate (with its ``tflite`` and ``keras`` bytes):
+            the int8 baseline, the model after each accepted move, the final fine-tunes.
         winner: the best candidate meeting the budget and ``max_drop`` (None if none does).
         closest: the candidate nearest to meeting them when none does.
         settings: the fine-tune settings (for the recipe that reproduces the winner).
+        iterations: one row per accepted move (the schedule: excess before, aim, move, accuracy).
     """
 
     target: Target
@@ -59,6 +77,7 @@ class SearchResult:
     closest: dict | None = None
     settings: dict = field(default_factory=dict)
     executor: str = ""
+    iterations: list = field(default_factory=list)
 
     def pareto(self) -> list[dict]:
         """Candidates no other beats on both flash and accuracy, smallest first."""
@@ -72,45 +91,61 @@ class SearchResult:
 
 def search(model, train, target, max_drop: float = 1.0, validation=None, *, workers=None,
            ray_address=None, ratios=PRUNE_RATIOS, rank_fractions=RANK_FRACTIONS,
-           lut_bits=LUT_BITS, epochs: int = 5,
-           patience: int = 1, learning_rate: float = 1e-3, batch_size: int = 64,
-           distill: bool = False, strategy=None, scan_samples: int = 1000, top_k: int = 4,
-           try_float: bool = True, rounds: int = 2, seed: int = 0) -> SearchResult:
-    """Search per-layer filter pruning, low-rank ranks and LUT bit widths (int8, or float32 where
-    int8 hurts) for the most accurate model that fits ``target`` within ``max_drop``.
+           lut_bits=LUT_BITS, epochs: int = FINAL_EPOCHS, patience: int = PATIENCE,
+           learning_rate: float = 1e-3, batch_size: int = 64, distill: bool = True, strategy=None,
+           scan_samples: int = 1000, top_k: int = TOP_K, try_float: bool = True, rounds: int = 2,
+           seed: int = 0, short_epochs: int = SHORT_EPOCHS, step: float = STEP,
+           max_iterations: int = MAX_ITERATIONS) -> SearchResult:
+    """Search filter counts, ranks and LUT bit widths per layer (int8, or float32 where int8
+    hurts) for the most accurate model that fits ``target`` within ``max_drop``.
 
-    1. Scan: each action alone on the original model, its validation accuracy (no training).
-    2. Allocate: greedily take the action with the least measured drop per unit of the budget it
-       frees (flash via parameters, arena via the activation peak, latency via MACs) until the
-       estimate fits; the plans crossing each of :data:`MARGINS` become candidates.
-    3. Measure: fine-tune each candidate with early stopping (``distill``: from the original),
-       export it, run it in TensorFlow Lite Micro, measure flash, arena and latency.
-    4. If none fits, repeat 2-3 with the budget tightened by how far the estimates were off.
+    1. Measure the int8 file of ``model`` on the runtimes.
+    2. Iterate (NetAdapt): the excess over the budget is ``sum(max(0, ln(cost / budget)))`` over
+       flash, arena and latency. Each iteration aims to remove ``step`` of it, at most
+       :data:`MAX_STEP` (scaled by ``step`` / :data:`STEP`; ``step=1`` goes straight to the
+       budget), and all of it once under
+       :data:`LAST_STEP`: the schedule decays and the last moves are small. For every
+       layer and kind of move, a job finds the least shrink whose estimate reaches the aim,
+       fine-tunes it for ``short_epochs`` and measures its validation accuracy and loss; the
+       proposal adding the least validation loss per excess freed is taken (the loss rather than
+       the accuracy, which moves in steps of one sample on a few hundred). Estimates are taken from the
+       current model's measured file; the model after each move is itself exported and measured
+       (a candidate), so errors do not add up.
+    3. The ``top_k`` proposals that fit get the final fine-tune (:func:`tasks.final_finetune`:
+       distilled from ``model``, augmented inputs, early stopping), are exported, run in
+       TensorFlow Lite Micro and measured; if none fits the budget, the search goes on from the
+       closest (``rounds`` times at most).
 
     Args:
         model: a trained Sequential or Functional tf_keras model (not modified).
         train: ``(x, y)`` training data; a validation split is taken from it unless given.
         target: a :class:`Target` or a ``"flash=64KB,arena=20KB"`` string.
         max_drop: accuracy drop allowed against the float model, in percentage points.
-        validation: ``(x, y)`` for scans, early stopping and the accuracy of candidates.
+        validation: ``(x, y)`` for proposals, early stopping and the accuracy of candidates.
         workers: local worker processes (default: the usable cores; 1 runs in this process).
         ray_address: run the jobs on a Ray cluster (an address, ``"auto"``, or ``"local"`` for a
             Ray the caller initialized).
-        ratios: filter-pruning fractions to scan.
-        rank_fractions: fractions of each layer's full rank to scan.
-        lut_bits: bit widths of TFLite Micro LUT compression to scan per layer (int8 files only).
-        epochs: most fine-tune epochs per candidate (0: no fine-tuning).
-        patience: early-stopping patience on the validation loss.
-        distill: fine-tune by distilling from ``model``.
+        ratios: fractions of a layer's current filters one move may remove (a grid; None: any
+            whole number of filters).
+        rank_fractions: fractions of a layer's full rank a factorization may keep (None: any).
+        lut_bits: bit widths of TFLite Micro LUT compression a move may give a layer (int8
+            files only; empty: none).
+        epochs: most epochs of the final fine-tune (0: none).
+        patience: early-stopping patience of the final fine-tune.
+        learning_rate: Adam's learning rate (the final fine-tune's second phase takes a tenth).
+        batch_size: fine-tune batch size.
+        distill: distil the final fine-tune from ``model`` (one classification output).
         strategy: ``"mirrored"`` or ``"multiworker"`` data-parallel fine-tunes (see
-            :mod:`edgecompress.distribute`).
-        scan_samples: validation samples per scan.
-        top_k: candidates to fine-tune per round (at most ``len(MARGINS)``).
-        try_float: also measure float32 files of candidates that could fit as float, when int8
-            costs more than half of ``max_drop``.
-        rounds: allocation rounds; when no candidate fits, the next round aims lower by the
-            ratio of measured to estimated cost.
+            :mod:`edgecompress.distribute`; distillation runs without it).
+        scan_samples: validation samples a proposal's accuracy is measured on.
+        top_k: proposals that fit given the final fine-tune.
+        try_float: also measure float32 files of those that could fit as float, when int8 costs
+            more than half of ``max_drop``.
+        rounds: final stages; after one whose files all miss the budget, the search goes on.
         seed: the seed of every job.
+        short_epochs: epochs of each proposal's fine-tune (0: none).
+        step: fraction of the excess an iteration removes, in (0, 1] (1: straight to the budget).
+        max_iterations: most accepted moves.
 
     Returns:
         A :class:`SearchResult`; its ``winner`` is None when nothing fits (see ``closest``).
@@ -120,181 +155,192 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
     if not isinstance(target, Target) or target == Target():
         raise ValueError(f"`target` must set at least one of flash, arena, latency. Received: {target!r}")
     _check_number("max_drop", max_drop, 0)
+    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not 0 < step <= 1:
+        raise ValueError(f"`step` must be a number in (0, 1]. Received: step={step!r}")
     for name, value, low in (("epochs", epochs, 0), ("patience", patience, 0), ("top_k", top_k, 1),
                              ("batch_size", batch_size, 1), ("scan_samples", scan_samples, 1),
-                             ("rounds", rounds, 1)):
+                             ("rounds", rounds, 1), ("short_epochs", short_epochs, 0),
+                             ("max_iterations", max_iterations, 0)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
             raise ValueError(f"`{name}` must be an int >= {low}. Received: {name}={value!r}")
     fit, val = _split(train, validation, seed)
-    from edgecompress.measure import keras_accuracy, keras_macs
+    from edgecompress.measure import keras_accuracy
 
     base_acc = keras_accuracy(model, val)
     scan_data = (val[0][:scan_samples], val[1][:scan_samples])
-    scan_acc = keras_accuracy(model, scan_data)
     settings = {"epochs": int(epochs), "patience": int(patience), "learning_rate": float(learning_rate),
                 "batch_size": int(batch_size), "distill": bool(distill), "strategy": strategy,
+                "short_epochs": int(short_epochs), "step": float(step),
+                "ratios": None if ratios is None else tuple(float(r) for r in ratios),
+                "rank_fractions": None if rank_fractions is None else tuple(float(f) for f in rank_fractions),
+                "lut_bits": tuple(int(b) for b in lut_bits),
                 "latency": target.latency_ms is not None, "tflm_samples": 32, "seed": int(seed)}
-    shared = {"model": model_to_bytes(model), "fit": fit, "val": val, "scan": scan_data,
-              "settings": settings}
+    limits = _limits(target)
+    original = model_to_bytes(model)
+    shared = {"model": original, "fit": fit, "val": val, "scan": scan_data, "settings": settings,
+              "limits": limits}
     executor = Executor(workers, ray_address)
     result = SearchResult(target=target, max_drop=float(max_drop), baseline_accuracy=base_acc,
                           settings=settings, executor=executor.description)
-    actions = space.layer_actions(model, ratios, rank_fractions, lut_bits)
-    log.info("search: %d actions on %d layers, %s", sum(map(len, actions.values())), len(actions),
-             executor.description)
+    from edgecompress import surgery
+
+    state = {"model": original, "lut": {}, "moves": [], "accuracy": keras_accuracy(model, scan_data),
+             "loss": tasks.validation_loss(surgery.clone(model), scan_data),
+             "stats": space.stats(model, {}), "estimate": None, "measured": None}
+    log.info("search: %s on %s", target.describe(), executor.description)
     with executor.start(shared):
-        jobs = [{"task": "candidate", "actions": [], "mode": "int8", "seed": seed, "name": "int8_ptq"}]
-        jobs += [{"task": "scan", "action": a.to_dict()} for acts in actions.values() for a in acts]
-        first = executor.map(tasks.run, jobs)
-        baseline, scans = first[0], first[1:]
-        for row in scans:
-            row["drop"] = 100 * (scan_acc - row["accuracy"])
-        result.sensitivities = scans
-        reference = {"params": int(model.count_params()), "bytes": int(model.count_params()),
-                     "decoded": 0, "peak": space.activation_peak(model),
-                     "macs": int(keras_macs(model)), "flash": baseline["flash"],
-                     "arena": baseline["arena"], "latency_ms": baseline["latency_ms"]}
-        result.candidates = [baseline]
-        int8_hurts = 100 * (base_acc - baseline["accuracy"]) > max_drop / 2
-        budget, tried = target, set()
-        for round_ in range(rounds):
-            plans = [p for p in allocate(model, scans, budget, reference)
-                     if _key(p["actions"]) not in tried][:top_k]
-            if not plans:
+        search_ = _Search(executor, result, limits, settings, seed, max_iterations)
+        search_.measure(state, "int8_ptq")
+        int8_hurts = 100 * (base_acc - state["measured"]["accuracy"]) > max_drop / 2
+        for _ in range(rounds):
+            finalists = search_.adapt(state, top_k)
+            if not finalists:
                 break
-            jobs = []
-            for plan in plans:
-                tried.add(_key(plan["actions"]))
-                payload = [a.to_dict() for a in plan["actions"]]
-                stem = f"cand{len(tried) - 1}"
-                plan_jobs = [("int8", f"{stem}_int8")]
-                if try_float and int8_hurts and (target.flash is None or 4 * plan["params"] < target.flash):
-                    plan_jobs.append(("float32", f"{stem}_float32"))
-                jobs += [{"task": "candidate", "actions": payload, "mode": mode, "seed": seed,
-                          "name": name, "estimate": plan["estimate"]} for mode, name in plan_jobs]
-            measured = executor.map(tasks.run, jobs)
-            result.candidates += measured
+            jobs, owners = [], []
+            for fin in finalists:
+                modes = ["int8"]
+                if try_float and int8_hurts and (target.flash is None
+                                                 or 4 * fin["stats"]["params"] < target.flash):
+                    modes.append("float32")
+                for mode in modes:
+                    name = f"final{sum(c['final'] for c in result.candidates) + len(jobs)}_{mode}"
+                    jobs.append(_candidate_job(fin, mode, name, seed, final=True))
+                    owners.append(fin)
+            for cand, fin in zip(executor.map(tasks.run, jobs), owners, strict=True):
+                search_.record(cand, fin)
             _judge(result)
             if result.winner is not None:
                 break
-            budget = _corrected(target, measured)  # NetAdapt-style: aim lower by what was missed
-            log.info("search round %d: nothing fits; next round aims at %s", round_ + 1,
-                     budget.describe())
+            over = [(target.excess(c["flash"], c["arena"], c["latency_ms"]), i)
+                    for i, c in enumerate(result.candidates[-len(jobs):]) if c["mode"] == "int8"]
+            if not over or min(over)[0] == 0:
+                break  # what misses is accuracy: a smaller model will not help
+            state = {**owners[min(over)[1]], "measured": result.candidates[-len(jobs) + min(over)[1]]}
+    _judge(result)
     return result
 
 
-def _key(actions) -> tuple:
-    return tuple(sorted((a.layer, a.kind, a.value) for a in actions))
+class _Search:
+    """The NetAdapt loop over the executor's jobs, and the candidates it records."""
+
+    def __init__(self, executor, result, limits, settings, seed, max_iterations):
+        self.executor, self.result, self.limits = executor, result, limits
+        self.settings, self.seed, self.max_iterations = settings, seed, max_iterations
+
+    def footprint(self, state) -> dict:
+        return state["measured"] if state["measured"] is not None else state["estimate"]
+
+    def measure(self, state, name=None) -> None:
+        name = name or f"step{len(self.result.iterations)}_int8"
+        cand = self.executor.map(tasks.run, [_candidate_job(state, "int8", name, self.seed)])[0]
+        self.record(cand, state)
+        state["measured"] = cand
+
+    def record(self, cand: dict, state: dict) -> None:
+        cand.update(actions=[m["action"] for m in state["moves"]], moves=list(state["moves"]),
+                    estimate=state["estimate"])
+        self.result.candidates.append(cand)
+        log.info("search: %s flash %s B, arena %s B, accuracy %.4f%s", cand["name"], f"{cand['flash']:,}",
+                 f"{cand['arena']:,}", cand["accuracy"],
+                 "".join(f", {p['kind']} {p['epochs']} epochs" for p in cand["phases"]))
+
+    def adapt(self, state: dict, top_k: int) -> list[dict]:
+        """Accept moves until the model fits; the ``top_k`` fitting proposals of the last
+        iteration (or the current model, if it fits as measured). Empty when stuck."""
+        while True:
+            if state["measured"] is None and space.excess(self.limits, state["estimate"]) == 0:
+                self.measure(state)
+            current = space.excess(self.limits, self.footprint(state))
+            if current == 0:
+                return [state]
+            if len(self.result.iterations) >= self.max_iterations:
+                break
+            proposals, current, aim = self._propose(state, current)
+            if proposals is None:
+                return [state]  # measured with the proposals, it fits
+            if not proposals:
+                break
+            fitting = [p for p in proposals if p["excess"] == 0]
+            if aim == 0 and fitting:  # the last move: the best few that fit go to the final stage
+                return [self._accept(state, p, current, i == 0) for i, p in enumerate(fitting[:top_k])]
+            state = self._accept(state, proposals[0], current)
+        if state["measured"] is None:
+            self.measure(state)
+        log.warning("search: no move frees more of %s; the closest is reported", self.result.target.describe())
+        return []
+
+    def _propose(self, state, current):
+        """The proposals of one iteration, best first (None: the current model, measured in
+        the same batch, fits)."""
+        from edgecompress.search.jobs import model_from_bytes
+
+        model = model_from_bytes(state["model"])
+        pairs = space.options(model, state["lut"], lut_bits=self.settings["lut_bits"])
+        step = self.settings["step"]
+        aim = 0.0 if current <= LAST_STEP or step == 1 else max(
+            current * (1 - step), current - MAX_STEP * step / STEP)
+        iteration = len(self.result.iterations)
+        for _ in range(RETRIES):
+            jobs = [{"task": "propose", "model": state["model"], "lut": state["lut"], "layer": layer,
+                     "kind": kind, "aim": aim, "reference": self.footprint(state), "seed": self.seed}
+                    for layer, kind in pairs]
+            measuring = state["measured"] is None
+            if measuring:
+                jobs.append(_candidate_job(state, "int8", f"step{iteration}_int8", self.seed))
+            out = self.executor.map(tasks.run, jobs)
+            if measuring:
+                self.record(out[-1], state)
+                state["measured"] = out.pop()
+                current = space.excess(self.limits, state["measured"])
+                if current == 0:
+                    return None, current, aim
+            reached = [p for p in out if p["reached"] and math.isfinite(p["loss"])]
+            for p in out:
+                row = {k: v for k, v in p.items() if k not in ("model", "lut")}
+                row.update(iteration=iteration, aim=aim, taken=False)
+                if p["reached"]:
+                    p["estimate"] = space.estimate(self.footprint(state), state["stats"], p["stats"])
+                    p["excess"] = space.excess(self.limits, p["estimate"])
+                    freed = max(current - p["excess"], 1e-9)
+                    worse = max(0.0, p["loss"] - state["loss"])
+                    p["score"] = (worse + LOSS_EPSILON) / freed
+                    row.update(estimate=p["estimate"], excess=p["excess"], score=p["score"])
+                p["row"] = row
+                self.result.sensitivities.append(row)
+            if reached:
+                return sorted(reached, key=lambda p: (p["score"], p["action"]["layer"],
+                                                      p["action"]["kind"])), current, aim
+            aim = (aim + current) / 2  # no layer frees that much: a smaller step
+            log.info("search: no layer frees the step; aiming at excess %.3f", aim)
+        return [], current, aim
+
+    def _accept(self, state, proposal, current, taken=True) -> dict:
+        """The state after ``proposal``; ``taken``: it is the iteration's move (not a runner-up
+        sent to the final stage)."""
+        move = {"action": proposal["action"], "step": proposal["step"],
+                "short_epochs": self.settings["short_epochs"] if proposal["step"] else 0}
+        new = {"model": proposal["model"], "lut": proposal["lut"], "moves": state["moves"] + [move],
+               "accuracy": proposal["accuracy"], "loss": proposal["loss"], "stats": proposal["stats"],
+               "estimate": proposal["estimate"], "measured": None}
+        if not taken:
+            return new
+        proposal["row"]["taken"] = True
+        self.result.iterations.append({"excess": current, "move": Action(**proposal["action"]).describe(),
+                                       "accuracy": proposal["accuracy"], "estimate": proposal["estimate"]})
+        log.info("search: iteration %d takes %s (accuracy %.4f, excess %.3f -> %.3f)",
+                 len(self.result.iterations), Action(**proposal["action"]).describe(),
+                 proposal["accuracy"], current, proposal["excess"])
+        return new
 
 
-def _corrected(target: Target, measured: list[dict]) -> Target:
-    """``target`` tightened by the worst ratio of measured to estimated cost seen so far."""
-    def ratio(key, column):
-        values = [c[column] / c["estimate"][key] for c in measured
-                  if c.get("estimate") and c["estimate"].get(key) and c[column] is not None]
-        return max(values + [1.0])
-
-    return Target(
-        flash=None if target.flash is None else int(target.flash / ratio("flash", "flash")),
-        arena=None if target.arena is None else int(target.arena / ratio("arena", "arena")),
-        latency_ms=None if target.latency_ms is None
-        else target.latency_ms / ratio("latency_ms", "latency_ms"))
-
-
-def allocate(model, scans, target: Target, reference: dict) -> list[dict]:
-    """Greedy allocation over measured sensitivities (NetAdapt's rule): repeatedly take the
-    per-layer step with the least accuracy drop per unit of over-budget resource it frees. A layer
-    may take one pruning ratio and one rank (its filters are pruned, then it is factorized).
-
-    The flash estimate moves with the int8 weight bytes (LUT layers at their bit width), the arena
-    with the activation peak plus the LUT kernels TFLM decodes into it, the latency with MACs, each
-    scaled from the measured int8 baseline. Each move is checked by building the plan's model.
-
-    Returns:
-        Plans ``{"actions", "params", "estimate", "margin"}``, one per margin crossed, then the
-        most compressed plan if none was reached.
-    """
-    by_layer: dict[tuple, list[dict]] = {}  # one choice per layer and kind: prune, then factorize
-    for row in scans:
-        by_layer.setdefault((row["action"]["layer"], row["action"]["kind"]), []).append(row)
-    chosen: dict[tuple, dict] = {}
-    margins, plans, seen = list(MARGINS), [], set()
-    estimate = _estimate(reference, reference)
-    while margins:
-        over = {k: limit for k, limit in _limits(target).items()
-                if estimate[k] is not None and estimate[k] > margins[-1] * limit}
-        if not over:
-            break
-        best, best_score = None, None
-        for slot, rows in by_layer.items():
-            current = chosen.get(slot)
-            for row in rows:
-                if row is current:
-                    continue
-                gain = sum(_gain(reference, current, row, key) / over[key] for key in over)
-                if gain <= 0 or any(  # a move may not push a resource that fits over its budget
-                        estimate[key] - _gain(reference, current, row, key) > limit
-                        for key, limit in _limits(target).items()
-                        if key not in over and estimate[key] is not None):
-                    continue
-                worse = row["drop"] - (current["drop"] if current else 0.0)
-                score = (max(worse, 0.0) + 1e-3) / gain
-                if best_score is None or score < best_score:
-                    best, best_score = row, score
-        if best is None:
-            break
-        chosen[best["action"]["layer"], best["action"]["kind"]] = best
-        new, resolved = space.apply(model, [Action(**r["action"]) for r in chosen.values()])
-        measured = {"params": int(new.count_params()), "bytes": space.int8_bytes(new, resolved),
-                    "decoded": space.decoded_bytes(new, resolved), "peak": space.activation_peak(new),
-                    "macs": _macs(new)}
-        estimate = _estimate(reference, measured)
-        for margin in list(margins):
-            limits = _limits(target)
-            if all(estimate[k] is None or estimate[k] <= margin * limit for k, limit in limits.items()):
-                margins.remove(margin)
-                key = tuple(sorted(tuple(r["action"].values()) for r in chosen.values()))
-                if key not in seen:
-                    seen.add(key)
-                    plans.append(_plan(chosen, measured, estimate, margin))
-    if not plans and chosen:
-        plans.append(_plan(chosen, measured, estimate, None))
-    return plans
-
-
-def _plan(chosen, measured, estimate, margin):
-    return {"actions": sorted(Action(**r["action"]) for r in chosen.values()),
-            "params": measured["params"], "estimate": dict(estimate), "margin": margin}
+def _candidate_job(state, mode, name, seed, final=False) -> dict:
+    return {"task": "candidate", "model": state["model"], "lut": state["lut"], "mode": mode,
+            "name": name, "seed": seed, "final": final}
 
 
 def _limits(target: Target) -> dict:
     return {k: v for k, v in (("flash", target.flash), ("arena", target.arena),
                               ("latency_ms", target.latency_ms)) if v is not None}
-
-
-def _estimate(reference, measured) -> dict:
-    latency = reference["latency_ms"]
-    return {"flash": reference["flash"] + (measured["bytes"] - reference["bytes"]),
-            "arena": reference["arena"] * measured["peak"] / max(reference["peak"], 1) + measured["decoded"],
-            "latency_ms": None if latency is None else latency * measured["macs"] / max(reference["macs"], 1)}
-
-
-def _gain(reference, current, row, key) -> float:
-    """How much ``row`` frees of resource ``key`` beyond the layer's current choice."""
-    column = {"flash": "bytes", "arena": "peak", "latency_ms": "macs"}[key]
-    scale = {"flash": 1.0, "arena": reference["arena"] / max(reference["peak"], 1),
-             "latency_ms": (reference["latency_ms"] or 0.0) / max(reference["macs"], 1)}[key]
-    before = current if current else reference
-    gain = (before[column] - row[column]) * scale
-    if key == "arena":  # LUT kernels are decoded into the arena
-        gain -= row["decoded"] - before["decoded"]
-    return gain
-
-
-def _macs(model) -> int:
-    from edgecompress.measure import keras_macs
-
-    return int(keras_macs(model))
 
 
 def _judge(result: SearchResult) -> None:
@@ -327,8 +373,12 @@ def require_winner(result: SearchResult) -> dict:
 
 
 def describe(cand: dict) -> str:
-    acts = ", ".join(Action(**a).describe() for a in cand["actions"]) or "no structural change"
-    return f"{cand['mode']}, {acts}"
+    """The candidate's mode and, per layer and kind, where its moves left it."""
+    last = {}
+    for a in cand["actions"]:
+        if a["kind"] != "lut" or cand["mode"] == "int8":
+            last[a["layer"], a["kind"]] = Action(**a).describe()
+    return ", ".join([cand["mode"], *last.values()]) if last else f"{cand['mode']}, no structural change"
 
 
 def _split(train, validation, seed):

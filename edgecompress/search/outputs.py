@@ -12,24 +12,31 @@ from edgecompress.search.core import SearchResult, describe, require_winner
 
 
 def recipe_toml(result: SearchResult, cand: dict) -> str:
-    """A recipe that rebuilds ``cand``: its filter pruning, its factorizations, the fine-tune
-    (``fit`` or ``distill`` for the epochs early stopping kept), its LUT bit widths and the export."""
+    """A recipe that rebuilds ``cand``: each accepted move (filter pruning, factorization) with
+    the short fine-tune that followed it, the final fine-tune phases (``distill`` or ``fit`` for
+    the epochs early stopping kept), its LUT bit widths and the export."""
     s = result.settings
     lines = [f'name = "search_{cand["name"]}"',
              f'description = "found by edgecompress compress --target '
              f'{_target_arg(result)} --max-drop {result.max_drop:g}"', ""]
-    prune, ranks = cand["resolved"]["prune"], cand["resolved"]["rank"]
-    if prune:
-        table = ", ".join(f'"{k}" = {v:g}' for k, v in sorted(prune.items()))
-        lines += ["[[step]]", 'kind = "prune_filters"', f"ratio = {{ {table} }}", ""]
-    for layer, rank in sorted(ranks.items()):
-        lines += ["[[step]]", 'kind = "factorize"', f"rank = {rank}", f'layers = ["{layer}"]', ""]
-    if cand["epochs"]:
-        kind = "distill" if s["distill"] else "fit"
-        lines += ["[[step]]", f'kind = "{kind}"', f'epochs = {cand["epochs"]}',
-                  f'learning_rate = {s["learning_rate"]:g}', f'batch_size = {s["batch_size"]}',
-                  "patience = 0", 'augment = "none"', ""]
-    lut = cand["resolved"].get("lut", {}) if cand["mode"] == "int8" else {}
+    training = f'learning_rate = {{lr:g}}\nbatch_size = {s["batch_size"]}\npatience = 0'
+    for move in cand["moves"]:
+        step = move["step"]
+        if step is None:
+            continue
+        if step["kind"] == "prune_filters":
+            table = ", ".join(f'"{k}" = {v!r}' for k, v in sorted(step["ratio"].items()))
+            lines += ["[[step]]", 'kind = "prune_filters"', f"ratio = {{ {table} }}", ""]
+        else:
+            layers = ", ".join(f'"{n}"' for n in step["layers"])
+            lines += ["[[step]]", 'kind = "factorize"', f'rank = {step["rank"]}', f"layers = [{layers}]", ""]
+        if move["short_epochs"]:
+            lines += ["[[step]]", 'kind = "fit"', f'epochs = {move["short_epochs"]}',
+                      training.format(lr=s["learning_rate"]), 'augment = "none"', ""]
+    for phase in cand.get("phases", []):
+        lines += ["[[step]]", f'kind = "{phase["kind"]}"', f'epochs = {phase["epochs"]}',
+                  training.format(lr=phase["learning_rate"]), f'augment = "{phase["augment"]}"', ""]
+    lut = cand["lut"] if cand["mode"] == "int8" else {}
     for width in sorted(set(lut.values())):
         names = ", ".join(f'"{n}"' for n, b in sorted(lut.items()) if b == width)
         lines += ["[[step]]", 'kind = "quantize_weights"', f"bits = {width}", "per_channel = true",
@@ -60,6 +67,7 @@ def summary(result: SearchResult) -> dict:
         "winner": result.winner["name"] if result.winner else None,
         "pareto": [c["name"] for c in result.pareto()],
         "candidates": [row(c) for c in result.candidates],
+        "iterations": result.iterations,
         "sensitivities": result.sensitivities,
     }
 

@@ -1,17 +1,22 @@
-"""The per-layer actions the search chooses from, and how a plan of them becomes a model.
+"""The moves the search makes on a model, what each costs, and the smallest move that frees a
+resource step (NetAdapt's per-layer proposal).
 
-An action removes a fraction of a channel group's filters (:func:`edgecompress.pruning.prune_filters`),
-factorizes a layer at a fraction of its full rank (:func:`edgecompress.lowrank.factorize`), or
-quantizes a layer's kernel to ``b`` bits per channel (:func:`edgecompress.quantization.quantize_weights`)
-so that TFLite Micro's LUT compression stores it as ``b``-bit indices
-(:func:`tflite_export.micro.lut_compress`).
-A plan holds at most one action of each kind per layer; filter pruning runs first, then
-factorization (at a fraction of the pruned layer's full rank).
+A move shrinks one layer of the *current* model:
+
+* "prune": keep ``value`` of a channel group's filters or units
+  (:func:`edgecompress.pruning.prune_filters`, by L1 norm; residual groups are pruned jointly);
+* "rank": factorize the layer at rank ``value`` (:func:`edgecompress.lowrank.factorize`). Its
+  factors are plain layers, so a later "prune" of the first factor lowers the rank further;
+* "lut": quantize the layer's kernel to ``value`` bits per channel
+  (:func:`edgecompress.quantization.quantize_weights`) so that TFLite Micro's LUT compression
+  stores it as ``value``-bit indices (:func:`tflite_export.micro.lut_compress`). LUT widths are
+  a label of the model, applied after each fine-tune (which would undo them).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -23,13 +28,26 @@ from edgecompress.surgery.channels import channel_groups
 log = logging.getLogger("edgecompress.search")
 
 KINDS = ("prune", "rank", "lut")
+MAX_LAYER_SHRINK = 0.5  # one move removes at most this fraction of a layer's filters or weights
+# The names lowrank.factorize gives factors: their rank moves on by pruning, not by factorizing again.
+FACTOR_SUFFIXES = ("_u", "_v", "_kx1", "_1xk", "_reduce", "_core", "_expand")
+# Bytes of an int8 file beyond its weights (fitted on LeNet-5 files): per output channel of a
+# convolution, the per-channel scale (float32) and zero point (int64) of its kernel and bias; per
+# output unit of a Dense layer (per-tensor kernel), 8; per bias, the 3 bytes of an int32 over the
+# one the weights count; per weighted layer, its op, tensors and names. In TFLM's arena, each
+# output channel holds a per-channel multiplier and shift (int32 each).
+FLASH_PER_CONV_CHANNEL = 24
+FLASH_PER_DENSE_UNIT = 8
+FLASH_PER_BIAS = 3
+FLASH_PER_LAYER = 350
+ARENA_PER_CHANNEL = 8
 
 
 @dataclass(frozen=True, order=True)
 class Action:
-    """One change to one layer: ``kind`` "prune" (``value`` = fraction of filters removed),
-    "rank" (``value`` = fraction of the layer's full rank kept) or "lut" (``value`` = bits per
-    weight in the device file)."""
+    """One move on one layer of the current model: ``kind`` "prune" (``value`` = filters or
+    units kept), "rank" (``value`` = the rank of the factorization) or "lut" (``value`` = bits
+    per weight in the device file)."""
 
     layer: str
     kind: str
@@ -38,76 +56,90 @@ class Action:
     def describe(self) -> str:
         if self.kind == "lut":
             return f"{self.layer}: LUT {int(self.value)} bits"
-        return (f"{self.layer}: prune {self.value:.0%} of filters" if self.kind == "prune"
-                else f"{self.layer}: rank {self.value:.0%}")
+        if self.kind == "rank":
+            return f"{self.layer}: rank {int(self.value)}"
+        return f"{self.layer}: {int(self.value)} filters"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def layer_actions(model, ratios, rank_fractions, lut_bits=()) -> dict[str, list[Action]]:
-    """Every action that applies to ``model``, by layer.
+def options(model, lut: dict, kinds=KINDS, lut_bits=()) -> list[tuple[str, str]]:
+    """The ``(layer, kind)`` pairs a move can shrink in ``model``, whose LUT widths are ``lut``.
 
-    Filter pruning is offered on the first producer of each prunable channel group (residual
-    groups are pruned jointly); groups that reach the output or cannot be traced are left out, as
-    :func:`~edgecompress.surgery.channel_groups` says. Ranks are offered on the layers
-    :mod:`edgecompress.lowrank` can factorize, LUT bit widths on the layers
-    :func:`~edgecompress.quantization.quantize_weights` takes.
+    Filter pruning is offered on the first producer of each prunable channel group with more
+    than one channel (groups that reach the output or cannot be traced are left out, as
+    :func:`~edgecompress.surgery.channel_groups` says); a rank on the layers
+    :mod:`edgecompress.lowrank` can factorize (not on LUT layers, nor on factors, whose
+    rank a "prune" of the first factor lowers); a LUT width on the layers
+    :func:`~edgecompress.quantization.quantize_weights` takes, while a narrower width is left.
     """
-    out: dict[str, list[Action]] = {}
-    for group in channel_groups(model).groups:
-        if group.prunable and group.channels > 1:
-            name = group.producers[0]
-            out.setdefault(name, []).extend(Action(name, "prune", float(r)) for r in ratios)
-    candidates, _ = lowrank_candidates(model)
-    for cand in candidates:
-        name = cand.layer.name
-        out.setdefault(name, []).extend(Action(name, "rank", float(f)) for f in rank_fractions)
-    if lut_bits:
+    out = []
+    if "prune" in kinds:
+        for group in channel_groups(model).groups:
+            if group.prunable and group.channels > 1:
+                out.append((group.producers[0], "prune"))
+    if "rank" in kinds:
+        for cand in lowrank_candidates(model)[0]:
+            if (cand.layer.name not in lut and not cand.layer.name.endswith(FACTOR_SUFFIXES)
+                    and len(cand.options("params")) > 1):
+                out.append((cand.layer.name, "rank"))
+    if "lut" in kinds and lut_bits:
         from edgecompress.quantization.scalar import QUANTIZABLE
         from edgecompress.surgery import find_layers
 
         for layer in find_layers(model, None, QUANTIZABLE):
-            out.setdefault(layer.name, []).extend(Action(layer.name, "lut", float(b)) for b in lut_bits)
+            if min(lut_bits) < lut.get(layer.name, 8):
+                out.append((layer.name, "lut"))
     return out
 
 
-def apply(model, plan, lut: bool = True) -> tuple[object, dict]:
-    """Build the model of ``plan`` (an iterable of :class:`Action`) from ``model`` (not modified).
+def sizes(model, layer: str, kind: str, lut: dict, ratios=None, rank_fractions=None,
+          lut_bits=()) -> list[int]:
+    """The values a move of ``kind`` on ``layer`` may take, from the least shrink to the most.
 
-    Args:
-        lut: also quantize the kernels of the plan's "lut" actions (:func:`apply_lut`); a
-            candidate leaves that to after its fine-tune, which would undo it.
+    ``ratios`` (fractions of the current filters removed) and ``rank_fractions`` (fractions of
+    the full rank kept) restrict them to a grid; None allows every whole number down to
+    removing :data:`MAX_LAYER_SHRINK` of the filters, or of the weights for a rank (a grid goes
+    as far as it says).
+    """
+    if kind == "prune":
+        n = _channels(model, layer)
+        kept = range(n - 1, max(1, math.ceil(n * (1 - MAX_LAYER_SHRINK))) - 1, -1) if ratios is None \
+            else sorted({n - math.floor(r * n) for r in ratios} - {n}, reverse=True)
+        return [k for k in kept if 1 <= k < n]
+    if kind == "rank":
+        cand = lowrank_candidates(model, layers=[layer])[0][0]
+        full = max(cand.full_rank) if isinstance(cand.full_rank, tuple) else cand.full_rank
+        saving = [r for r in range(full, 0, -1) if _rank_params(cand, r) < cand.params_before]
+        if rank_fractions is not None:
+            grid = {max(1, round(f * full)) for f in rank_fractions}
+            return [r for r in saving if r in grid]
+        return [r for r in saving if _rank_params(cand, r) >= (1 - MAX_LAYER_SHRINK) * cand.params_before]
+    current = lut.get(layer, 8)
+    return sorted((int(b) for b in lut_bits if b < current), reverse=True)
+
+
+def move(model, action: Action, lut: dict) -> tuple[object, dict, dict]:
+    """Apply ``action`` to ``model`` (not modified).
 
     Returns:
-        ``(new_model, resolved)``, ``resolved`` being ``{"prune": {layer: ratio},
-        "rank": {layer: int rank}, "lut": {layer: bits}}``: what was applied, as a recipe
-        states it (a factorized layer's LUT applies to each of its factors).
+        ``(new_model, new_lut, step)``; ``step`` is the move as a recipe step states it (None
+        for a LUT width, which the recipe applies after its last fine-tune).
     """
-    plan = sorted(plan)
-    ratios = {a.layer: a.value for a in plan if a.kind == "prune"}
-    new = pruning.prune_filters(model, ratios) if ratios else model
-    ranks = {}
-    wanted = {a.layer: a.value for a in plan if a.kind == "rank"}
-    if wanted:
-        for cand in lowrank_candidates(new, layers=list(wanted))[0]:
-            full = max(cand.full_rank) if isinstance(cand.full_rank, tuple) else cand.full_rank
-            ranks[cand.layer.name] = max(1, int(round(wanted[cand.layer.name] * full)))
-        new = lowrank.factorize(new, rank=ranks)
-    if new is model:
+    if action.kind == "lut":
         from edgecompress import surgery
 
-        new = surgery.clone(model)
-    before = {layer.name for layer in model.layers}
-    bits = {}
-    for a in plan:
-        if a.kind == "lut":
-            factors = [layer.name for layer in new.layers
-                       if layer.name not in before and layer.name.startswith(a.layer + "_")]
-            for name in factors or [a.layer]:
-                bits[name] = int(a.value)
-    resolved = {"prune": ratios, "rank": ranks, "lut": bits}
-    return (apply_lut(new, bits) if lut else new), resolved
+        return surgery.clone(model), {**lut, action.layer: int(action.value)}, None
+    if action.kind == "prune":
+        n = _channels(model, action.layer)
+        removed = n - int(action.value)
+        ratio = (removed + 0.5) / n  # prune_filters removes floor(ratio * n) = removed
+        new = pruning.prune_filters(model, {action.layer: ratio})
+        return new, dict(lut), {"kind": "prune_filters", "ratio": {action.layer: ratio}}
+    rank = int(action.value)
+    new = lowrank.factorize(model, rank={action.layer: rank})
+    return new, dict(lut), {"kind": "factorize", "rank": rank, "layers": [action.layer]}
 
 
 def apply_lut(model, bits: dict):
@@ -121,24 +153,58 @@ def apply_lut(model, bits: dict):
     return model
 
 
-def decoded_bytes(model, resolved) -> int:
-    """Bytes TFLite Micro's DECODE op expands LUT-compressed kernels into, in the arena."""
-    return int(sum(model.get_layer(name).get_weights()[0].size for name in resolved.get("lut", {})))
+def stats(model, lut: dict) -> dict:
+    """What the resource estimates move with: int8 weight bytes (LUT layers at their width),
+    the per-channel quantization data in flash, the output channels (TFLM keeps per-channel
+    data for each in the arena), the bytes TFLM decodes LUT kernels into in the arena, the
+    activation peak and the MACs."""
+    from edgecompress.measure import keras_macs
 
-
-def int8_bytes(model, resolved) -> int:
-    """The int8 weight bytes of ``model`` once its LUT layers hold ``b``-bit indices (an
-    estimate: tables and index padding left out)."""
-    total = int(model.count_params())
-    for name, b in resolved.get("lut", {}).items():
+    total, decoded = int(model.count_params()), 0
+    for name, b in lut.items():
         kernel = model.get_layer(name).get_weights()[0]
         total -= int(kernel.size * (8 - b) / 8)
-    return total
+        decoded += int(kernel.size)
+    from edgecompress._keras import keras
+
+    channels = quantization = 0
+    for layer in model.layers:
+        if getattr(layer, "kernel", None) is not None and layer.inbound_nodes:
+            n = int(_flat(layer.inbound_nodes[0].outputs)[0].shape[-1])
+            channels += n
+            per = FLASH_PER_DENSE_UNIT if isinstance(layer, keras.layers.Dense) else FLASH_PER_CONV_CHANNEL
+            quantization += FLASH_PER_LAYER + n * (per + FLASH_PER_BIAS * bool(getattr(layer, "use_bias", False)))
+    return {"params": int(model.count_params()), "bytes": total + quantization, "decoded": decoded,
+            "channels": channels, "peak": activation_peak(model), "macs": int(keras_macs(model))}
+
+
+def estimate(reference: dict, ref_stats: dict, new_stats: dict) -> dict:
+    """Flash, arena and latency of a model from a measured ``reference`` model one move away:
+    flash moves with the int8 weight and quantization bytes, the arena with the activation peak,
+    the output channels and the decoded LUT kernels, the latency with the MACs."""
+    latency = reference.get("latency_ms")
+
+    def delta(key):
+        return new_stats[key] - ref_stats[key]
+
+    return {"flash": reference["flash"] + delta("bytes"),
+            "arena": reference["arena"] + delta("peak") + ARENA_PER_CHANNEL * delta("channels")
+            + delta("decoded"),
+            "latency_ms": None if latency is None
+            else latency * new_stats["macs"] / max(ref_stats["macs"], 1)}
+
+
+def excess(limits: dict, costs: dict) -> float:
+    """How far ``costs`` are over ``limits``: the sum over resources of ``max(0, ln(cost /
+    limit))``, 0 when everything fits. A move that frees a fraction of it frees a fraction of
+    the remaining gap in every budget that is missed, measured in the ratio still to go."""
+    return float(sum(max(0.0, math.log(max(costs[k], 1e-12) / v)) for k, v in limits.items()
+                     if costs.get(k) is not None))
 
 
 def activation_peak(model) -> int:
     """Largest count of input plus output elements of any one layer: a cheap proxy of the
-    arena (one byte per element in int8) used to rank actions before anything is exported."""
+    arena (one byte per element in int8) used to rank moves before anything is exported."""
     peak = 0
     for layer in model.layers:
         if not layer.inbound_nodes:
@@ -147,6 +213,19 @@ def activation_peak(model) -> int:
         shapes = [t.shape for t in _flat(node.input_tensors)] + [t.shape for t in _flat(node.outputs)]
         peak = max(peak, sum(int(np.prod([d or 1 for d in s[1:]])) for s in shapes))
     return peak
+
+
+def _channels(model, layer: str) -> int:
+    for group in channel_groups(model).groups:
+        if layer in group.producers:
+            return int(group.channels)
+    raise ValueError(f"`layer` must produce a prunable channel group. Received: layer={layer!r}")
+
+
+def _rank_params(cand, rank: int) -> int:
+    if cand.method == "tucker2":
+        return cand.costs(tuple(min(rank, f) for f in cand.full_rank))[0]
+    return cand.costs(rank)[0]
 
 
 def _flat(x):

@@ -1,8 +1,11 @@
 """The two kinds of job the search runs, each independent and seeded from its arguments:
 
-* ``scan``: one action on the original model, its accuracy on validation data, no training.
-* ``candidate``: a plan of actions, fine-tuned with early stopping (optionally distilled from the
-  original), exported, verified in TensorFlow Lite Micro, and measured on the runtimes.
+* ``propose``: on the current model, the smallest move of one layer that brings the estimated
+  excess over the budget down to the iteration's aim, a short fine-tune, and its validation
+  accuracy (NetAdapt's per-layer proposal);
+* ``candidate``: a model, optionally given the long final fine-tune (distilled from the original
+  model, with input augmentation, early stopping), exported, verified in TensorFlow Lite Micro,
+  and measured on the runtimes.
 """
 
 from __future__ import annotations
@@ -14,47 +17,106 @@ from edgecompress.datasets import CALIBRATION_SAMPLES
 from edgecompress.search import measure, space
 from edgecompress.search.space import Action
 
-_MODELS: dict = {}
+_ORIGINAL: dict = {}
 
 
 def run(shared: dict, task: str, **kwargs):
-    """Run one job against ``shared`` (model bytes, data, settings)."""
-    return {"scan": scan, "candidate": candidate}[task](shared, **kwargs)
+    """Run one job against ``shared`` (the original model's bytes, data, settings)."""
+    return {"propose": propose, "candidate": candidate}[task](shared, **kwargs)
 
 
-def _model(shared):
+def original(shared):
+    """The original model (the teacher), loaded once per worker."""
     key = id(shared["model"])
-    if key not in _MODELS:
+    if key not in _ORIGINAL:
         from edgecompress.search.jobs import model_from_bytes
 
-        _MODELS.clear()
-        _MODELS[key] = model_from_bytes(shared["model"])
-    return _MODELS[key]
+        _ORIGINAL.clear()
+        _ORIGINAL[key] = model_from_bytes(shared["model"])
+    return _ORIGINAL[key]
 
 
-def scan(shared, action: dict) -> dict:
-    from edgecompress.measure import keras_accuracy, keras_macs
+def propose(shared, model: bytes, lut: dict, layer: str, kind: str, aim: float, reference: dict,
+            seed: int) -> dict:
+    """The least shrink of ``layer`` by ``kind`` whose estimated excess over the budget is at
+    most ``aim`` (bisection over :func:`space.sizes`), fine-tuned for the short epochs.
 
-    new, resolved = space.apply(_model(shared), [Action(**action)])
-    return {"action": action, "resolved": resolved,
-            "accuracy": keras_accuracy(new, shared["scan"]), "params": int(new.count_params()),
-            "bytes": space.int8_bytes(new, resolved), "decoded": space.decoded_bytes(new, resolved),
-            "peak": space.activation_peak(new), "macs": int(keras_macs(new))}
+    Returns:
+        ``{"action", "reached", "stats", "accuracy", "loss", "model", ...}``; when even the
+        largest shrink misses ``aim``, ``reached`` is False and nothing is trained.
+    """
+    from edgecompress.measure import keras_accuracy
+    from edgecompress.search.jobs import model_from_bytes, model_to_bytes
 
+    settings = shared["settings"]
+    current = model_from_bytes(model)
+    ref_stats = space.stats(current, lut)
+    values = space.sizes(current, layer, kind, lut, settings["ratios"], settings["rank_fractions"],
+                         settings["lut_bits"])
 
-def candidate(shared, actions: list, mode: str, seed: int, name: str, estimate=None) -> dict:
+    def build(value):
+        new, new_lut, step = space.move(current, Action(layer, kind, float(value)), lut)
+        new_stats = space.stats(new, new_lut)
+        cost = space.excess(shared["limits"], space.estimate(reference, ref_stats, new_stats))
+        return new, new_lut, step, new_stats, cost
+
+    row = {"action": Action(layer, kind, 0.0).to_dict(), "reached": False, "accuracy": None,
+           "model": None, "stats": None, "step": None}
+    if not values:
+        return row
+    last = build(values[-1])
+    if last[-1] > aim + 1e-9:
+        row["action"]["value"] = float(values[-1])
+        row["stats"] = last[3]
+        return row
+    lo, hi, best = 0, len(values) - 1, (values[-1], last)
+    while lo < hi:  # the least shrink that reaches the aim: values[hi] reaches it
+        mid = (lo + hi) // 2
+        built = build(values[mid])
+        if built[-1] <= aim + 1e-9:
+            hi, best = mid, (values[mid], built)
+        else:
+            lo = mid + 1
+    value, (new, new_lut, step, new_stats, _) = best
     from edgecompress._keras import keras, tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    if kind != "lut" and settings["short_epochs"]:
+        train(new, shared, settings["short_epochs"], settings["learning_rate"], seed)
+    scored = space.apply_lut(new, new_lut)
+    return {"action": Action(layer, kind, float(value)).to_dict(), "reached": True,
+            "accuracy": keras_accuracy(scored, shared["scan"]),
+            "loss": validation_loss(scored, shared["scan"]), "model": model_to_bytes(new), "lut": new_lut,
+            "stats": new_stats, "step": step}
+
+
+def validation_loss(model, data) -> float:
+    """The loss of ``model`` on ``data`` (per output, by :mod:`edgecompress.tasks`): a smoother
+    score than the accuracy, which moves in steps of one sample."""
+    from edgecompress import tasks as tasks_lib
+
+    model.compile(**tasks_lib.compile_kwargs(tasks_lib.infer_tasks(model, data[1])))
+    out = model.evaluate(*data, batch_size=256, verbose=0)
+    return float(out[0] if isinstance(out, list) else out)
+
+
+def candidate(shared, model: bytes, lut: dict, mode: str, name: str, seed: int,
+              final: bool = False) -> dict:
+    """Export ``model`` (after the final fine-tune when ``final``), LUT widths applied, and
+    measure it: flash and exact arena in TFLM, LiteRT latency, accuracy, TFLM agreement."""
+    from edgecompress._keras import keras, tf
+    from edgecompress.search.jobs import model_from_bytes, model_to_bytes
     from tflite_export import export
 
     settings = shared["settings"]
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    base = _model(shared)
-    new, resolved = space.apply(base, [Action(**a) for a in actions], lut=False)
-    epochs = finetune(new, shared, seed) if actions and settings["epochs"] else 0
-    lut = bool(resolved["lut"]) and mode == "int8"
+    new = model_from_bytes(model)
+    phases = final_finetune(new, shared, seed) if final and settings["epochs"] else []
+    lut = lut if mode == "int8" else {}
     if lut:  # after the fine-tune, which would undo it
-        new = space.apply_lut(new, resolved["lut"])
+        new = space.apply_lut(new, lut)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.tflite"
         calibration = shared["fit"][0][:CALIBRATION_SAMPLES] if mode == "int8" else None
@@ -62,13 +124,10 @@ def candidate(shared, actions: list, mode: str, seed: int, name: str, estimate=N
         plain = path.read_bytes()
     tflite = measure.lut_compress(plain) if lut else plain  # LiteRT verified the plain file
     foot = measure.footprint(tflite, latency=settings["latency"], latency_file=plain)
-    from edgecompress.search.jobs import model_to_bytes
-
     return {
-        "name": name, "actions": actions, "resolved": resolved, "mode": mode, "epochs": epochs,
-        "estimate": estimate,
-        "params": int(new.count_params()), "flash": foot.flash, "arena": foot.arena,
-        "latency_ms": foot.latency_ms,
+        "name": name, "mode": mode, "lut": dict(lut), "final": bool(final), "phases": phases,
+        "params": int(new.count_params()), "stats": space.stats(new, lut),
+        "flash": foot.flash, "arena": foot.arena, "latency_ms": foot.latency_ms,
         "accuracy": rep.accuracy, "keras_accuracy": rep.keras_accuracy, "agreement": rep.agreement,
         "tflm_agreement": measure.tflm_agreement(tflite, shared["val"][0][:settings["tflm_samples"]],
                                                  reference=plain),
@@ -76,34 +135,66 @@ def candidate(shared, actions: list, mode: str, seed: int, name: str, estimate=N
     }
 
 
-def finetune(model, shared, seed: int) -> int:
-    """Fine-tune ``model`` in place on ``shared["fit"]`` with early stopping on the validation
-    loss (best weights restored); distil from the original when ``settings["distill"]``.
+def final_finetune(model, shared, seed: int) -> list[dict]:
+    """The long fine-tune of the model that fits, in place: up to ``epochs`` at the learning
+    rate, then up to a third as many at a tenth of it, each with early stopping on the validation
+    accuracy (best weights restored); distilled from the original model when
+    ``settings["distill"]``, on inputs augmented by :mod:`edgecompress.augment` ("auto").
 
     Returns:
-        The number of epochs whose weights were kept (what a recipe ``fit`` step repeats).
+        One ``{"kind", "epochs", "learning_rate", "augment"}`` per phase, ``epochs`` being the
+        epochs whose weights were kept (what a recipe ``fit``/``distill`` step repeats).
     """
-    from edgecompress import datasets, distribute
+    settings = shared["settings"]
+    phases = []
+    for epochs, learning_rate in ((settings["epochs"], settings["learning_rate"]),
+                                  (max(1, settings["epochs"] // 3), settings["learning_rate"] / 10)):
+        kept, kind = train(model, shared, epochs, learning_rate, seed, augment="auto",
+                           patience=settings["patience"], teacher=settings["distill"])
+        phases.append({"kind": kind, "epochs": kept, "learning_rate": learning_rate,
+                       "augment": "auto"})
+    return phases
+
+
+def train(model, shared, epochs: int, learning_rate: float, seed: int, augment: str = "none",
+          patience: int = 0, teacher: bool = False) -> tuple[int, str]:
+    """Fine-tune ``model`` in place on ``shared["fit"]`` (Adam); with ``patience``, early
+    stopping on the validation accuracy restores the best weights. ``teacher``: distil from the
+    original model (one classification output only; otherwise a plain fit).
+
+    Returns:
+        ``(epochs kept, "distill" or "fit")``.
+    """
+    from edgecompress import augment as augment_lib
+    from edgecompress import distribute
     from edgecompress import tasks as tasks_lib
     from edgecompress._keras import keras
 
     settings = shared["settings"]
-    stop = keras.callbacks.EarlyStopping("val_loss", patience=settings["patience"],
-                                         restore_best_weights=True)
-    data = datasets.shifted_batches(*shared["fit"], settings["batch_size"], pixels=0, seed=seed)
-    learning_rate = settings["learning_rate"]
     task_list = tasks_lib.infer_tasks(model, shared["fit"][1])
-    if settings["distill"]:
+    spec = augment_lib.resolve(augment, tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1
+                               else [tuple(t.shape[1:]) for t in model.inputs])
+    data = augment_lib.batches(*shared["fit"], spec, settings["batch_size"], seed=seed)
+    callbacks = []
+    if patience:
+        monitor = f"val_{task_list[0].metric_name}" if len(task_list) == 1 else "val_loss"
+        mode = "max" if len(task_list) == 1 and task_list[0].higher_is_better else "min"
+        stop = keras.callbacks.EarlyStopping(monitor, mode=mode, patience=patience,
+                                             restore_best_weights=True)
+        callbacks.append(stop)
+    distill = teacher and len(task_list) == 1 and task_list[0].kind == tasks_lib.CLASSIFICATION
+    fit_kwargs = dict(epochs=epochs, validation_data=shared["val"] if patience else None,
+                      callbacks=callbacks, verbose=0)
+    if distill:
         from edgecompress import distillation
 
-        trainer = distillation.Distiller(_model(shared), model)
-        trainer.compile(keras.optimizers.Adam(learning_rate), metrics=["accuracy"])
-        trainer.fit(data, epochs=settings["epochs"], validation_data=shared["val"],
-                              callbacks=[stop], verbose=0)
+        trainer = distillation.Distiller(original(shared), model)
+        trainer.compile(keras.optimizers.Adam(learning_rate), loss=task_list[0].loss(),
+                        metrics=[task_list[0].metric()])
+        trainer.fit(data, **fit_kwargs)
     else:
-        distribute.fit(model, data, settings["strategy"], epochs=settings["epochs"],
-                       validation_data=shared["val"], callbacks=[stop], verbose=0,
+        distribute.fit(model, data, settings["strategy"], **fit_kwargs,
                        compile=lambda: {"optimizer": keras.optimizers.Adam(learning_rate),
                                         **tasks_lib.compile_kwargs(task_list)})
-    return int(stop.best_epoch) + 1
-
+    kept = int(stop.best_epoch) + 1 if patience and stop.best_epoch is not None else epochs
+    return kept, "distill" if distill else "fit"

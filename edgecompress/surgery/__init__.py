@@ -5,6 +5,12 @@ from edgecompress.surgery.channels import (  # noqa: F401
     ChannelGroup,
     channel_groups,
 )
+from edgecompress.surgery.dense_conv import (  # noqa: F401
+    conv_counterpart,
+    dense_as_conv,
+    register_conv_counterpart,
+    why_not_as_conv,
+)
 from edgecompress.surgery.graph import (  # noqa: F401
     DROP,
     Replacement,

@@ -105,7 +105,7 @@ def test_shipped_recipes_validate():
     ("[[step]]\nkind = 'cluster'\nlayers = ['ghost']", "mlp", "names a layer that is not in the model"),
     ("[[step]]\nkind = 'fit'\naugment = {shift = 2}", "mlp", "needs one image input"),
     ("[[step]]\nkind = 'fit'\naugment = {shift = 14}", "lenet", "under half the input"),
-    ("[[step]]\nkind = 'distill'", "regressor", "one classification output"),
+    ("[[step]]\nkind = 'thin'", "mlp", "`thin` found no layer .*'only'"),
     ("[[step]]\nkind = 'swap_backbone'\nbackbone = 'small_cnn'", "mlp", "input_shape"),
 ])
 def test_validation_against_the_model_names_step_and_key(text, model, message):
@@ -114,7 +114,6 @@ def test_validation_against_the_model_names_step_and_key(text, model, message):
 
     built = {
         "mlp": lambda: keras.Sequential([keras.Input((12,)), keras.layers.Dense(4, activation="softmax", name="only")]),
-        "regressor": lambda: keras.Sequential([keras.Input((12,)), keras.layers.Dense(1)]),
         "lenet": models.lenet5,
     }[model]()
     with pytest.raises(RecipeError, match=message) as info:

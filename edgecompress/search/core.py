@@ -246,13 +246,14 @@ class _Search:
 
     def adapt(self, state: dict, top_k: int) -> list[dict]:
         """Accept moves until the model fits; the ``top_k`` fitting proposals of the last
-        iteration (or the current model, if it fits as measured). Empty when stuck."""
+        iteration (or the current model, if it fits as measured). Empty when stuck or when the
+        input model fits as it is."""
         while True:
             if state["measured"] is None and space.excess(self.limits, state["estimate"]) == 0:
                 self.measure(state)
             current = space.excess(self.limits, self.footprint(state))
-            if current == 0:
-                return [state]
+            if current == 0:  # an unchanged model needs no fine-tune: its int8 file is measured
+                return [state] if state["moves"] else []
             if len(self.result.iterations) >= self.max_iterations:
                 break
             proposals, current, aim = self._propose(state, current)

@@ -173,42 +173,82 @@ def _quantize_matrix(w2d: np.ndarray, d: int, k: int, seed: int = 0, iters: int 
                      max_points: int = MAX_KMEANS_POINTS):
     """PQ of a (D, out) matrix: codebooks (M, k, d), assignments (M, out).
 
-    k-means++ seeding per sub-space (scikit-learn), then Lloyd iterations batched over all
-    sub-spaces in numpy. With ``k >= out`` every sub-vector is its own codeword (exact). A layer
-    with more than ``max_points`` output units learns its codebooks on a random sample of that
-    many units, then assigns every unit; the work per layer is bounded by ``max_points``.
+    Greedy k-means++ seeding (:func:`_kmeans_plusplus`) and at most ``iters`` Lloyd iterations
+    (stopping as scikit-learn's KMeans does, at ``tol=1e-4``), both batched over all sub-spaces
+    in numpy. With ``k >= out`` every sub-vector is its own codeword (exact). A
+    layer with more than ``max_points`` output units learns its codebooks on a random sample of
+    that many units, then assigns every unit; the work per layer is bounded by ``max_points``.
     """
-    from sklearn.cluster import kmeans_plusplus
-
     depth, out = w2d.shape
-    subs = w2d.reshape(depth // d, d, out).transpose(0, 2, 1).astype(np.float64)  # (M, out, d)
+    subs = np.ascontiguousarray(w2d.reshape(depth // d, d, out).transpose(0, 2, 1), np.float32)  # (M, out, d)
     M = len(subs)
     if k >= out:
         books = np.concatenate([subs, np.repeat(subs[:, :1], k - out, axis=1)], axis=1)
         return books.astype(np.float32), np.tile(np.arange(out, dtype=np.int32), (M, 1))
     rng = np.random.RandomState(seed)
     sample = subs if out <= max_points else subs[:, np.sort(rng.choice(out, max_points, replace=False))]
-    books = np.stack([kmeans_plusplus(sample[m], k, random_state=rng)[0] for m in range(M)])
-    rows = np.arange(M)[:, None]
+    books = _kmeans_plusplus(sample, k, rng)
+    offsets = (np.arange(M) * k)[:, None]
+    # scikit-learn's KMeans stop: squared centre shift <= tol * the data's variance (tol=1e-4)
+    settled = 1e-4 * float(np.sum(np.var(sample, axis=1)))
     for _ in range(iters):
-        assign = _nearest(sample, books)
-        sums = np.zeros_like(books)
-        np.add.at(sums, (rows, assign), sample)
-        counts = np.zeros((M, k))
-        np.add.at(counts, (rows, assign), 1)
+        flat = (_nearest(sample, books) + offsets).ravel()  # one bin per (sub-space, codeword)
+        counts = np.bincount(flat, minlength=M * k).reshape(M, k)
+        sums = np.stack([np.bincount(flat, weights=sample[..., j].ravel(), minlength=M * k)
+                         for j in range(d)], axis=-1).reshape(M, k, d)
         new = np.where((counts > 0)[..., None], sums / np.maximum(counts, 1)[..., None], books)
-        if np.allclose(new, books):
-            break
+        shift = float(np.sum((new - books) ** 2))
         books = new
+        if shift <= settled:
+            break
     return books.astype(np.float32), _nearest(subs, books).astype(np.int32)
+
+
+def _kmeans_plusplus(points: np.ndarray, k: int, rng: np.random.RandomState) -> np.ndarray:
+    """Greedy k-means++ seeds of every sub-space at once: (M, n, d) points -> (M, k, d) seeds.
+
+    The algorithm of scikit-learn's ``kmeans_plusplus`` (``2 + log k`` candidates per step, the
+    one that lowers the potential most is kept), vectorized over the ``M`` sub-spaces: one call
+    per sub-space cost 17 s on a 3x3x512x512 kernel (1,152 sub-spaces), this costs under 1 s.
+    The seeds differ from scikit-learn's (another random stream), not their distribution.
+
+    References:
+        Arthur, Vassilvitskii, "k-means++: The Advantages of Careful Seeding", SODA 2007.
+    """
+    M, n, d = points.shape
+    trials = 2 + int(np.log(k))
+    rows = np.arange(M)
+    norms = np.einsum("mnd,mnd->mn", points, points)
+    seeds = np.empty((M, k, d), points.dtype)
+    seeds[:, 0] = points[rows, rng.randint(n, size=M)]
+    closest = np.maximum(norms - 2 * np.einsum("mnd,md->mn", points, seeds[:, 0])
+                         + np.einsum("md,md->m", seeds[:, 0], seeds[:, 0])[:, None], 0)
+    for c in range(1, k):
+        cumulative = np.cumsum(closest, axis=1)
+        draws = rng.random_sample((M, trials)) * cumulative[:, -1:]
+        picks = np.minimum((cumulative[:, None, :] < draws[:, :, None]).sum(-1), n - 1)
+        candidates = points[rows[:, None], picks]  # (M, trials, d)
+        dist = (norms[:, None, :] - 2 * np.einsum("mnd,mtd->mtn", points, candidates)
+                + np.einsum("mtd,mtd->mt", candidates, candidates)[..., None])
+        reach = np.minimum(closest[:, None, :], np.maximum(dist, 0))  # (M, trials, n)
+        best = reach.sum(-1).argmin(axis=1)
+        seeds[:, c] = candidates[rows, best]
+        closest = reach[rows, best]
+    return seeds
 
 
 def _nearest(subs, books, chunk: int = 4096):
     """Index of the nearest codeword for every sub-vector: (M, n, d), (M, k, d) -> (M, n)."""
     norms = np.einsum("mkd,mkd->mk", books, books)[:, None, :]
-    return np.concatenate([
-        np.argmin(norms - 2 * np.einsum("mnd,mkd->mnk", subs[:, i:i + chunk], books), axis=-1)
-        for i in range(0, subs.shape[1], chunk)], axis=1)
+
+    def scores(part):  # ||c||^2 - 2 x.c, one pass per sub-vector coordinate (d is small)
+        out = norms - 2 * part[..., :1] * books[:, None, :, 0]
+        for j in range(1, books.shape[-1]):
+            out -= 2 * part[..., j:j + 1] * books[:, None, :, j]
+        return out
+
+    return np.concatenate([np.argmin(scores(subs[:, i:i + chunk]), axis=-1)
+                           for i in range(0, subs.shape[1], chunk)], axis=1)
 
 
 def _decode_matrix(books, assign):

@@ -106,6 +106,8 @@ def test_shipped_recipes_validate():
     ("[[step]]\nkind = 'fit'\naugment = {shift = 2}", "mlp", "needs one image input"),
     ("[[step]]\nkind = 'fit'\naugment = {shift = 14}", "lenet", "under half the input"),
     ("[[step]]\nkind = 'thin'", "mlp", "`thin` found no layer .*'only'"),
+    ("[[step]]\nkind = 'prune_low_magnitude'\nlayers = {kinds = ['depthwise']}", "depthwise",
+     "selects a layer tfmot cannot prune. Received: 'dw' of class DepthwiseConv2D"),
     ("[[step]]\nkind = 'swap_backbone'\nbackbone = 'small_cnn'", "mlp", "input_shape"),
 ])
 def test_validation_against_the_model_names_step_and_key(text, model, message):
@@ -115,6 +117,8 @@ def test_validation_against_the_model_names_step_and_key(text, model, message):
     built = {
         "mlp": lambda: keras.Sequential([keras.Input((12,)), keras.layers.Dense(4, activation="softmax", name="only")]),
         "lenet": models.lenet5,
+        "depthwise": lambda: keras.Sequential([keras.Input((8, 8, 2)), keras.layers.DepthwiseConv2D(3, name="dw"),
+                                               keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")]),
     }[model]()
     with pytest.raises(RecipeError, match=message) as info:
         recipe.validate(recipe.parse(text), built)

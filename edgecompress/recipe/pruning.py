@@ -23,7 +23,8 @@ def _pair(positive: bool):
     "m_by_n": Param((list,), None, _pair(False), "[m, n] ints"),
     "block_size": Param((list,), None, _pair(True), "[rows, cols] positive ints"),
     "layers": LAYERS,
-}, layer_types=(keras.layers.Layer,))
+}, check=lambda context, params: _check_prunable(context.model, params["layers"]),
+   layer_types=(keras.layers.Layer,))
 def prune_low_magnitude(state, target_sparsity, initial_sparsity, schedule, m_by_n, block_size, layers):
     kwargs = {"layers": layers}
     if schedule == "constant":
@@ -37,6 +38,20 @@ def prune_low_magnitude(state, target_sparsity, initial_sparsity, schedule, m_by
     if block_size:
         kwargs["block_size"] = tuple(block_size)
     state.model = pruning.prune_low_magnitude(state.model, **kwargs)
+
+
+def _check_prunable(model, layers):
+    """A selection (names or a rule) must pick only layers tfmot prunes (it has no rule for a
+    DepthwiseConv2D kernel, for one): found at validation, not when the step runs."""
+    from edgecompress import surgery
+    from edgecompress.pruning.magnitude import _prunable
+
+    if layers is None:
+        return
+    for layer in surgery.find_layers(model, layers, (keras.layers.Layer,), "layers"):
+        if not _prunable(layer):
+            raise ValueError(f"`layers` selects a layer tfmot cannot prune. Received: '{layer.name}' of class "
+                             f"{type(layer).__name__}; narrow the rule's `kinds` or name the layers")
 
 
 @register("prune_filters", {

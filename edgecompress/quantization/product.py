@@ -240,14 +240,8 @@ def _kmeans_plusplus(points: np.ndarray, k: int, rng: np.random.RandomState) -> 
 def _nearest(subs, books, chunk: int = 4096):
     """Index of the nearest codeword for every sub-vector: (M, n, d), (M, k, d) -> (M, n)."""
     norms = np.einsum("mkd,mkd->mk", books, books)[:, None, :]
-
-    def scores(part):  # ||c||^2 - 2 x.c, one pass per sub-vector coordinate (d is small)
-        out = norms - 2 * part[..., :1] * books[:, None, :, 0]
-        for j in range(1, books.shape[-1]):
-            out -= 2 * part[..., j:j + 1] * books[:, None, :, j]
-        return out
-
-    return np.concatenate([np.argmin(scores(subs[:, i:i + chunk]), axis=-1)
+    codewords = books.transpose(0, 2, 1)
+    return np.concatenate([np.argmin(norms - 2 * (subs[:, i:i + chunk] @ codewords), axis=-1)
                            for i in range(0, subs.shape[1], chunk)], axis=1)
 
 

@@ -114,20 +114,22 @@ def run_cell(model_name: str, size: int, transform: str, timeout: float = TIMEOU
     return {"model": model_name, "size": size, "transform": transform, **row}
 
 
-def exponents(rows) -> dict:
-    """(transform, size) -> slope of log(seconds) vs log(params), with >= 2 successful models."""
+def exponents(rows, measure: str = "seconds") -> dict:
+    """(transform, size) -> slope of log(``measure``) vs log(params), with >= 2 models measured."""
     out = {}
     for key in sorted({(r["transform"], r["size"]) for r in rows}):
-        ok = [r for r in rows if (r["transform"], r["size"]) == key and "seconds" in r]
+        ok = [r for r in rows if (r["transform"], r["size"]) == key and measure in r]
         if len({r["params"] for r in ok}) >= 2:
             slope = np.polyfit(np.log([r["params"] for r in ok]),
-                               np.log([max(r["seconds"], 1e-6) for r in ok]), 1)[0]
+                               np.log([max(r[measure], 1e-6) for r in ok]), 1)[0]
             out[key] = float(slope)
     return out
 
 
 def markdown(rows, slopes) -> str:
     from edgecompress._markdown import table
+
+    cpu = exponents(rows, "cpu_seconds")
 
     def figure(row, key, fmt):
         return format(row[key], fmt) if key in row else "-"
@@ -139,8 +141,10 @@ def markdown(rows, slopes) -> str:
     return "\n\n".join([
         table(["transform", "model", "input", "params", "wall time (s)", "CPU time (s)",
                "peak RSS (MiB)", "growth (MiB)", "load (1 min)"], cells),
-        table(["transform", "input", "cost exponent (time ~ params^k)"],
-              ([t, size, f"{k:.2f}"] for (t, size), k in slopes.items()))])
+        table(["transform", "input", "cost exponent, wall time (time ~ params^k)",
+               "cost exponent, CPU time"],
+              ([t, size, f"{k:.2f}", f"{cpu[(t, size)]:.2f}" if (t, size) in cpu else "-"]
+               for (t, size), k in slopes.items()))])
 
 
 def _write(path: str, text: str) -> None:
@@ -173,7 +177,8 @@ def _report(rows, out) -> dict:
     print(markdown(rows, slopes))
     if out:
         _write(out, json.dumps({"rows": rows, "exponents": {
-            f"{t}@{s}": k for (t, s), k in slopes.items()}}, indent=2))
+            f"{t}@{s}": k for (t, s), k in slopes.items()}, "cpu_exponents": {
+            f"{t}@{s}": k for (t, s), k in exponents(rows, "cpu_seconds").items()}}, indent=2))
     return slopes
 
 

@@ -13,7 +13,22 @@ def test_exponent_is_the_log_log_slope_and_errors_are_rows():
     slopes = scale.exponents(rows)
     np.testing.assert_allclose(slopes[("t", 64)], 1.5, rtol=1e-9)
     table = scale.markdown(rows, slopes)
-    assert "| t | big | 64 |  | timed out after 9 s |" in table and "| t | 64 | 1.50 |" in table
+    assert "| t | big | 64 |  | timed out after 9 s |" in table and "| t | 64 | 1.50 | - |" in table
+
+
+def test_merge_joins_runs_later_cells_win(tmp_path, capsys):
+    import json
+
+    cell = {"transform": "t", "size": 64, "params": 10, "peak_mib": 1.0, "growth_mib": 0.0}
+    first, second, out = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "all.json"
+    first.write_text(json.dumps({"rows": [{**cell, "model": "m1", "seconds": 9.0},
+                                          {**cell, "model": "m2", "seconds": 1.0}]}))
+    second.write_text(json.dumps({"rows": [{**cell, "model": "m1", "seconds": 2.0, "cpu_seconds": 1.5}]}))
+    assert scale.main(["--merge", str(first), str(second), "--json", str(out)]) == 0
+    rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["m1"]["seconds"] == 2.0 and rows["m2"]["seconds"] == 1.0
+    assert "| t | m1 | 64 | 10 | 2.00 | 1.5 |" in capsys.readouterr().out
+    assert scale.main(["--merge", str(tmp_path / "missing.json")]) == 2
 
 
 def test_bad_choices_exit_2(capsys):

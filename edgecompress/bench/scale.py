@@ -2,7 +2,8 @@
 
 Every cell (transform x model x input size) runs in a fresh process, so its peak resident memory
 is its own: the child builds the model (weights=None), records its resident peak, runs the
-transform once and reports the wall time and the peak growth. Per transform, the cost exponent is
+transform once and reports the wall time, its own CPU time (all threads; far less sensitive to
+other processes' load than wall time) and the peak growth. Per transform, the cost exponent is
 the least-squares slope of log(time) against log(params) over the models (per input size).
 The quantization family's transforms are included when they import.
 
@@ -87,10 +88,11 @@ def _cell(model_name, size, transform, queue):
         model = _model(model_name, size)
         fn = transforms()[transform]
         base = _peak_mib()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         fn(model)
-        seconds = time.perf_counter() - start
-        queue.put({"seconds": seconds, "peak_mib": _peak_mib(), "growth_mib": _peak_mib() - base,
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        queue.put({"seconds": seconds, "cpu_seconds": cpu, "peak_mib": _peak_mib(),
+                   "growth_mib": _peak_mib() - base,
                    "params": int(model.count_params()), "load": round(os.getloadavg()[0], 2)})
     except Exception as err:  # the row says what failed; the bench goes on
         queue.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"})
@@ -112,14 +114,14 @@ def run_cell(model_name: str, size: int, transform: str, timeout: float = TIMEOU
     return {"model": model_name, "size": size, "transform": transform, **row}
 
 
-def exponents(rows) -> dict:
-    """(transform, size) -> slope of log(seconds) vs log(params), with >= 2 successful models."""
+def exponents(rows, measure: str = "seconds") -> dict:
+    """(transform, size) -> slope of log(``measure``) vs log(params), with >= 2 models measured."""
     out = {}
     for key in sorted({(r["transform"], r["size"]) for r in rows}):
-        ok = [r for r in rows if (r["transform"], r["size"]) == key and "seconds" in r]
+        ok = [r for r in rows if (r["transform"], r["size"]) == key and measure in r]
         if len({r["params"] for r in ok}) >= 2:
             slope = np.polyfit(np.log([r["params"] for r in ok]),
-                               np.log([max(r["seconds"], 1e-6) for r in ok]), 1)[0]
+                               np.log([max(r[measure], 1e-6) for r in ok]), 1)[0]
             out[key] = float(slope)
     return out
 
@@ -127,15 +129,22 @@ def exponents(rows) -> dict:
 def markdown(rows, slopes) -> str:
     from edgecompress._markdown import table
 
-    cells = [[r["transform"], r["model"], r["size"], "", r["error"], "", "", ""] if "error" in r else
+    cpu = exponents(rows, "cpu_seconds")
+
+    def figure(row, key, fmt):
+        return format(row[key], fmt) if key in row else "-"
+
+    cells = [[r["transform"], r["model"], r["size"], "", r["error"], "", "", "", ""] if "error" in r else
              [r["transform"], r["model"], r["size"], f"{r['params']:,}", f"{r['seconds']:.2f}",
-              f"{r['peak_mib']:.0f}", f"{r['growth_mib']:.0f}", f"{r.get('load', float('nan')):.1f}"]
-             for r in rows]
+              figure(r, "cpu_seconds", ".1f"), f"{r['peak_mib']:.0f}", f"{r['growth_mib']:.0f}",
+              figure(r, "load", ".1f")] for r in rows]
     return "\n\n".join([
-        table(["transform", "model", "input", "params", "wall time (s)", "peak RSS (MiB)",
-               "growth (MiB)", "load (1 min)"], cells),
-        table(["transform", "input", "cost exponent (time ~ params^k)"],
-              ([t, size, f"{k:.2f}"] for (t, size), k in slopes.items()))])
+        table(["transform", "model", "input", "params", "wall time (s)", "CPU time (s)",
+               "peak RSS (MiB)", "growth (MiB)", "load (1 min)"], cells),
+        table(["transform", "input", "cost exponent, wall time (time ~ params^k)",
+               "cost exponent, CPU time"],
+              ([t, size, f"{k:.2f}", f"{cpu[(t, size)]:.2f}" if (t, size) in cpu else "-"]
+               for (t, size), k in slopes.items()))])
 
 
 def _write(path: str, text: str) -> None:
@@ -168,7 +177,8 @@ def _report(rows, out) -> dict:
     print(markdown(rows, slopes))
     if out:
         _write(out, json.dumps({"rows": rows, "exponents": {
-            f"{t}@{s}": k for (t, s), k in slopes.items()}}, indent=2))
+            f"{t}@{s}": k for (t, s), k in slopes.items()}, "cpu_exponents": {
+            f"{t}@{s}": k for (t, s), k in exponents(rows, "cpu_seconds").items()}}, indent=2))
     return slopes
 
 

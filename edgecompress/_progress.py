@@ -25,6 +25,7 @@ class Progress:
         label: the transform's name, e.g. ``"factorize"``.
         total: the number of layers it will handle (None when unknown).
         stream: where a TTY line goes (default ``sys.stderr``).
+        unit: what one step is (``"layer"``, or ``"stage"`` for a transform in phases).
 
     Example:
         >>> with Progress("factorize", len(layers)) as progress:
@@ -33,8 +34,8 @@ class Progress:
         ...         work(layer)
     """
 
-    def __init__(self, label: str, total: int | None = None, stream=None):
-        self.label, self.total, self.count = label, total, 0
+    def __init__(self, label: str, total: int | None = None, stream=None, unit: str = "layer"):
+        self.label, self.total, self.count, self.unit = label, total, 0, unit
         self.stream = stream or sys.stderr
         self.start = time.monotonic()
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -47,7 +48,7 @@ class Progress:
         if elapsed < SHOW_AFTER_SECONDS:
             return
         of = f"/{self.total}" if self.total else ""
-        text = f"{self.label}: layer {self.count}{of} '{name}' ({elapsed:.0f} s)"
+        text = f"{self.label}: {self.unit} {self.count}{of} '{name}' ({elapsed:.0f} s)"
         if self._tty:
             self.stream.write("\r" + text[:120].ljust(120))
             self.stream.flush()

@@ -470,15 +470,15 @@ def test_scalar_reports_conv1d_quantized_and_separable_left():
 
 
 def test_long_transforms_log_progress_per_layer(monkeypatch, caplog):
-    from edgecompress.quantization import _progress
+    from edgecompress import _progress
 
-    monkeypatch.setattr(_progress, "QUIET_SECONDS", 0.0)
+    monkeypatch.setattr(_progress, "SHOW_AFTER_SECONDS", 0.0)
     model = fc_autoencoder((16, 8))
     with caplog.at_level(logging.INFO, logger="edgecompress"):
         Q.product_quantize(model, 4, 4)
         Q.cluster_weights(model, 4)
-    assert "product_quantize: 3/3 'out'" in caplog.text
-    assert "cluster_weights: 1/3 'fc0'" in caplog.text
+    assert "product_quantize: layer 3/3 'out'" in caplog.text
+    assert "cluster_weights: layer 1/3 'fc0'" in caplog.text
 
 
 def test_qat_int8_export_is_full_integer_and_left_float_is_named(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from edgecompress._keras import check_graph_model, keras
-from edgecompress.quantization._progress import Progress
+from edgecompress._progress import Progress
 from edgecompress.surgery import (
     Replacement,
     TransformReport,
@@ -173,11 +173,12 @@ def cluster_weights(
             return keras.models.clone_model(layer, clone_function=wrap)
         if layer.name in names:
             wrapped = _cluster.cluster_weights(layer, **params)
-            progress.step(f"'{layer.name}'")
+            progress.step(layer.name)
             return wrapped
         return layer
 
-    result = keras.models.clone_model(private, clone_function=wrap)
+    with progress:
+        result = keras.models.clone_model(private, clone_function=wrap)
     attach(result, report)
     report.warn_if_noop()
     return result

@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from edgecompress._keras import check_graph_model, keras, tf
-from edgecompress.quantization._progress import Progress
+from edgecompress._progress import Progress
 from edgecompress.surgery import (
     Replacement,
     TransformReport,
@@ -470,7 +470,8 @@ def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size:
             books, assign, _ = _qcnn_refine(x, w2d, books, assign, sweeps, ridge, held.pop(id(layer)))
         plans[layer.name] = (books, assign)
         report.transformed.append(layer.name)
-        progress.step(f"'{layer.name}'")
+        progress.step(layer.name)
+    progress.close()
     if small:
         log.warning(
             "product_quantize: calibration_data is small for codebook_size=%d: fewer than %d rows "

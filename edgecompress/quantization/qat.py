@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from edgecompress._keras import check_graph_model, keras
+from edgecompress._progress import Progress
 from edgecompress.quantization import qat_graph
-from edgecompress.quantization._progress import Progress
 from edgecompress.surgery import attach, find_layers, iter_layers
 
 _q = tfmot.quantization.keras
@@ -102,7 +102,7 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
     skipped = {layer.name for layer in find_layers(model, skip, (keras.layers.Layer,), "skip")} \
         if skip is not None else set()
     report = qat_graph.QATReport("quantize_aware")
-    progress = Progress("quantize_aware", 4)
+    progress = Progress("quantize_aware", 4, unit="stage")
     private = qat_graph.prepare(model, report)
     progress.step("graph rewritten")
     for layer in private.layers:
@@ -130,6 +130,7 @@ def quantize_aware(model: keras.Model, preserve="none", skip=None, calibration_d
     if calibration_data is not None:
         calibrate(result, calibration_data)
         progress.step("activation ranges calibrated")
+    progress.close()
     attach(result, report)
     report.warn_if_noop()
     return result

@@ -157,7 +157,7 @@ def _cmd_compress(args) -> int:
     train, validation, test = (_for_outputs(model, _labeled(datasets.resolve(args.data, role, input_shape=shape)))
                                for role in ("train", "validation", "test"))
     max_drop = recipes.check_max_drop(args.max_drop, "--max-drop") if args.max_drop is not None else None
-    recipes.validate(recipe, model, train[1])  # before anything is written or trained
+    tasks = recipes.validate(recipe, model, train[1])  # before anything is written or trained
     if not args.quiet:
         print(f"data: {len(train[0])} train, {len(validation[0])} validation, {len(test[0])} test samples\n"
               f"{datasets.describe(args.data)}", file=sys.stderr)
@@ -167,7 +167,7 @@ def _cmd_compress(args) -> int:
         try:
             result = recipes.run(recipe, model, train, test, stage, verbose=not args.quiet, max_drop=max_drop,
                                  validation=validation,
-                                 strategy=None if args.strategy == "none" else args.strategy)
+                                 strategy=None if args.strategy == "none" else args.strategy, tasks=tasks)
         except recipes.AccuracyGuardError as err:
             failed, result = err, err.result
         save_model(result.model, stage / f"{recipe.name}.keras")

@@ -120,7 +120,8 @@ def split_validation(train, seed: int = 0):
 
 
 def run(recipe, model, train, test, out_dir, baseline=None, verbose: int = 1, seed: int = 0,
-        validation=None, max_drop=None, enforce: bool = True, strategy=None) -> RunResult:
+        validation=None, max_drop=None, enforce: bool = True, strategy=None,
+        tasks=None) -> RunResult:
     """Run every step of ``recipe`` on a clone of ``model``; write artifacts into ``out_dir``.
 
     Args:
@@ -136,6 +137,8 @@ def run(recipe, model, train, test, out_dir, baseline=None, verbose: int = 1, se
             the demo and benchmarks do).
         strategy: ``"mirrored"`` or ``"multiworker"``: data-parallel training steps (see
             :mod:`edgecompress.distribute`).
+        tasks: what :func:`validate` returned for this recipe, model and labels, when the caller
+            has validated already (default: validate here).
 
     Returns:
         A :class:`RunResult`: ``(final_model, artifacts)`` with ``trace`` and ``failures``.
@@ -147,7 +150,7 @@ def run(recipe, model, train, test, out_dir, baseline=None, verbose: int = 1, se
     """
     from edgecompress import surgery
 
-    tasks = validate(recipe, model, train[1])
+    tasks = validate(recipe, model, train[1]) if tasks is None else tasks
     names = [t.output for t in tasks]
     max_drop = recipe.max_drop if max_drop is None else max_drop
     if validation is None:

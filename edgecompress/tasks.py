@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecompress._keras import keras
+from edgecompress.surgery import unwrap
 
 CLASSIFICATION = "classification"
 BINARY = "binary"
@@ -300,9 +301,7 @@ def _activation_of(tensor) -> str | None:
     for _ in range(64):  # a bound on pass-through layers
         if isinstance(layer, keras.Model) and getattr(layer, "outputs", None):
             return _activation_of(layer.outputs[tensor_index])
-        base = layer
-        while isinstance(getattr(base, "layer", None), keras.layers.Layer):
-            base = base.layer  # tfmot wrappers
+        base = unwrap(layer)
         if isinstance(base, keras.layers.Softmax):
             return "softmax"
         symbol = getattr(base, "symbol", None) or getattr(getattr(base, "function", None), "__name__", "")

@@ -17,7 +17,7 @@ from edgecompress import tasks as tasks_lib
 from edgecompress._errors import CheckError
 from edgecompress.recipe import guard
 from edgecompress.recipe.schema import STEPS, RecipeError
-from edgecompress.recipe.state import RunState
+from edgecompress.recipe.state import RunState, take
 
 log = logging.getLogger("edgecompress.recipe")
 
@@ -111,9 +111,7 @@ def split_validation(train, seed: int = 0):
             strata = ids
     index = np.arange(n)
     tr, va = train_test_split(index, test_size=size, random_state=seed, stratify=strata)
-    take = (lambda a, i: [np.asarray(v)[i] for v in a]) if isinstance(y, (list, tuple)) else None
-    x_tr, x_va = _take(x, tr), _take(x, va)
-    y_tr, y_va = (take(y, tr), take(y, va)) if take else (np.asarray(y)[tr], np.asarray(y)[va])
+    (x_tr, x_va), (y_tr, y_va) = (take(x, tr), take(x, va)), (take(y, tr), take(y, va))
     log.info("no validation data given: held out %d of %d training samples (%s split, %.0f%%) for early "
              "stopping", len(va), n, "stratified" if strata is not None else "random", 100 * len(va) / n)
     return (x_tr, y_tr), (x_va, y_va)
@@ -210,10 +208,6 @@ def _show(entry) -> str:
 def _input_shapes(model):
     shapes = [tuple(t.shape[1:]) for t in model.inputs]
     return shapes[0] if len(shapes) == 1 else shapes
-
-
-def _take(x, index):
-    return [np.asarray(a)[index] for a in x] if isinstance(x, (list, tuple)) else np.asarray(x)[index]
 
 
 def _first_line(err) -> str:

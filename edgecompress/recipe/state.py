@@ -151,7 +151,7 @@ def _batchnorm_calibration(graph, x):
     if not any(isinstance(layer, keras.layers.BatchNormalization) for layer in layers) or any(
             type(layer).__module__.startswith("tensorflow_model_optimization") for layer in layers):
         return None
-    sample = [a[:256] for a in x] if isinstance(x, (list, tuple)) else x[:256]
+    sample = take(x, slice(256))
 
     class CalibrateBatchNorm(keras.callbacks.Callback):
         def on_test_begin(self, logs=None):
@@ -163,12 +163,9 @@ def _batchnorm_calibration(graph, x):
 def _strided_pointwise(model) -> bool:
     """Whether ``model`` has a 1x1 convolution with a stride > 1 (a ResNet shortcut)."""
     from edgecompress import surgery
-    from edgecompress._keras import keras
 
     for layer in surgery.iter_layers(model):
-        base = layer
-        while isinstance(getattr(base, "layer", None), keras.layers.Layer):
-            base = base.layer  # tfmot wrappers
+        base = surgery.unwrap(layer)
         kernel, strides = getattr(base, "kernel_size", None), getattr(base, "strides", None)
         if kernel and strides and all(k == 1 for k in kernel) and any(st > 1 for st in strides):
             return True
@@ -188,12 +185,14 @@ def _even_batches(x, y, batch_size, where):
     batch_size = max(2, batch_size - batch_size % 2)
     if n % batch_size % 2 == 0 or n < 3:
         return x, y, batch_size
-    def take(a):
-        return [v[: n - 1] for v in a] if isinstance(a, (list, tuple)) else a[: n - 1]
-
     log.info("%s: %d of %d training samples used (even batches: TensorFlow 2.21's oneDNN crashes in the "
              "gradient of a strided 1x1 convolution on an odd batch)", where, n - 1, n)
-    return take(x), take(y), batch_size
+    return take(x, slice(n - 1)), take(y, slice(n - 1)), batch_size
+
+
+def take(data, index):
+    """``data[index]`` of an array, or of each array of a list (several inputs or outputs)."""
+    return [np.asarray(a)[index] for a in data] if isinstance(data, (list, tuple)) else np.asarray(data)[index]
 
 
 def _has_pruning_wrappers(model) -> bool:

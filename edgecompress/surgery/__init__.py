@@ -23,3 +23,4 @@ from edgecompress.surgery.graph import (  # noqa: F401
     rebuild,
 )
 from edgecompress.surgery.report import TransformReport, attach  # noqa: F401,E402
+from edgecompress.surgery.select import unwrap  # noqa: F401,E402

@@ -137,7 +137,7 @@ def select(every: list, outputs, layers, types: tuple, argument: str = "layers")
     min_params = layers.get("min_params") or 0
     chosen = []
     for layer in every:
-        inner = _inner(layer)
+        inner = unwrap(layer)
         if not (isinstance(layer, types) or isinstance(inner, types)):
             continue
         if kinds is not None and not any(_is_kind(inner, k) for k in kinds):
@@ -154,7 +154,8 @@ def select(every: list, outputs, layers, types: tuple, argument: str = "layers")
     return chosen
 
 
-def _inner(layer):
+def unwrap(layer):
+    """The layer inside any wrappers (tfmot pruning, clustering, QAT), or the layer itself."""
     while isinstance(getattr(layer, "layer", None), keras.layers.Layer):
         layer = layer.layer
     return layer
@@ -169,7 +170,7 @@ def _is_kind(layer, kind: str) -> bool:
 
 
 def _has_kernel(layer) -> bool:
-    inner = _inner(layer)
+    inner = unwrap(layer)
     return any(hasattr(inner, a) for a in ("kernel", "depthwise_kernel", "embeddings"))
 
 
@@ -206,7 +207,7 @@ def _last_kernel_before(tensor, names, depth: int = 0):
 
 def _listing(every) -> str:
     """The layers with weights, as ``name (Class, params)``; the rest are only counted."""
-    shown = [f"{layer.name} ({type(_inner(layer)).__name__}, {_inner(layer).count_params()})"
+    shown = [f"{layer.name} ({type(unwrap(layer)).__name__}, {unwrap(layer).count_params()})"
              for layer in every if layer.weights]
     rest = len(every) - len(shown)
     return ", ".join(shown) + (f" and {rest} layers without weights" if rest else "")

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgecompress._progress import Progress
+from edgecompress.datasets import class_labels
 from edgecompress.lowrank.factorize import TARGETS, _check_choice, allocate, select
-from edgecompress.measure import keras_accuracy
 from edgecompress.surgery import clone, iter_layers
+from edgecompress.surgery.cuts import LayerScan
 
 DEFAULT_FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.5)
 
@@ -66,8 +67,9 @@ def rank_sensitivity(model, data, ranks=None, method: str = "auto", layers=None,
     """Accuracy on ``data`` with each layer factorized alone, at several ranks.
 
     The model is copied once; each (layer, rank) point loads the layer's rank-``r`` kernel into
-    the copy (what the factorized chain computes) and runs one accuracy pass, so the cost is one
-    decomposition per layer plus ``layers x ranks`` forward passes over ``data``.
+    the copy (what the factorized chain computes) and reruns only the network after the last
+    cut before that layer (:class:`~edgecompress.surgery.cuts.LayerScan`), so the cost is one
+    decomposition per layer plus ``layers x ranks`` partial passes over ``data``.
 
     Args:
         model: a built Sequential or Functional tf_keras model (not modified).
@@ -85,24 +87,30 @@ def rank_sensitivity(model, data, ranks=None, method: str = "auto", layers=None,
         Zhang et al., TPAMI 2016.
     """
     candidates, _ = select(model, method, layers)
-    result = Sensitivity(baseline=keras_accuracy(model, data, batch_size), method=method)
     # One copy of the model; each point loads the layer's low-rank kernel into it (the chain at
-    # that rank computes exactly this kernel), measures, and puts the kernel back: no graph
-    # rebuild and no new predict function per point.
+    # that rank computes exactly this kernel), measures from the last cut before the layer, and
+    # puts the kernel back: no graph rebuild, no ``predict`` (0.2 s per call on ResNet50).
     probe = clone(model)
     probe_layers = {layer.name: layer for layer in iter_layers(probe)}
+    grids = {}
+    for cand in candidates:
+        grid = ranks.get(cand.layer.name, DEFAULT_FRACTIONS) if isinstance(ranks, dict) else ranks
+        grids[cand.layer.name] = _rank_grid(cand, DEFAULT_FRACTIONS if grid is None else grid)
+    x, y = data
+    scan = LayerScan(probe, (x, class_labels(y, "data")), [
+        probe_layers[name] for name, grid in grids.items() for _ in grid], batch_size)
+    result = Sensitivity(baseline=scan.baseline, method=method)
     progress = Progress("rank_sensitivity", len(candidates))
     for cand in candidates:
         progress.step(cand.layer.name)
-        grid = ranks.get(cand.layer.name, DEFAULT_FRACTIONS) if isinstance(ranks, dict) else ranks
-        kernel = probe_layers[cand.layer.name].kernel
+        layer = probe_layers[cand.layer.name]
         points = []
-        for r in _rank_grid(cand, DEFAULT_FRACTIONS if grid is None else grid):
-            kernel.assign(cand.low_rank_kernel(r, iterations).astype(kernel.dtype.as_numpy_dtype))
-            acc = keras_accuracy(probe, data, batch_size)
+        for r in grids[cand.layer.name]:
+            layer.kernel.assign(cand.low_rank_kernel(r, iterations).astype(layer.kernel.dtype.as_numpy_dtype))
+            acc = scan.accuracy(layer)
             params, macs = cand.costs(r)
             points.append(SensitivityPoint(r, acc, result.baseline - acc, params, macs))
-        kernel.assign(cand.kernel)
+        layer.kernel.assign(cand.kernel)
         result.curves[cand.layer.name] = points
         result.before[cand.layer.name] = (cand.params_before, cand.macs_before)
     progress.close()

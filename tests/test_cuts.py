@@ -1,0 +1,76 @@
+"""surgery.cuts: cut tensors of a graph and per-layer scans that rerun only after the cut."""
+
+import pytest
+
+from edgecompress._keras import keras
+from edgecompress.measure import keras_accuracy
+from edgecompress.surgery import cuts
+
+
+def _residual_net():
+    inp = keras.Input((8, 8, 3), name="x")
+    a = keras.layers.Conv2D(8, 3, padding="same", name="a")(inp)
+    b = keras.layers.Conv2D(8, 3, padding="same", name="b")(a)
+    merged = keras.layers.ReLU(name="relu")(keras.layers.Add(name="add")([a, b]))
+    inner = keras.Sequential([keras.layers.Conv2D(8, 1, name="inner_conv"), keras.layers.ReLU()],
+                             name="nested")
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(inner(merged))
+    return keras.Model(inp, keras.layers.Dense(5, name="head")(h))
+
+
+def _producer(tensor):
+    return tensor._keras_history.layer.name
+
+
+def test_cut_tensors_are_the_tensors_every_path_crosses():
+    model = _residual_net()
+    # ``b``'s output is not one (``a``'s is live beside it, for the shortcut); the output is not
+    # one either (nothing runs after it)
+    assert [_producer(t) for _, t in cuts.cut_tensors(model)] == ["a", "add", "relu", "nested", "gap"]
+
+
+def test_choose_compiles_a_cut_only_when_it_saves_more_than_its_trace():
+    model = _residual_net()
+    found = cuts.cut_tensors(model)
+    nodes = len(cuts._nodes(model))
+    late = [nodes - 1] * 50  # fifty measurements of the last layer
+    assert cuts._choose(found, late, nodes, run=1.0, trace=0.5)  # a long pass: worth a cut
+    assert cuts._choose(found, late, nodes, run=1e-4, trace=10.0) == []  # tracing dominates
+    assert cuts._choose(found, [0, 0], nodes, run=1.0, trace=0.5) == []  # nothing before the layers
+
+
+@pytest.mark.parametrize("name", ["a", "b", "inner_conv", "head"])
+def test_layer_scan_equals_a_full_pass_after_the_layer_changes(name, rng, monkeypatch):
+    monkeypatch.setattr(cuts, "_choose", lambda found, *args: found)  # every cut, whatever timing says
+    model = _residual_net()
+    x = rng.standard_normal((64, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 5, 64)
+    layer = next(layer for layer in cuts.iter_layers(model) if layer.name == name)
+    scan = cuts.LayerScan(model, (x, y), [layer], batch_size=16)
+    assert scan.baseline == pytest.approx(keras_accuracy(model, (x, y)))
+    assert scan._start[id(layer)] is not None or name == "a"  # measured from a cut when one precedes
+    original = layer.kernel.numpy()
+    for scale in (0.0, -1.0, 3.0):
+        layer.kernel.assign(original * scale + (scale == 0.0) * rng.standard_normal(original.shape))
+        assert scan.accuracy(layer) == pytest.approx(keras_accuracy(model, (x, y)))
+    layer.kernel.assign(original)
+    assert scan.accuracy(layer) == pytest.approx(scan.baseline)
+
+
+def test_layer_scan_of_a_subclassed_model_uses_full_passes(rng):
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = keras.layers.Dense(4)
+
+        def call(self, x):
+            return self.fc(x)
+
+    model = Net()
+    x = rng.standard_normal((20, 6)).astype("float32")
+    model(x)
+    y = rng.integers(0, 4, 20)
+    scan = cuts.LayerScan(model, (x, y), [model.fc])
+    model.fc.kernel.assign(-model.fc.kernel)
+    assert scan._start[id(model.fc)] is None
+    assert scan.accuracy(model.fc) == pytest.approx(keras_accuracy(model, (x, y)))

@@ -476,3 +476,19 @@ def test_long_factorize_logs_progress_per_layer_and_noop_warns(rng, monkeypatch,
         new = lowrank.factorize(model, method="svd", rank=16)  # saves nothing anywhere
     assert not new.transform_report.transformed
     assert any("factorize changed no layer" in r.getMessage() for r in caplog.records)
+
+
+def test_mode_basis_of_a_wide_side_matches_the_full_gram(rng):
+    """A 1x1 conv with more input channels than outputs: the spectrum and leading subspace come
+    from the small Gram, equal to the full Gram's; a rank past them is completed orthonormally."""
+    kernel = rng.standard_normal((1, 1, 48, 12))
+    values, vectors = decompose.mode_basis(kernel, 2)
+    full_values, full_vectors = decompose._eigh_descending(decompose.mode_gram(kernel, 2))
+    assert values.shape == (48,) and vectors.shape == (48, 12)
+    np.testing.assert_allclose(values, full_values, atol=1e-6)
+    np.testing.assert_allclose(np.abs(vectors.T @ full_vectors[:, :12]), np.eye(12), atol=1e-8)
+    completed = decompose._leading(vectors, 30)
+    np.testing.assert_allclose(completed.T @ completed, np.eye(30), atol=1e-10)
+    reduce, core, expand = decompose.tucker2_factors(kernel.astype("float32"), 30, 12)
+    rebuilt = np.einsum("ir,abrs,so->abio", reduce[0, 0], core, expand[0, 0])
+    np.testing.assert_allclose(rebuilt, kernel, atol=1e-4)  # 12 directions hold all the energy

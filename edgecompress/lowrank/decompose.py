@@ -141,8 +141,37 @@ def mode_gram(tensor: np.ndarray, mode: int) -> np.ndarray:
 
 
 def mode_basis(tensor: np.ndarray, mode: int) -> tuple[np.ndarray, np.ndarray]:
-    """Singular values and left singular vectors of the mode-``mode`` unfolding (HOSVD)."""
-    return _eigh_descending(mode_gram(tensor, mode))
+    """Singular values and left singular vectors of the mode-``mode`` unfolding (HOSVD).
+
+    An unfolding with fewer columns ``m`` than rows ``n`` (a 1x1 conv's wide side: 2048 input
+    channels, 512 outputs) has at most ``m`` nonzero singular values: they and their vectors come
+    from the ``m x m`` Gram of the other side (eigh costs ``n^3``: 1.5 s at 2048), the values are
+    padded with zeros to ``n`` and only the vectors of nonzero values are returned (see
+    :func:`_leading`).
+    """
+    t = np.asarray(tensor, np.float64)
+    rows = t.shape[mode]
+    cols = t.size // max(rows, 1)
+    if cols >= rows:
+        return _eigh_descending(mode_gram(t, mode))
+    a = unfold(t, mode)
+    values, right = _eigh_descending(a.T @ a)
+    live = values > values[0] * 1e-10 if values.size and values[0] > 0 else np.zeros(len(values), bool)
+    left = (a @ right[:, live]) / values[live]
+    return np.concatenate([values, np.zeros(rows - cols)]), left
+
+
+def _leading(vectors: np.ndarray, rank: int) -> np.ndarray:
+    """The first ``rank`` columns of an orthonormal basis that starts with ``vectors``.
+
+    :func:`mode_basis` may return fewer vectors than the mode has; a rank past them (directions
+    of zero energy) is completed orthonormally (QR with seeded random columns)."""
+    missing = rank - vectors.shape[1]
+    if missing <= 0:
+        return vectors[:, :rank]
+    fill = np.random.default_rng(0).standard_normal((len(vectors), missing))
+    q = np.linalg.qr(np.concatenate([vectors, fill], axis=1))[0]  # its first columns span ``vectors``
+    return np.concatenate([vectors, q[:, vectors.shape[1]:]], axis=1)
 
 
 def tucker2_spectra(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +208,7 @@ def tucker2_factors(kernel: np.ndarray, rank_in: int, rank_out: int, iterations:
     def hosvd_factor(mode, rank, size):
         if rank == size:
             return np.eye(size, dtype=np.float32)
-        return (given[mode - 2] or mode_basis(k, mode))[1][:, :rank].astype(np.float32)
+        return _leading((given[mode - 2] or mode_basis(k, mode))[1], rank).astype(np.float32)
 
     u_in, u_out = hosvd_factor(2, rank_in, cin), hosvd_factor(3, rank_out, cout)
     by_out = np.einsum("abio,os->abis", k, u_out, optimize=True)

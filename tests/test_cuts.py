@@ -57,6 +57,23 @@ def test_layer_scan_equals_a_full_pass_after_the_layer_changes(name, rng, monkey
     assert scan.accuracy(layer) == pytest.approx(scan.baseline)
 
 
+def test_layer_scan_of_a_sequential_model_equals_full_passes(rng, monkeypatch):
+    from conftest import sequential_cnn
+
+    monkeypatch.setattr(cuts, "_choose", lambda found, *args: found)
+    model = sequential_cnn()
+    x = rng.random((40, *model.inputs[0].shape[1:])).astype("float32")
+    y = rng.integers(0, model.outputs[0].shape[-1], 40)
+    layers = [layer for layer in model.layers if hasattr(layer, "kernel")]
+    scan = cuts.LayerScan(model, (x, y), layers, batch_size=16)
+    assert any(scan._start[id(layer)] is not None for layer in layers)
+    for layer in layers:
+        original = layer.kernel.numpy()
+        layer.kernel.assign(rng.standard_normal(original.shape).astype("float32"))
+        assert scan.accuracy(layer) == pytest.approx(keras_accuracy(model, (x, y)))
+        layer.kernel.assign(original)
+
+
 def test_layer_scan_of_a_subclassed_model_uses_full_passes(rng):
     class Net(keras.Model):
         def __init__(self):

@@ -5,8 +5,9 @@ of a full forward pass recomputing what comes before the changed layer. A *cut* 
 every path from the inputs to the outputs crosses (a residual block's output, a plain chain's
 every tensor): from its value on the data, the rest of the network is a sub-model of its own.
 :class:`LayerScan` computes a few cut values once and answers each layer's accuracy with the
-compiled sub-model from the last cut before that layer. Keras runs a model from its inputs only;
-eager node-by-node reruns were measured 4.6x slower than one compiled pass (no fused kernels).
+compiled sub-model from the last cut before that layer (a Functional model built from the cut
+tensor to the outputs). Keras has no partial rerun of its own; eager node-by-node reruns were
+measured 4.6x slower than one compiled pass (no fused kernels).
 """
 
 from __future__ import annotations

@@ -186,3 +186,35 @@ def test_cli_defaults_are_the_search_defaults():
 
     assert (search_cli.FINAL_EPOCHS, search_cli.TOP_K, search_cli.MAX_ITERATIONS) == \
         (core.FINAL_EPOCHS, core.TOP_K, core.MAX_ITERATIONS)
+
+
+@pytest.mark.parametrize("with_val", [True, False])
+def test_target_search_uses_the_data_s_own_validation_set(tmp_path, capsys, monkeypatch, with_val):
+    """An .npz x_val beside x_test is the search's validation; without one the search holds out
+    part of the training data, and the CLI says which."""
+    (x, y), (xt, yt) = datasets.load("digits")
+    arrays = {"x_train": x[:300], "y_train": y[:300], "x_test": xt, "y_test": yt}
+    if with_val:
+        arrays.update(x_val=x[300:420], y_val=y[300:420])
+    data = tmp_path / "data.npz"
+    np.savez(data, **arrays)
+    model = tiny_classifier(filters=4, units=8)
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    seen = {}
+
+    def fake_search(model, train, target, validation=None, **kwargs):
+        seen.update(train=train, validation=validation)
+        raise UsageError("stopped by the test")
+
+    monkeypatch.setattr(search, "search", fake_search)
+    out = tmp_path / "out"
+    code = cli.main(["compress", str(path), "--data", str(data), "--target", "flash=4KB", "-o", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 2 and not out.exists()
+    assert len(seen["train"][0]) == 300
+    if with_val:
+        assert "validation: data.npz x_val/y_val, 120 samples" in printed
+        np.testing.assert_array_equal(seen["validation"][1], y[300:420])
+    else:
+        assert seen["validation"] is None and "held out by the search" in printed

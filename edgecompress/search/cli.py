@@ -81,8 +81,10 @@ def run_target_search(args, staged_output) -> int:
     shape = input_shape(model, "--data")
     train = datasets.resolve(args.data, "train", input_shape=shape)
     test = datasets.resolve(args.data, "test", input_shape=shape)
+    validation = _own_validation(args.data, shape)
     result = search_mod.search(
-        model, train, target, max_drop=max_drop, workers=args.workers, ray_address=args.ray_address,
+        model, train, target, max_drop=max_drop, validation=validation,
+        workers=args.workers, ray_address=args.ray_address,
         ratios=ratios, rank_fractions=ranks, lut_bits=lut_bits, epochs=args.epochs, top_k=args.top_k,
         distill=args.distill, strategy=None if args.strategy == "none" else args.strategy,
         max_iterations=args.iterations, seed=args.seed)
@@ -99,6 +101,21 @@ def run_target_search(args, staged_output) -> int:
     print(f"outputs: {Path(args.out)} (winner.tflite, winner.keras, winner.toml, search.json, report.md, "
           f"pareto.png)")
     return 0
+
+
+def _own_validation(spec, shape):
+    """``--data``'s own validation set (an .npz ``x_val`` beside ``x_test``), or None: the search
+    then holds out part of the training data. Says which, since the drops depend on it."""
+    from edgecompress import datasets
+
+    roles = datasets.parts(spec, "--data")
+    if roles["validation"].x is None or roles["validation"].x is roles["test"].x:
+        print(f"validation: part of the training data ({roles['train'].source}), held out by the "
+              "search; if MODEL was trained on it, the drops come out larger than they are (give "
+              "the .npz x_val/y_val beside x_test to use your own)")
+        return None
+    print(f"validation: {roles['validation'].source}")
+    return datasets.resolve(spec, "validation", input_shape=shape)
 
 
 def _fractions(text, argument, default):

@@ -255,6 +255,16 @@ def labels(y, count: int | None = None, argument: str = "y") -> np.ndarray | Non
     return y.astype("float32")
 
 
+def take(data, index):
+    """``data[index]`` of an array, or of each array of a list (several inputs or outputs)."""
+    return [np.asarray(a)[index] for a in data] if isinstance(data, (list, tuple)) else np.asarray(data)[index]
+
+
+def sample_count(data) -> int:
+    """Samples in an array, or in the first array of a list (several inputs)."""
+    return len(data[0] if isinstance(data, (list, tuple)) else data)
+
+
 def class_labels(y, argument: str = "y") -> np.ndarray:
     """``y`` as int64 class indices (see :func:`labels`), or a ValueError for other targets."""
     out = labels(y, None, argument)

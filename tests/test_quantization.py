@@ -301,3 +301,29 @@ def test_qat_conv_relu_bn_becomes_a_depthwise_affine():
     qat = Q.quantize_aware(sequential_cnn(), calibration_data=X)
     assert "affine" in qat.transform_report.rewritten["bn1"]
     assert "quant_bn1" in [layer.name for layer in qat.layers]
+
+
+def test_pq_refines_a_model_with_several_inputs():
+    """calibration_data as a list of arrays (one per input): every top-level layer that k-means
+    does not already fit exactly is refined on its own inputs (its codebooks move), and the
+    outputs are no farther from the float model's than k-means alone."""
+    from tests.conftest import multi_io_model
+
+    model = multi_io_model()
+    rng = np.random.default_rng(0)
+    # unequal input scales: the output error weighs some weight rows far more than others,
+    # which k-means on the weights alone cannot see
+    scales = np.array([8, 0.1, 4, 0.2, 2, 0.05], "float32")
+    x = [(rng.standard_normal((256, 6)) * scales).astype("float32"),
+         rng.standard_normal((256, 4)).astype("float32")]
+    plain = Q.product_quantize(model, subvector_size=2, codebook_size=2)
+    refined = Q.product_quantize(model, subvector_size=2, codebook_size=2, calibration_data=x)
+    assert refined.transform_report.transformed == ["pa", "shared", "head1", "head2"]
+    for name in ("pa", "shared", "head1"):  # head2 has 2 units: 2 codewords hold it exactly
+        assert not np.allclose(plain.get_layer(name).codebooks.numpy(),
+                               refined.get_layer(name).codebooks.numpy()), name
+
+    def error(m):
+        return sum(float(np.mean((a - b) ** 2)) for a, b in zip(m.predict(x, verbose=0), model.predict(x, verbose=0)))
+
+    assert error(refined) <= error(plain)

@@ -25,6 +25,7 @@ import numpy as np
 
 from edgecompress._keras import check_graph_model, keras, tf
 from edgecompress._progress import Progress
+from edgecompress.datasets import sample_count, take
 from edgecompress.surgery import (
     Replacement,
     TransformReport,
@@ -363,12 +364,11 @@ def _layer_inputs(model, layers, data, fit_count: int, max_rows: int, seed: int,
         ``[(fit rows, held-out rows or None)]``, one pair per layer.
     """
     probe = keras.Model(model.inputs, [layer.input for layer in layers])
-    data = np.asarray(data)
     rng = np.random.default_rng(seed)
     per_sample = -(-max_rows // max(fit_count, 1))
     parts = [([], []) for _ in layers]
-    for start in range(0, len(data), batch_size):
-        outs = probe(data[start:start + batch_size], training=False)
+    for start in range(0, sample_count(data), batch_size):
+        outs = probe(take(data, slice(start, start + batch_size)), training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         for layer, out, part in zip(layers, outs, parts, strict=True):
             if isinstance(layer, keras.layers.Conv2D):
@@ -378,9 +378,9 @@ def _layer_inputs(model, layers, data, fit_count: int, max_rows: int, seed: int,
                     rates=[1, *layer.dilation_rate, 1], padding=layer.padding.upper())
             out = np.asarray(out)
             out = out.reshape(out.shape[0], -1, out.shape[-1])  # (samples, positions, D)
-            take = min(per_sample, out.shape[1])
+            share = min(per_sample, out.shape[1])
             for index, sample in enumerate(out, start):
-                rows = sample[np.sort(rng.choice(len(sample), take, replace=False))]
+                rows = sample[np.sort(rng.choice(len(sample), share, replace=False))]
                 part[index >= fit_count].append(rows)
     result = []
     for fit, held in parts:
@@ -419,12 +419,12 @@ def _input_group(layers, refined, samples: int, max_rows: int, budget: int = INP
 
 def _split(data, holdout: float, seed: int):
     """(fit samples, held-out samples or None): a random ``holdout`` fraction is held out."""
-    x = np.asarray(data)
-    held = int(round(holdout * len(x)))
-    if held < 1 or held >= len(x):
-        return x, None
-    order = np.random.default_rng(seed).permutation(len(x))
-    return x[order[held:]], x[order[:held]]
+    count = sample_count(data)
+    held = int(round(holdout * count))
+    if held < 1 or held >= count:
+        return take(data, slice(None)), None
+    order = np.random.default_rng(seed).permutation(count)
+    return take(data, order[held:]), take(data, order[:held])
 
 
 def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size: int = 16,
@@ -442,8 +442,9 @@ def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size:
         layers: names of Dense / Conv2D layers to quantize (each must be quantizable, else
             ValueError); None for every layer that can be: the others (Conv2DTranspose, grouped
             convs, channels ``d`` does not divide) are skipped and listed in the report.
-        calibration_data: input samples; when given, codebooks and assignments are refined Q-CNN
-            style against each layer's output error (top-level layers).
+        calibration_data: input samples (a list of arrays for a model with several inputs);
+            when given, codebooks and assignments are refined Q-CNN style against each layer's
+            output error (top-level layers).
         sweeps: at most this many Q-CNN refinement passes over the sub-spaces.
         max_rows: at most this many input rows (pixels for a Conv2D) are used for refinement.
         seed: k-means and hold-out seed.
@@ -500,12 +501,14 @@ def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size:
     refined = {id(layer) for layer in selected if id(layer) in top} if fit_x is not None else set()
     inputs = {}
     plans, small, progress = {}, [], Progress("product_quantize", len(selected))
-    calibration = None if fit_x is None else fit_x if held_x is None else np.concatenate([fit_x, held_x])
+    calibration = fit_x if held_x is None else (
+        [np.concatenate(pair) for pair in zip(fit_x, held_x)] if isinstance(fit_x, list)
+        else np.concatenate([fit_x, held_x]))
     for i, layer in enumerate(selected):
         if id(layer) in refined and id(layer) not in inputs:  # the next layers' inputs, one pass
-            group = _input_group(selected[i:], refined, len(calibration), max_rows)
+            group = _input_group(selected[i:], refined, sample_count(calibration), max_rows)
             inputs.update(zip(map(id, group), _layer_inputs(
-                model, group, calibration, len(fit_x), max_rows, seed)))
+                model, group, calibration, sample_count(fit_x), max_rows, seed)))
         kernel = layer.kernel.numpy()
         w2d = kernel.reshape(-1, kernel.shape[-1])
         books, assign = _quantize_matrix(

@@ -15,9 +15,10 @@ import numpy as np
 from edgecompress import augment as augment_lib
 from edgecompress import tasks as tasks_lib
 from edgecompress._errors import CheckError
+from edgecompress.datasets import take
 from edgecompress.recipe import guard
 from edgecompress.recipe.schema import STEPS, RecipeError
-from edgecompress.recipe.state import RunState, take
+from edgecompress.recipe.state import RunState
 
 log = logging.getLogger("edgecompress.recipe")
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from edgecompress import augment as augment_lib
 from edgecompress import tasks as tasks_lib
+from edgecompress.datasets import take
 from edgecompress.recipe.schema import Param, int_range, positive
 
 log = logging.getLogger("edgecompress.recipe")
@@ -188,11 +189,6 @@ def _even_batches(x, y, batch_size, where):
     log.info("%s: %d of %d training samples used (even batches: TensorFlow 2.21's oneDNN crashes in the "
              "gradient of a strided 1x1 convolution on an odd batch)", where, n - 1, n)
     return take(x, slice(n - 1)), take(y, slice(n - 1)), batch_size
-
-
-def take(data, index):
-    """``data[index]`` of an array, or of each array of a list (several inputs or outputs)."""
-    return [np.asarray(a)[index] for a in data] if isinstance(data, (list, tuple)) else np.asarray(data)[index]
 
 
 def _has_pruning_wrappers(model) -> bool:

@@ -75,19 +75,13 @@ def test_layer_scan_of_a_sequential_model_equals_full_passes(rng, monkeypatch):
 
 
 def test_layer_scan_of_a_subclassed_model_uses_full_passes(rng):
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.fc = keras.layers.Dense(4)
+    from conftest import Subclassed
 
-        def call(self, x):
-            return self.fc(x)
-
-    model = Net()
+    model = Subclassed()
     x = rng.standard_normal((20, 6)).astype("float32")
     model(x)
-    y = rng.integers(0, 4, 20)
-    scan = cuts.LayerScan(model, (x, y), [model.fc])
-    model.fc.kernel.assign(-model.fc.kernel)
-    assert scan._start[id(model.fc)] is None
-    assert scan.accuracy(model.fc) == pytest.approx(keras_accuracy(model, (x, y)))
+    y = rng.integers(0, 3, 20)
+    scan = cuts.LayerScan(model, (x, y), [model.dense])
+    model.dense.kernel.assign(-model.dense.kernel)
+    assert scan._start[id(model.dense)] is None
+    assert scan.accuracy(model.dense) == pytest.approx(keras_accuracy(model, (x, y)))

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgecompress._keras import KerasTensor, check_graph_model, keras, tf
+from edgecompress.surgery.graph import nodes_in_order
 
 L = keras.layers
 PASS_THROUGH = (
@@ -182,16 +183,15 @@ def channel_groups(model: keras.Model) -> ChannelGraph:
     for tensor in model.inputs:
         prov[id(tensor)] = _none(_channels(tensor.shape))
 
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if node.is_input:
-                continue
-            layer = node.layer
-            ins = [prov.get(id(t)) or _none(_channels(t.shape)) for t in node.keras_inputs]
-            outs = tf.nest.flatten(node.outputs)
-            result = _step(graph, layer, ins, outs)
-            for tensor, p in zip(outs, result):
-                prov[id(tensor)] = p
+    for node in nodes_in_order(model):
+        if node.is_input:
+            continue
+        layer = node.layer
+        ins = [prov.get(id(t)) or _none(_channels(t.shape)) for t in node.keras_inputs]
+        outs = tf.nest.flatten(node.outputs)
+        result = _step(graph, layer, ins, outs)
+        for tensor, p in zip(outs, result):
+            prov[id(tensor)] = p
     for tensor in tf.nest.flatten(model.outputs):
         gids, _ = prov[id(tensor)]
         graph._block_all(gids, f"reaches the model output '{tensor.name.split('/')[0]}'")

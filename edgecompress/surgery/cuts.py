@@ -16,8 +16,9 @@ import time
 
 import numpy as np
 
-from edgecompress._keras import KerasTensor, keras, tf
-from edgecompress.surgery.graph import iter_layers
+from edgecompress._keras import keras, tf
+from edgecompress.datasets import sample_count, take
+from edgecompress.surgery.graph import iter_layers, nodes_in_order
 
 MAX_CUTS = 8
 """At most this many sub-models are compiled per scan (each costs a trace)."""
@@ -26,14 +27,7 @@ CUT_BUDGET = 2**28
 
 
 def _nodes(model) -> list:
-    if not getattr(model, "_is_graph_network", False):
-        return []
-    return [node for depth in sorted(model._nodes_by_depth, reverse=True)
-            for node in model._nodes_by_depth[depth]]
-
-
-def _sources(node) -> list:
-    return [t for t in tf.nest.flatten((node.call_args, node.call_kwargs)) if isinstance(t, KerasTensor)]
+    return nodes_in_order(model) if getattr(model, "_is_graph_network", False) else []
 
 
 def cut_tensors(model) -> list:
@@ -41,7 +35,7 @@ def cut_tensors(model) -> list:
     nodes = _nodes(model)
     last_use = {id(t): len(nodes) for t in tf.nest.flatten(model.outputs)}
     for i, node in enumerate(nodes):
-        for t in _sources(node):
+        for t in node.keras_inputs:
             last_use[id(t)] = max(last_use.get(id(t), -1), i)
     live, cuts = {}, []
     for i, node in enumerate(nodes):
@@ -70,7 +64,7 @@ class LayerScan:
 
     def __init__(self, model, data, layers, batch_size: int = 256):
         x, self.labels = data
-        self.x = [np.asarray(a) for a in x] if isinstance(x, (list, tuple)) else np.asarray(x)
+        self.x = take(x, slice(None))
         self.batch_size = int(batch_size)
         nodes = _nodes(model)
         first = {}
@@ -79,15 +73,17 @@ class LayerScan:
             for layer in inside:
                 first.setdefault(id(layer), i)
         self._full = _compiled(model)
-        started = time.perf_counter()
-        self._score(self._full, self.x)  # traces
-        traced = time.perf_counter()
-        self.baseline = self._score(self._full, self.x)
-        run = time.perf_counter() - traced
-        trace = max(traced - started - run, 0.0)
         positions = [first.get(id(layer), -1) for layer in layers]
-        chosen = _choose(cut_tensors(model), positions, len(nodes), run, trace)
-        chosen = _fitting(chosen, len(self.labels), CUT_BUDGET)
+        cuts = [c for c in cut_tensors(model) if any(c[0] < p for p in positions)]
+        started = time.perf_counter()
+        self.baseline = self._score(self._full, self.x)  # traces, and the baseline if no cut helps
+        chosen = []
+        if cuts:  # a second pass tells the run time from the trace time
+            traced = time.perf_counter()
+            self.baseline = self._score(self._full, self.x)
+            run = time.perf_counter() - traced
+            trace = max(traced - started - run, 0.0)
+            chosen = _fitting(_choose(cuts, positions, len(nodes), run, trace), len(self.labels), CUT_BUDGET)
         self._start = {id(layer): _last_before(chosen, p) for layer, p in zip(layers, positions)}
         self._from = {}
         if chosen:
@@ -154,11 +150,8 @@ def _compiled(model):
 
 
 def _run(fn, x, batch_size: int):
-    """``fn`` over ``x`` in batches; the first output of each, concatenated (all, for a list model)."""
-    many = isinstance(x, (list, tuple))
-    samples = len(x[0]) if many else len(x)
-    parts = [fn([a[i:i + batch_size] for a in x] if many else x[i:i + batch_size])
-             for i in range(0, samples, batch_size)]
+    """``fn`` over ``x`` in batches, concatenated: an array, or a list for a several-output ``fn``."""
+    parts = [fn(take(x, slice(i, i + batch_size))) for i in range(0, sample_count(x), batch_size)]
     if isinstance(parts[0], (list, tuple)):
         return [np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(len(parts[0]))]
     return np.concatenate([np.asarray(p) for p in parts])

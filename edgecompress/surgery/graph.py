@@ -246,30 +246,35 @@ def _call_graph(model, plan: _Plan, inputs):
     def lookup(x):
         return tensor_map.get(id(x), x) if _is_keras_tensor(x) else x
 
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if node.is_input:
-                continue
-            args = tf.nest.map_structure(lookup, node.call_args)
-            kwargs = tf.nest.map_structure(lookup, node.call_kwargs)
-            if plan.flat and isinstance(node.layer, keras.Model):
-                inner = [t for t in tf.nest.flatten((args, kwargs)) if _is_keras_tensor(t)]
-                plan.prefix.append(node.layer.name)
-                outputs = _call_graph(node.layer, plan, inner)
-                plan.prefix.pop()
-            else:
-                outputs = plan.apply(node.layer, args, kwargs)
-            old_flat = tf.nest.flatten(node.outputs)
-            new_flat = tf.nest.flatten(outputs)
-            if len(old_flat) != len(new_flat):
-                raise ValueError(
-                    f"The replacement of layer '{node.layer.name}' returns {len(new_flat)} "
-                    f"outputs; the original returns {len(old_flat)}"
-                )
-            for old, new in zip(old_flat, new_flat):
-                tensor_map[id(old)] = new
+    for node in nodes_in_order(model):
+        if node.is_input:
+            continue
+        args = tf.nest.map_structure(lookup, node.call_args)
+        kwargs = tf.nest.map_structure(lookup, node.call_kwargs)
+        if plan.flat and isinstance(node.layer, keras.Model):
+            inner = [t for t in tf.nest.flatten((args, kwargs)) if _is_keras_tensor(t)]
+            plan.prefix.append(node.layer.name)
+            outputs = _call_graph(node.layer, plan, inner)
+            plan.prefix.pop()
+        else:
+            outputs = plan.apply(node.layer, args, kwargs)
+        old_flat = tf.nest.flatten(node.outputs)
+        new_flat = tf.nest.flatten(outputs)
+        if len(old_flat) != len(new_flat):
+            raise ValueError(
+                f"The replacement of layer '{node.layer.name}' returns {len(new_flat)} "
+                f"outputs; the original returns {len(old_flat)}"
+            )
+        for old, new in zip(old_flat, new_flat):
+            tensor_map[id(old)] = new
 
     return tf.nest.map_structure(lambda t: tensor_map[id(t)], model._nested_outputs)
+
+
+def nodes_in_order(model) -> list:
+    """A graph network's nodes (input nodes included) in an order that runs each after its inputs."""
+    return [node for depth in sorted(model._nodes_by_depth, reverse=True)
+            for node in model._nodes_by_depth[depth]]
 
 
 def _is_keras_tensor(x) -> bool:

@@ -435,30 +435,39 @@ class Candidate:
             factorized=rank is not None and not reason, reason=reason)
 
 
-def select(model, method: str = "auto", layers=None) -> tuple[list[Candidate], FactorizationReport]:
-    """The layers ``method`` will factorize, and report rows for the eligible-looking ones it skips."""
+def eligible(model, method: str = "auto", layers=None) -> tuple[list, FactorizationReport]:
+    """``[(layer, method)]`` that ``method`` will factorize (``"auto"`` resolved per layer), and
+    report rows for the eligible-looking layers it skips; no decomposition is made."""
     check_graph_model(model)
     method = _check_choice(method, METHODS, "method")
     explicit = layers is not None
-    found = find_layers(model, layers, _TYPES[method], "layers")
-    candidates, report = [], FactorizationReport()
-    progress = Progress("lowrank (spectra)", len(found))
-    for layer in found:
-        progress.step(layer.name)
+    chosen, report = [], FactorizationReport()
+    for layer in find_layers(model, layers, _TYPES[method], "layers"):
         problem = _unsupported(layer)
         if problem and explicit:
             raise ValueError(f"`layers` names a layer that cannot be factorized: '{layer.name}' "
                              f"({type(layer).__name__}): {problem}")
         if problem:
             if type(layer) in (keras.layers.Dense, keras.layers.Conv2D):  # noqa: E721
-                warnings.warn(f"lowrank: layer '{layer.name}' left alone: {problem}", stacklevel=3)
+                warnings.warn(f"lowrank: layer '{layer.name}' left alone: {problem}", stacklevel=4)
             params = int(layer.count_params())
             macs = int(sum(layer_macs(layer, i, o) for i, o in node_shapes(layer)))
             report.append(LayerFactorization(layer.name, None, None, None, params, params, macs, macs,
                                              1.0, False, problem))
             continue
-        candidates.append(Candidate(layer, _resolve_method(layer, method)))
-    progress.close()
+        chosen.append((layer, _resolve_method(layer, method)))
+    return chosen, report
+
+
+def select(model, method: str = "auto", layers=None) -> tuple[list[Candidate], FactorizationReport]:
+    """The layers ``method`` will factorize as :class:`Candidate` (one decomposition each), and
+    report rows for the eligible-looking ones it skips."""
+    chosen, report = eligible(model, method, layers)
+    candidates = []
+    with Progress("lowrank (spectra)", len(chosen)) as progress:
+        for layer, resolved in chosen:
+            progress.step(layer.name)
+            candidates.append(Candidate(layer, resolved))
     return candidates, report
 
 

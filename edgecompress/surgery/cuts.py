@@ -4,15 +4,15 @@ A per-layer scan (one layer's weights changed, the rest as trained, accuracy mea
 of a full forward pass recomputing what comes before the changed layer. A *cut* is a tensor that
 every path from the inputs to the outputs crosses (a residual block's output, a plain chain's
 every tensor): from its value on the data, the rest of the network is a sub-model of its own.
-:class:`LayerScan` computes a few cut values once and answers each layer's accuracy with the
-compiled sub-model from the last cut before that layer (a Functional model built from the cut
-tensor to the outputs). Keras has no partial rerun of its own; eager node-by-node reruns were
-measured 4.6x slower than one compiled pass (no fused kernels).
+:class:`LayerScan` cuts the graph into segments at the cuts that precede the scanned layers and
+compiles them as one function, where each segment's input is either the previous segment's
+output or a value fed in (a ``tf.cond`` per cut, so only the segments after the fed cut run).
+One trace serves every start; the cut values come out of the baseline pass. Keras has no partial
+rerun of its own; eager node-by-node reruns were measured 4.6x slower than one compiled pass (no
+fused kernels), and one compiled sub-model per cut costs a trace per cut.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 
@@ -20,8 +20,6 @@ from edgecompress._keras import keras, tf
 from edgecompress.datasets import sample_count, take
 from edgecompress.surgery.graph import iter_layers, nodes_in_order
 
-MAX_CUTS = 8
-"""At most this many sub-models are compiled per scan (each costs a trace)."""
 CUT_BUDGET = 2**28
 """Floats of cut values kept for the data (1 GiB)."""
 
@@ -57,8 +55,7 @@ class LayerScan:
     Args:
         model: any tf_keras model (a subclassed one gets full passes).
         data: ``(x, labels)``, integer labels.
-        layers: the layers that will change (objects of ``model``), once per measurement to
-            come: where the cuts go depends on how many measurements each would shorten.
+        layers: the layers that will change (objects of ``model``).
         batch_size: for the passes.
     """
 
@@ -72,36 +69,46 @@ class LayerScan:
             inside = list(iter_layers(node.layer)) if isinstance(node.layer, keras.Model) else [node.layer]
             for layer in inside:
                 first.setdefault(id(layer), i)
-        self._full = _compiled(model)
         positions = [first.get(id(layer), -1) for layer in layers]
-        cuts = [c for c in cut_tensors(model) if any(c[0] < p for p in positions)]
-        started = time.perf_counter()
-        self.baseline = self._score(self._full, self.x)  # traces, and the baseline if no cut helps
-        chosen = []
-        if cuts:  # a second pass tells the run time from the trace time
-            traced = time.perf_counter()
-            self.baseline = self._score(self._full, self.x)
-            run = time.perf_counter() - traced
-            trace = max(traced - started - run, 0.0)
-            chosen = _fitting(_choose(cuts, positions, len(nodes), run, trace), len(self.labels), CUT_BUDGET)
-        self._start = {id(layer): _last_before(chosen, p) for layer, p in zip(layers, positions)}
-        self._from = {}
-        if chosen:
-            values = keras.Model(model.inputs, [t for _, t in chosen])
-            outs = _run(_compiled(values), self.x, self.batch_size)
-            outs = outs if len(chosen) > 1 else [outs]
-            for (i, tensor), value in zip(chosen, outs, strict=True):
-                self._from[i] = (_compiled(keras.Model(tensor, model.outputs)), value)
+        found = cut_tensors(model)
+        needed = {id(c[1]): c for c in (_last_before(found, p) for p in positions) if c}
+        self.cuts = _fitting(sorted(needed.values(), key=lambda c: c[0]), len(self.labels), CUT_BUDGET)
+        # start k > 0: rerun from the k-th cut's value; 0: from the inputs
+        self._start = {id(layer): 1 + self.cuts.index(c) if c else 0
+                       for layer, c in zip(layers, (_last_before(self.cuts, p) for p in positions))}
+        self._forward = _segmented(model, [t for _, t in self.cuts]) if nodes else _compiled(model)
+        self._empty = [np.zeros((0, *t.shape[1:]), t.dtype.as_numpy_dtype) for _, t in self.cuts]
+        pred, self._values = self._run(0, self.x, [])
+        self.baseline = self._accuracy(pred)
 
     def accuracy(self, layer=None) -> float:
         """Accuracy now, rerunning from the last cut before ``layer`` (everything when None)."""
-        start = None if layer is None else self._start.get(id(layer))
-        return self._score(*((self._full, self.x) if start is None else self._from[start[0]]))
+        start = 0 if layer is None else self._start.get(id(layer), 0)
+        if start == 0:
+            return self._accuracy(self._run(0, self.x, [])[0])
+        return self._accuracy(self._run(start, take(self.x, slice(0, 0)), self._values[start - 1])[0])
 
-    def _score(self, fn, x) -> float:
-        pred = _run(fn, x, self.batch_size)
-        pred = pred[0] if isinstance(pred, list) else pred
-        return float(np.mean(np.asarray(pred).argmax(axis=-1) == self.labels))
+    def _run(self, start: int, x, fed):
+        """Predictions (and, from the inputs, the cut values) in batches of ``batch_size``."""
+        count = sample_count(x) if start == 0 else len(fed)
+        preds, values = [], []
+        for i in range(0, count, self.batch_size):
+            part = slice(i, i + self.batch_size)
+            if not self.cuts:
+                preds.append(np.asarray(tf.nest.flatten(self._forward(take(x, part)))[0]))
+                continue
+            feeds = list(self._empty)
+            if start:
+                feeds[start - 1] = fed[part]
+            pred, cut_values = self._forward(tf.constant(start, tf.int32),
+                                             x if start else take(x, part), feeds)
+            preds.append(np.asarray(tf.nest.flatten(pred)[0]))
+            values.append([np.asarray(v) for v in cut_values] if start == 0 else [])
+        pred = np.concatenate(preds)
+        return pred, [np.concatenate(v) for v in zip(*values)] if values and values[0] else []
+
+    def _accuracy(self, pred) -> float:
+        return float(np.mean(pred.argmax(axis=-1) == self.labels))
 
 
 def _last_before(cuts, index):
@@ -109,25 +116,31 @@ def _last_before(cuts, index):
     return before[-1] if before else None
 
 
-def _choose(cuts, positions, nodes: int, run: float, trace: float) -> list:
-    """The cuts worth compiling: greedily, while the passes they shorten save more time than
-    their traces cost (a node's share of ``run`` and ``trace`` taken as ``1 / nodes``)."""
-    share = 1.0 / max(nodes, 1)
+def _segmented(model, tensors):
+    """One compiled function ``(start, x, feeds) -> (outputs, cut values)`` over the segments
+    between ``tensors``; segment k runs only when ``start <= k`` (else cut k's value is fed)."""
+    if not tensors:
+        return _compiled(model)
+    bounds = [model.inputs, *tensors, model.outputs]
+    segments = [keras.Model(a, b) for a, b in zip(bounds, bounds[1:])]
 
-    def net(chosen):
-        saved = sum(run * share * c[0] for c in (_last_before(chosen, p) for p in positions) if c)
-        last = max((c[0] for c in chosen), default=0)
-        return saved - sum(trace * (1 - share * c[0]) for c in chosen) - (run + trace) * share * last
+    def spec(t):
+        return tf.TensorSpec((None, *t.shape[1:]), t.dtype)
 
-    chosen, best = [], 0.0
-    while len(chosen) < MAX_CUTS:
-        taken = {c[0] for c in chosen}
-        options = [sorted(chosen + [c], key=lambda c: c[0]) for c in cuts if c[0] not in taken]
-        scored = max(((net(o), o) for o in options), key=lambda t: t[0], default=None)
-        if scored is None or scored[0] <= best:
-            return chosen
-        best, chosen = scored
-    return chosen
+    inputs = [spec(t) for t in model.inputs]
+    signature = [tf.TensorSpec((), tf.int32), inputs if len(inputs) > 1 else inputs[0],
+                 [spec(t) for t in tensors]]
+
+    @tf.function(autograph=False, input_signature=signature)
+    def forward(start, x, feeds):
+        value, values = x, []
+        for k, segment in enumerate(segments[:-1]):
+            value = tf.cond(start > k, lambda k=k: feeds[k],
+                            lambda seg=segment, v=value: seg(v, training=False))
+            values.append(value)
+        return segments[-1](value, training=False), values
+
+    return forward
 
 
 def _fitting(cuts, samples: int, budget: int) -> list:
@@ -147,11 +160,3 @@ def _compiled(model):
         return model(batch, training=False)
 
     return forward
-
-
-def _run(fn, x, batch_size: int):
-    """``fn`` over ``x`` in batches, concatenated: an array, or a list for a several-output ``fn``."""
-    parts = [fn(take(x, slice(i, i + batch_size))) for i in range(0, sample_count(x), batch_size)]
-    if isinstance(parts[0], (list, tuple)):
-        return [np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(len(parts[0]))]
-    return np.concatenate([np.asarray(p) for p in parts])

@@ -193,6 +193,29 @@ def test_pq_structure_size_and_qcnn_refinement(rng):
     assert size["bytes"] == 4 * 8 * 4 * 4 + 8 * 64 * 2 // 8 + 64 * 4
 
 
+def test_pq_with_overlapped_threads_equals_the_layers_one_by_one(rng):
+    """k-means and refinement run on worker threads: each layer's codebooks must be those of
+    its own k-means and refinement run alone, in order, on its own inputs."""
+    from edgecompress.quantization import product
+
+    model = residual_cnn()
+    x = rng.random((48, *model.inputs[0].shape[1:])).astype("float32")
+    result = Q.product_quantize(model, 2, 4, calibration_data=x)
+    layers = [layer for layer in model.layers if isinstance(layer, product.SUPPORTED)
+              and product._refusal(layer, 2) is None]
+    fit, held = product._split(x, product.HOLDOUT, 0)
+    inputs = product._layer_inputs(model, layers, np.concatenate([fit, held]), len(fit), 4096, 0)
+    assert len(layers) >= 3
+    for layer, (x_fit, x_held) in zip(layers, inputs, strict=True):
+        w2d = layer.kernel.numpy().reshape(-1, layer.kernel.shape[-1])
+        books, assign = product._quantize_matrix(w2d, 2, 4, 0, product.KMEANS_ITERS_BEFORE_REFINE,
+                                                 final_assignment=False)
+        books, assign, _ = product._qcnn_refine(x_fit, w2d, books, assign, 2, product.RIDGE, x_held)
+        got = result.get_layer(layer.name)
+        np.testing.assert_array_equal(got.assignments.numpy(), assign)
+        np.testing.assert_allclose(got.codebooks.numpy(), books, rtol=1e-6, atol=1e-7)
+
+
 def test_pq_fine_tunes_codebooks_and_saves(tmp_path):
     model = Q.product_quantize(mlp(), 4, 4)
     model.compile("adam", "mse")

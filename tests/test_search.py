@@ -45,15 +45,21 @@ def test_compress_needs_recipe_or_target(tmp_path, capsys):
     assert "--target" in capsys.readouterr().err
 
 
-def _tflm_top1(tflite: bytes, x):
-    """Top-1 of every sample from the real TensorFlow Lite Micro interpreter."""
+def _tflm_top1(tflite: bytes, x, dtype=np.float32):
+    """Top-1 of every sample from the real TensorFlow Lite Micro interpreter, fed as a device
+    would: float, or int8 quantized with the input tensor's own scale and zero point."""
     from tflite_micro.python.tflite_micro import runtime
 
     interpreter = runtime.Interpreter.from_bytes(tflite, arena_size=1 << 20)
-    assert interpreter.get_input_details(0)["dtype"] == np.float32  # int8 inside, float I/O
+    details = interpreter.get_input_details(0)
+    assert details["dtype"] == dtype
+    if dtype == np.int8:
+        scale, zero = details["quantization_parameters"]["scales"][0], \
+            details["quantization_parameters"]["zero_points"][0]
+        x = np.clip(np.round(x / scale) + zero, -128, 127)
     top = []
     for sample in x:
-        interpreter.set_input(sample[None].astype(np.float32), 0)
+        interpreter.set_input(sample[None].astype(dtype), 0)
         interpreter.invoke()
         top.append(int(interpreter.get_output(0).argmax()))
     return np.array(top)
@@ -87,13 +93,17 @@ def test_small_search_meets_a_loose_budget_verified_in_tflm(lenet_search):
     assert baseline["name"] == "int8_ptq" and baseline["flash"] > 100 * KB
     assert any("flash" in m for m in baseline["misses"])
     assert winner["actions"] and winner["final"] and winner["phases"][0]["kind"] == "distill"
+    from edgecompress.search.core import describe
+
     # The device runs the winner's model: TFLM's top-1 (the file may hold LUT-compressed
     # weights, which only TFLM decodes) against the winner's Keras model on 64 digits.
     from edgecompress.search.jobs import model_from_bytes
 
     x = datasets.load("mnist5k")[1][0][:64]
     keras_top1 = model_from_bytes(winner["keras"]).predict(x, verbose=0).argmax(-1)
-    assert np.mean(_tflm_top1(winner["tflite"], x) == keras_top1) >= 0.95
+    # An arena budget makes the int8 file take and give int8 (no float input buffer).
+    assert winner["int8_io"] and "int8 input/output" in describe(winner)
+    assert np.mean(_tflm_top1(winner["tflite"], x, np.int8) == keras_top1) >= 0.95
     assert winner["tflm_agreement"] >= 0.95
     # The user's model is untouched.
     for before, after in zip(weights, model.get_weights(), strict=True):

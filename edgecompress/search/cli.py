@@ -41,6 +41,9 @@ def add_arguments(comp) -> None:
                                       "(comma list; default: any rank)")
     comp.add_argument("--lut-bits", help="--target: TFLM LUT bit widths a move may give a layer "
                                          "(comma list of 2-7; 'none' to skip)")
+    comp.add_argument("--int8-io", choices=("auto", "on", "off"), default="auto",
+                      help="--target: int8 files take int8 inputs and outputs (auto: when the "
+                           "target sets an arena)")
     comp.add_argument("--seed", type=int, default=0, help="--target: the seed of every job")
 
 
@@ -87,7 +90,8 @@ def run_target_search(args, staged_output) -> int:
         workers=args.workers, ray_address=args.ray_address,
         ratios=ratios, rank_fractions=ranks, lut_bits=lut_bits, epochs=args.epochs, top_k=args.top_k,
         distill=args.distill, strategy=None if args.strategy == "none" else args.strategy,
-        max_iterations=args.iterations, seed=args.seed)
+        max_iterations=args.iterations, seed=args.seed,
+        int8_io={"auto": None, "on": True, "off": False}[args.int8_io])
     winner = search_mod.require_winner(result)
     from edgecompress.search.core import describe
     from edgecompress.search.measure import tflite_accuracy

@@ -95,7 +95,7 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
            learning_rate: float = 1e-3, batch_size: int = 64, distill: bool = True, strategy=None,
            scan_samples: int = 1000, top_k: int = TOP_K, try_float: bool = True, rounds: int = 2,
            seed: int = 0, short_epochs: int = SHORT_EPOCHS, step: float = STEP,
-           max_iterations: int = MAX_ITERATIONS) -> SearchResult:
+           max_iterations: int = MAX_ITERATIONS, int8_io: bool | None = None) -> SearchResult:
     """Search filter counts, ranks and LUT bit widths per layer (int8, or float32 where int8
     hurts) for the most accurate model that fits ``target`` within ``max_drop``.
 
@@ -146,6 +146,10 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
         short_epochs: epochs of each proposal's fine-tune (0: none).
         step: fraction of the excess an iteration removes, in (0, 1] (1: straight to the budget).
         max_iterations: most accepted moves.
+        int8_io: int8 files take int8 inputs and give int8 outputs (the device quantizes with the
+            input tensor's scale and zero point, as MLPerf Tiny's files do). None (default): when
+            ``target`` sets an arena, whose float input and output buffers and their int8 copies
+            this saves (12 KB of ResNet-8's 32x32x3 input); float32 files keep float IO.
 
     Returns:
         A :class:`SearchResult`; its ``winner`` is None when nothing fits (see ``closest``).
@@ -155,6 +159,8 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
     if not isinstance(target, Target) or target == Target():
         raise ValueError(f"`target` must set at least one of flash, arena, latency. Received: {target!r}")
     _check_number("max_drop", max_drop, 0)
+    if int8_io is not None and not isinstance(int8_io, bool):
+        raise ValueError(f"`int8_io` must be True, False or None. Received: int8_io={int8_io!r}")
     if isinstance(step, bool) or not isinstance(step, numbers.Real) or not 0 < step <= 1:
         raise ValueError(f"`step` must be a number in (0, 1]. Received: step={step!r}")
     for name, value, low in (("epochs", epochs, 0), ("patience", patience, 0), ("top_k", top_k, 1),
@@ -174,7 +180,8 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
                 "ratios": None if ratios is None else tuple(float(r) for r in ratios),
                 "rank_fractions": None if rank_fractions is None else tuple(float(f) for f in rank_fractions),
                 "lut_bits": tuple(int(b) for b in lut_bits),
-                "latency": target.latency_ms is not None, "tflm_samples": 32, "seed": int(seed)}
+                "latency": target.latency_ms is not None, "tflm_samples": 32, "seed": int(seed),
+                "int8_io": target.arena is not None if int8_io is None else int8_io}
     limits = _limits(target)
     original = model_to_bytes(model)
     shared = {"model": original, "fit": fit, "val": val, "scan": scan_data, "settings": settings,
@@ -379,7 +386,8 @@ def describe(cand: dict) -> str:
     for a in cand["actions"]:
         if a["kind"] != "lut" or cand["mode"] == "int8":
             last[a["layer"], a["kind"]] = Action(**a).describe()
-    return ", ".join([cand["mode"], *last.values()]) if last else f"{cand['mode']}, no structural change"
+    mode = cand["mode"] + (" with int8 input/output" if cand.get("int8_io") else "")
+    return ", ".join([mode, *last.values()]) if last else f"{mode}, no structural change"
 
 
 def _split(train, validation, seed):

@@ -42,6 +42,7 @@ def recipe_toml(result: SearchResult, cand: dict) -> str:
         lines += ["[[step]]", 'kind = "quantize_weights"', f"bits = {width}", "per_channel = true",
                   f"layers = [{names}]", ""]
     lines += ["[[step]]", 'kind = "export"', f'mode = "{cand["mode"]}"']
+    lines += ["int8_io = true"] if cand.get("int8_io") else []
     lines += ['micro_compress = "lut"', ""] if lut else [""]
     return "\n".join(lines)
 

@@ -120,12 +120,14 @@ def candidate(shared, model: bytes, lut: dict, mode: str, name: str, seed: int,
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.tflite"
         calibration = shared["fit"][0][:CALIBRATION_SAMPLES] if mode == "int8" else None
-        rep = export(new, path, mode, representative_data=calibration, verify_data=shared["val"])
+        int8_io = mode == "int8" and settings["int8_io"]
+        rep = export(new, path, mode, representative_data=calibration, verify_data=shared["val"],
+                     int8_io=int8_io)
         plain = path.read_bytes()
     tflite = measure.lut_compress(plain) if lut else plain  # LiteRT verified the plain file
     foot = measure.footprint(tflite, latency=settings["latency"], latency_file=plain)
     return {
-        "name": name, "mode": mode, "lut": dict(lut), "final": bool(final), "phases": phases,
+        "name": name, "mode": mode, "int8_io": int8_io, "lut": dict(lut), "final": bool(final), "phases": phases,
         "params": int(new.count_params()), "stats": space.stats(new, lut),
         "flash": foot.flash, "arena": foot.arena, "latency_ms": foot.latency_ms,
         "accuracy": rep.accuracy, "keras_accuracy": rep.keras_accuracy, "agreement": rep.agreement,

@@ -7,6 +7,11 @@ A move shrinks one layer of the *current* model:
   (:func:`edgecompress.pruning.prune_filters`, by L1 norm; residual groups are pruned jointly);
 * "rank": factorize the layer at rank ``value`` (:func:`edgecompress.lowrank.factorize`). Its
   factors are plain layers, so a later "prune" of the first factor lowers the rank further;
+* "prune_peak": keep the fraction ``value`` of the filters of every channel group live at the
+  arena peak at once (``layer`` names their first producers, joined by "+"). The peak is a sum
+  over live tensors (a residual block's input stays live for its shortcut; a pointwise conv
+  and the depthwise conv after it hold one group twice), so no single-group move lowers it when
+  several groups hold it, or when two blocks peak alike;
 * "lut": quantize the layer's kernel to ``value`` bits per channel
   (:func:`edgecompress.quantization.quantize_weights`) so that TFLite Micro's LUT compression
   stores it as ``value``-bit indices (:func:`tflite_export.micro.lut_compress`). LUT widths are
@@ -27,7 +32,11 @@ from edgecompress.surgery.channels import channel_groups
 
 log = logging.getLogger("edgecompress.search")
 
-KINDS = ("prune", "rank", "lut")
+KINDS = ("prune", "prune_peak", "rank", "lut")
+PEAK_FRACTIONS = (0.9, 0.8, 0.7, 0.6, 0.5)  # filters a "prune_peak" move may keep
+NEAR_PEAK = 0.9  # ops within this fraction of the peak count as the peak
+# Layers the TFLite converter folds into the op before them: their output is its tensor.
+FOLDED = ("BatchNormalization", "ReLU", "Activation", "Dropout", "LeakyReLU", "SpatialDropout2D")
 MAX_LAYER_SHRINK = 0.5  # one move removes at most this fraction of a layer's filters or weights
 # The names lowrank.factorize gives factors: their rank moves on by pruning, not by factorizing again.
 FACTOR_SUFFIXES = ("_u", "_v", "_kx1", "_1xk", "_reduce", "_core", "_expand")
@@ -54,6 +63,8 @@ class Action:
     value: float
 
     def describe(self) -> str:
+        if self.kind == "prune_peak":
+            return f"{self.layer}: {self.value:.0%} of filters"
         if self.kind == "lut":
             return f"{self.layer}: LUT {int(self.value)} bits"
         if self.kind == "rank":
@@ -79,6 +90,10 @@ def options(model, lut: dict, kinds=KINDS, lut_bits=()) -> list[tuple[str, str]]
         for group in channel_groups(model).groups:
             if group.prunable and group.channels > 1:
                 out.append((group.producers[0], "prune"))
+    if "prune_peak" in kinds:
+        producers = peak_groups(model)
+        if len(producers) > 1:
+            out.append(("+".join(producers), "prune_peak"))
     if "rank" in kinds:
         for cand in lowrank_candidates(model)[0]:
             if (cand.layer.name not in lut and not cand.layer.name.endswith(FACTOR_SUFFIXES)
@@ -103,6 +118,10 @@ def sizes(model, layer: str, kind: str, lut: dict, ratios=None, rank_fractions=N
     removing :data:`MAX_LAYER_SHRINK` of the filters, or of the weights for a rank (a grid goes
     as far as it says).
     """
+    if kind == "prune_peak":
+        fractions = PEAK_FRACTIONS if ratios is None else sorted({1 - r for r in ratios}, reverse=True)
+        counts = [_channels(model, name) for name in layer.split("+")]
+        return [f for f in fractions if any(_kept(n, f) < n for n in counts)]
     if kind == "prune":
         n = _channels(model, layer)
         kept = range(n - 1, max(1, math.ceil(n * (1 - MAX_LAYER_SHRINK))) - 1, -1) if ratios is None \
@@ -131,6 +150,14 @@ def move(model, action: Action, lut: dict) -> tuple[object, dict, dict]:
         from edgecompress import surgery
 
         return surgery.clone(model), {**lut, action.layer: int(action.value)}, None
+    if action.kind == "prune_peak":
+        ratio = {}
+        for name in action.layer.split("+"):
+            n = _channels(model, name)
+            if _kept(n, action.value) < n:
+                ratio[name] = (n - _kept(n, action.value) + 0.5) / n
+        new = pruning.prune_filters(model, ratio)
+        return new, dict(lut), {"kind": "prune_filters", "ratio": ratio}
     if action.kind == "prune":
         n = _channels(model, action.layer)
         removed = n - int(action.value)
@@ -203,16 +230,68 @@ def excess(limits: dict, costs: dict) -> float:
 
 
 def activation_peak(model) -> int:
-    """Largest count of input plus output elements of any one layer: a cheap proxy of the
-    arena (one byte per element in int8) used to rank moves before anything is exported."""
-    peak = 0
-    for layer in model.layers:
-        if not layer.inbound_nodes:
+    """The most activation elements live at once while ``model`` runs (one byte each in int8):
+    the quantity TFLM's arena planner packs, used to rank moves before anything is exported.
+    See :func:`live_tensors`."""
+    return max((sum(size for size, _ in live.values()) for live in live_tensors(model)), default=0)
+
+
+def live_tensors(model) -> list[dict]:
+    """Per op of ``model`` in run order, ``{buffer: (elements, layer)}`` of the tensors live
+    while it runs: its inputs and outputs and every tensor a later op (or the output) still
+    needs; ``layer`` made the tensor's channels. The outputs of :data:`FOLDED` layers share
+    their input's buffer, as the converter folds them into the op before."""
+    from edgecompress.surgery.graph import nodes_in_order
+
+    if not getattr(model, "_is_graph_network", False):
+        return []
+    nodes = nodes_in_order(model)
+    buffer, size, owner, ops = {}, {}, {}, []
+    for node in nodes:
+        outs = _flat(node.outputs)
+        ins = [buffer.get(id(t), id(t)) for t in node.keras_inputs]
+        if type(node.layer).__name__ in FOLDED and len(ins) == 1 and len(outs) == 1:
+            buffer[id(outs[0])] = ins[0]
             continue
-        node = layer.inbound_nodes[0]
-        shapes = [t.shape for t in _flat(node.input_tensors)] + [t.shape for t in _flat(node.outputs)]
-        peak = max(peak, sum(int(np.prod([d or 1 for d in s[1:]])) for s in shapes))
-    return peak
+        first = node.keras_inputs[0] if node.keras_inputs else None
+        for t in outs:
+            buffer[id(t)] = id(t)
+            size[id(t)] = int(np.prod([d or 1 for d in t.shape[1:]]))
+            # a layer without weights that keeps its input's channels (Add, pooling, padding)
+            # passes on the channels of the layer that made them
+            passes = (first is not None and not node.layer.weights and buffer.get(id(first)) in owner
+                      and t.shape[-1] == first.shape[-1])
+            owner[id(t)] = owner[buffer[id(first)]] if passes else node.layer.name
+        ops.append((ins, [id(t) for t in outs]))
+    last = {buffer.get(id(t), id(t)): len(ops) for t in _flat(model.outputs)}
+    for i, (ins, _) in enumerate(ops):
+        for b in ins:
+            last[b] = max(last.get(b, -1), i)
+    born, out = {}, []
+    for i, (_, outs) in enumerate(ops):
+        for b in outs:
+            born[b] = i
+        out.append({b: (size[b], owner[b]) for b, start in born.items()
+                    if start <= i and last.get(b, start) >= i and b in size})
+    return out
+
+
+def peak_groups(model) -> list[str]:
+    """The first producers of the prunable channel groups whose tensors are live at the ops
+    within :data:`NEAR_PEAK` of the activation peak (model order)."""
+    live = live_tensors(model)
+    peak = max((sum(size for size, _ in ops.values()) for ops in live), default=0)
+    owners = {name for ops in live if sum(size for size, _ in ops.values()) >= NEAR_PEAK * peak
+              for _, name in ops.values()}
+    found = []
+    for group in channel_groups(model).groups:
+        if group.prunable and group.channels > 1 and owners & set(group.producers + group.followers):
+            found.append(group.producers[0])
+    return found
+
+
+def _kept(channels: int, fraction: float) -> int:
+    return max(1, int(round(channels * fraction)))
 
 
 def _channels(model, layer: str) -> int:

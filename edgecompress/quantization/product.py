@@ -388,9 +388,13 @@ def _layer_inputs(model, layers, data, fit_count: int, max_rows: int, seed: int,
             out = np.asarray(out)
             out = out.reshape(out.shape[0], -1, out.shape[-1])  # (samples, positions, D)
             share = min(per_sample, out.shape[1])
-            for index, sample in enumerate(out, start):
-                rows = sample[np.sort(rng.choice(len(sample), share, replace=False))]
-                part[index >= fit_count].append(rows)
+            if share < out.shape[1]:  # ``share`` positions per sample, in order, all at once
+                picks = np.sort(np.argsort(rng.random(out.shape[:2]), axis=1)[:, :share], axis=1)
+                out = np.take_along_axis(out, picks[..., None], axis=1)
+            fit_here = min(max(fit_count - start, 0), len(out))
+            for rows, which in ((out[:fit_here], 0), (out[fit_here:], 1)):
+                if len(rows):
+                    part[which].append(rows.reshape(-1, out.shape[-1]))
     result = []
     for fit, held in parts:
         x = np.concatenate(fit)

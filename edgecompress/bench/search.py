@@ -51,7 +51,7 @@ def table(rows):
 
 
 def lenet_rows(train, test, quick=False, seeds=(0, 1, 2), epochs=10, workers=None,
-               budgets=LENET_FLASH):
+               budgets=LENET_FLASH, int8_io=None):
     """Median over seeds of the LeNet-5 search at each flash budget (arena 8 KB, 0.5 pp).
 
     The search's validation split is held out of the baseline's training: on digits the
@@ -68,7 +68,7 @@ def lenet_rows(train, test, quick=False, seeds=(0, 1, 2), epochs=10, workers=Non
             fit, val = _split(train, None, seed)
             model = train_baseline(fit, test, epochs=1 if quick else epochs, seed=seed, verbose=0)
             result, seconds, load = _search(model, fit, f"flash={flash},arena={8 * KB}", 0.5, quick,
-                                            seed, workers=workers, validation=val)
+                                            seed, workers=workers, validation=val, int8_io=int8_io)
             row = _row(f"LeNet-5, flash {flash:,} B, arena 8 KB (seed {seed})", result, seconds, load,
                        test)
             row["float test acc"] = keras_accuracy(model, test)
@@ -136,6 +136,8 @@ def _arguments(parser) -> None:
     parser.add_argument("--workers", type=int, help="local workers for the searches (default: cores)")
     parser.add_argument("--parts", default="lenet,synthetic,scaling",
                         help="comma list of lenet, synthetic, scaling")
+    parser.add_argument("--int8-io", choices=("auto", "on", "off"), default="auto",
+                        help="LeNet-5: int8 files with int8 input/output (auto: the arena is set)")
     parser.add_argument("--budgets", default=",".join(map(str, LENET_FLASH)),
                         help="LeNet-5 flash budgets in bytes (comma list)")
 
@@ -163,7 +165,7 @@ def _report(train, test, args) -> str:
         except ValueError:
             raise UsageError(f"`--budgets` must be a comma list of byte counts. Received: {args.budgets!r}") from None
         rows = lenet_rows(train, test, args.quick, tuple(range(args.seeds)), args.epochs, args.workers,
-                          budgets)
+                          budgets, {"auto": None, "on": True, "off": False}[args.int8_io])
         section("LeNet-5 into a flash budget (arena 8 KB, max drop 0.5 pp; median seed)", table(rows))
     if "synthetic" in parts:
         section("ResNet-8 and DS-CNN into 32 KB flash / 16 KB arena (synthetic data)",

@@ -78,7 +78,7 @@ class LayerScan:
                        for layer, c in zip(layers, (_last_before(self.cuts, p) for p in positions))}
         self._forward = _segmented(model, [t for _, t in self.cuts]) if nodes else _compiled(model)
         self._empty = [np.zeros((0, *t.shape[1:]), t.dtype.as_numpy_dtype) for _, t in self.cuts]
-        pred, self._values = self._run(0, self.x, [])
+        pred, self._values = self._run(0, self.x, [], keep=True)
         self.baseline = self._accuracy(pred)
 
     def accuracy(self, layer=None) -> float:
@@ -88,8 +88,8 @@ class LayerScan:
             return self._accuracy(self._run(0, self.x, [])[0])
         return self._accuracy(self._run(start, take(self.x, slice(0, 0)), self._values[start - 1])[0])
 
-    def _run(self, start: int, x, fed):
-        """Predictions (and, from the inputs, the cut values) in batches of ``batch_size``."""
+    def _run(self, start: int, x, fed, keep: bool = False):
+        """Predictions (and with ``keep``, from the inputs, the cut values) in batches."""
         count = sample_count(x) if start == 0 else len(fed)
         preds, values = [], []
         for i in range(0, count, self.batch_size):
@@ -103,7 +103,7 @@ class LayerScan:
             pred, cut_values = self._forward(tf.constant(start, tf.int32),
                                              x if start else take(x, part), feeds)
             preds.append(np.asarray(tf.nest.flatten(pred)[0]))
-            values.append([np.asarray(v) for v in cut_values] if start == 0 else [])
+            values.append([np.asarray(v) for v in cut_values] if keep else [])
         pred = np.concatenate(preds)
         return pred, [np.concatenate(v) for v in zip(*values)] if values and values[0] else []
 

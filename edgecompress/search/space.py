@@ -233,7 +233,7 @@ def activation_peak(model) -> int:
     """The most activation elements live at once while ``model`` runs (one byte each in int8):
     the quantity TFLM's arena planner packs, used to rank moves before anything is exported.
     See :func:`live_tensors`."""
-    return max((sum(size for size, _ in live.values()) for live in live_tensors(model)), default=0)
+    return max(map(_elements, live_tensors(model)), default=0)
 
 
 def live_tensors(model) -> list[dict]:
@@ -280,14 +280,18 @@ def peak_groups(model) -> list[str]:
     """The first producers of the prunable channel groups whose tensors are live at the ops
     within :data:`NEAR_PEAK` of the activation peak (model order)."""
     live = live_tensors(model)
-    peak = max((sum(size for size, _ in ops.values()) for ops in live), default=0)
-    owners = {name for ops in live if sum(size for size, _ in ops.values()) >= NEAR_PEAK * peak
-              for _, name in ops.values()}
+    peak = max(map(_elements, live), default=0)
+    owners = {name for ops in live if _elements(ops) >= NEAR_PEAK * peak for _, name in ops.values()}
     found = []
     for group in channel_groups(model).groups:
         if group.prunable and group.channels > 1 and owners & set(group.producers + group.followers):
             found.append(group.producers[0])
     return found
+
+
+def _elements(live: dict) -> int:
+    """Activation elements of one op's live tensors (an entry of :func:`live_tensors`)."""
+    return sum(size for size, _ in live.values())
 
 
 def _kept(channels: int, fraction: float) -> int:

@@ -14,11 +14,11 @@ References:
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgecompress._ahead import run_ahead
 from edgecompress._progress import Progress
 from edgecompress.datasets import class_labels
 from edgecompress.lowrank.factorize import TARGETS, Candidate, _check_choice, allocate, eligible
@@ -104,17 +104,12 @@ def rank_sensitivity(model, data, ranks=None, method: str = "auto", layers=None,
     # rebuild, no ``predict`` (0.2 s per call on ResNet50). The decompositions run on one worker
     # thread, LOOKAHEAD layers ahead, while the passes run: on ResNet50 at 64x64 this hid their
     # 3 s (the trace and the passes leave a core idle).
-    pool = ThreadPoolExecutor(1, thread_name_prefix="rank_sensitivity")
-    try:
-        pending = [pool.submit(prepare, *pair) for pair in chosen[:LOOKAHEAD]]
+    with run_ahead(lambda pair: prepare(*pair), chosen, LOOKAHEAD, "rank_sensitivity") as prepared:
         scan = LayerScan(model, (x, class_labels(y, "data")), [layer for layer, _ in chosen], batch_size)
         result = Sensitivity(baseline=scan.baseline, method=method)
         progress = Progress("rank_sensitivity", len(chosen))
-        for i, (layer, _) in enumerate(chosen):
-            if i + LOOKAHEAD < len(chosen):
-                pending.append(pool.submit(prepare, *chosen[i + LOOKAHEAD]))
-            cand, kernels = pending[i].result()
-            pending[i] = None
+        for (layer, _), future in zip(chosen, prepared):
+            cand, kernels = future.result()
             progress.step(layer.name)
             points = []
             try:
@@ -128,8 +123,6 @@ def rank_sensitivity(model, data, ranks=None, method: str = "auto", layers=None,
             result.curves[layer.name] = points
             result.before[layer.name] = (cand.params_before, cand.macs_before)
         progress.close()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
     return result
 
 

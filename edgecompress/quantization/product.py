@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from edgecompress._ahead import run_ahead
 from edgecompress._keras import check_graph_model, keras, tf
 from edgecompress._progress import Progress
 from edgecompress.datasets import sample_count, take
@@ -534,32 +535,27 @@ def product_quantize(model: keras.Model, subvector_size: int = 4, codebook_size:
     # ResNet50 at 64x64 (12.9 -> 10-11 s) one thread left a core idle most of the time; two
     # refinement threads were slower (GIL contention). Each layer's k-means has its own seeded
     # stream and each refinement its own arrays, so results do not depend on the overlap.
-    kmeans_pool = ThreadPoolExecutor(1, thread_name_prefix="product_quantize_kmeans")
     refine_pool = ThreadPoolExecutor(1, thread_name_prefix="product_quantize_refine")
     try:
-        pending = [kmeans_pool.submit(kmeans, layer) for layer in selected[:LOOKAHEAD]]
-        for i, layer in enumerate(selected):
-            if i + LOOKAHEAD < len(selected):
-                pending.append(kmeans_pool.submit(kmeans, selected[i + LOOKAHEAD]))
-            if id(layer) in refined and id(layer) not in inputs:  # the next layers' inputs, one pass
-                group = _input_group(selected[i:], refined, sample_count(calibration), max_rows)
-                for name in [n for n, plan in plans.items() if not isinstance(plan, tuple)]:
-                    plans[name] = plans[name].result()  # the previous group's inputs are freed
-                inputs.update(zip(map(id, group), _layer_inputs(
-                    model, group, calibration, sample_count(fit_x), max_rows, seed)))
-            w2d, (books, assign) = pending[i].result()
-            pending[i] = None
-            if id(layer) not in inputs:
-                plans[layer.name] = (books, assign)
-                progress.step(layer.name)
-                continue
-            x, x_held = inputs.pop(id(layer))
-            if len(x) < SAMPLES_PER_CODEWORD * k:
-                small.append(f"'{layer.name}' ({len(x)} rows)")
-            plans[layer.name] = refine_pool.submit(refine, layer.name, w2d, books, assign, x, x_held)
+        with run_ahead(kmeans, selected, LOOKAHEAD, "product_quantize_kmeans") as clustered:
+            for i, (layer, future) in enumerate(zip(selected, clustered)):
+                if id(layer) in refined and id(layer) not in inputs:  # the next layers' inputs, one pass
+                    group = _input_group(selected[i:], refined, sample_count(calibration), max_rows)
+                    for name in [n for n, plan in plans.items() if not isinstance(plan, tuple)]:
+                        plans[name] = plans[name].result()  # the previous group's inputs are freed
+                    inputs.update(zip(map(id, group), _layer_inputs(
+                        model, group, calibration, sample_count(fit_x), max_rows, seed)))
+                w2d, (books, assign) = future.result()
+                if id(layer) not in inputs:
+                    plans[layer.name] = (books, assign)
+                    progress.step(layer.name)
+                    continue
+                x, x_held = inputs.pop(id(layer))
+                if len(x) < SAMPLES_PER_CODEWORD * k:
+                    small.append(f"'{layer.name}' ({len(x)} rows)")
+                plans[layer.name] = refine_pool.submit(refine, layer.name, w2d, books, assign, x, x_held)
         plans = {name: plan if isinstance(plan, tuple) else plan.result() for name, plan in plans.items()}
     finally:
-        kmeans_pool.shutdown(wait=True, cancel_futures=True)
         refine_pool.shutdown(wait=True, cancel_futures=True)
     report.transformed.extend(layer.name for layer in selected)
     progress.close()

@@ -160,6 +160,26 @@ def compile_kwargs(tasks: list[Task]) -> dict:
     return {"loss": losses, "metrics": metrics}
 
 
+class _LatestBest(keras.callbacks.EarlyStopping):
+    """EarlyStopping for which an epoch tying the best is progress, so the latest of equal epochs
+    is kept. On a few hundred validation samples the accuracy moves in steps of one sample and
+    plateaus: strict improvement (Keras's rule) restored the first epoch of the plateau, 1-3 of
+    30 in the LeNet-5 searches, whose test accuracy was 0.3-0.5 pp lower (BENCHMARKS.md)."""
+
+    def _is_improvement(self, monitor_value, reference_value):
+        return monitor_value == reference_value or super()._is_improvement(monitor_value, reference_value)
+
+
+def early_stopping(tasks: list[Task], patience: int) -> keras.callbacks.EarlyStopping:
+    """Early stopping on the validation metric of a one-output model (the loss of several), best
+    weights restored, ties kept as progress (:class:`_LatestBest`)."""
+    if len(tasks) == 1:
+        monitor, mode = f"val_{tasks[0].metric_name}", "max" if tasks[0].higher_is_better else "min"
+    else:
+        monitor, mode = "val_loss", "min"
+    return _LatestBest(monitor, mode=mode, patience=patience, restore_best_weights=True)
+
+
 def split_labels(y, names: list[str]) -> list:
     """Labels as one array per output, in output order.
 

@@ -87,3 +87,29 @@ def test_bad_override(override, message):
 def test_labels_must_match_outputs():
     with pytest.raises(ValueError, match="one array per model output"):
         tasks.infer_tasks(_two_heads(), [np.zeros(2)])
+
+
+def test_early_stopping_keeps_the_latest_of_epochs_tying_the_best():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    task_list = tasks.infer_tasks(model, np.array([0, 1]))
+    history = [0.90, 0.95, 0.95, 0.95, 0.94, 0.94]
+
+    def run(stop):
+        stop.set_model(model)
+        stop.on_train_begin()
+        for epoch, accuracy in enumerate(history):
+            model.layers[0].bias.assign([float(epoch), 0.0])  # each epoch's weights differ
+            stop.on_epoch_end(epoch, {"val_accuracy": accuracy})
+            if model.stop_training:
+                break
+        stop.on_train_end()
+        return stop, epoch
+
+    keras_rule, _ = run(keras.callbacks.EarlyStopping("val_accuracy", mode="max", patience=2,
+                                                      restore_best_weights=True))
+    assert keras_rule.best_epoch == 1  # Keras's strict rule: the first epoch of the plateau
+    model.stop_training = False
+    stop, stopped_at = run(tasks.early_stopping(task_list, patience=2))
+    assert stop.monitor == "val_accuracy"
+    assert stop.best_epoch == 3 and stopped_at == 5  # a tie resets the patience
+    assert model.layers[0].bias.numpy()[0] == 3.0  # and its weights are restored

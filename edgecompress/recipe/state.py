@@ -72,7 +72,6 @@ class RunState:
         ``shape_of`` is the graph model whose input decides the augmentation (default ``model``;
         a Distiller passes its student)."""
         from edgecompress import distribute
-        from edgecompress._keras import keras
 
         if self.strategy and not compiled:  # data-parallel: a copy in the strategy's scope
             with distribute.replica_of(model, self.strategy) as replica:  # weights come back after
@@ -98,9 +97,7 @@ class RunState:
         if calibrate is not None:
             callbacks.append(calibrate)
         if patience and not pruning:
-            monitor, mode = self.monitor()
-            callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
-                                                           restore_best_weights=True))
+            callbacks.append(tasks_lib.early_stopping(self.tasks, patience))
         elif patience and epochs > 1:
             log.info("%s: no early stopping while the pruning schedule raises sparsity "
                      "(an earlier epoch is always less sparse)", self.where)
@@ -108,13 +105,6 @@ class RunState:
                  len(self.validation[0]), augment_lib.describe(spec))
         return model.fit(data, epochs=epochs, validation_data=self.validation,
                          callbacks=callbacks, verbose=2 if self.verbose else 0)
-
-    def monitor(self) -> tuple[str, str]:
-        """The validation quantity early stopping watches, and whether higher is better."""
-        if len(self.tasks) == 1:
-            task = self.tasks[0]
-            return f"val_{task.metric_name}", "max" if task.higher_is_better else "min"
-        return "val_loss", "min"
 
     def warn_if_small(self, epochs: int) -> None:
         labels = tasks_lib.split_labels(self.train[1], [t.output for t in self.tasks])

@@ -161,8 +161,9 @@ def final_finetune(model, shared, seed: int) -> list[dict]:
 def train(model, shared, epochs: int, learning_rate: float, seed: int, augment: str = "none",
           patience: int = 0, teacher: bool = False) -> tuple[int, str]:
     """Fine-tune ``model`` in place on ``shared["fit"]`` (Adam); with ``patience``, early
-    stopping on the validation accuracy restores the best weights. ``teacher``: distil from the
-    original model (one classification output only; otherwise a plain fit).
+    stopping on the validation accuracy (:func:`edgecompress.tasks.early_stopping`) restores
+    the best weights. ``teacher``: distil from the original model (one classification output
+    only; otherwise a plain fit).
 
     Returns:
         ``(epochs kept, "distill" or "fit")``.
@@ -179,11 +180,7 @@ def train(model, shared, epochs: int, learning_rate: float, seed: int, augment: 
     data = augment_lib.batches(*shared["fit"], spec, settings["batch_size"], seed=seed)
     callbacks = []
     if patience:
-        monitor = f"val_{task_list[0].metric_name}" if len(task_list) == 1 else "val_loss"
-        mode = "max" if len(task_list) == 1 and task_list[0].higher_is_better else "min"
-        stop = keras.callbacks.EarlyStopping(monitor, mode=mode, patience=patience,
-                                             restore_best_weights=True)
-        callbacks.append(stop)
+        callbacks.append(stop := tasks_lib.early_stopping(task_list, patience))
     distill = teacher and len(task_list) == 1 and task_list[0].kind == tasks_lib.CLASSIFICATION
     fit_kwargs = dict(epochs=epochs, validation_data=shared["val"] if patience else None,
                       callbacks=callbacks, verbose=0)

@@ -241,7 +241,7 @@ def live_tensors(model) -> list[dict]:
     while it runs: its inputs and outputs and every tensor a later op (or the output) still
     needs; ``layer`` made the tensor's channels. The outputs of :data:`FOLDED` layers share
     their input's buffer, as the converter folds them into the op before."""
-    from edgecompress.surgery.graph import nodes_in_order
+    from edgecompress.surgery.graph import last_uses, nodes_in_order
 
     if not getattr(model, "_is_graph_network", False):
         return []
@@ -263,10 +263,7 @@ def live_tensors(model) -> list[dict]:
                       and t.shape[-1] == first.shape[-1])
             owner[id(t)] = owner[buffer[id(first)]] if passes else node.layer.name
         ops.append((ins, [id(t) for t in outs]))
-    last = {buffer.get(id(t), id(t)): len(ops) for t in _flat(model.outputs)}
-    for i, (ins, _) in enumerate(ops):
-        for b in ins:
-            last[b] = max(last.get(b, -1), i)
+    last = last_uses([ins for ins, _ in ops], [buffer.get(id(t), id(t)) for t in _flat(model.outputs)])
     born, out = {}, []
     for i, (_, outs) in enumerate(ops):
         for b in outs:

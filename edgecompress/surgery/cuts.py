@@ -18,7 +18,7 @@ import numpy as np
 
 from edgecompress._keras import keras, tf
 from edgecompress.datasets import sample_count, take
-from edgecompress.surgery.graph import iter_layers, nodes_in_order
+from edgecompress.surgery.graph import iter_layers, last_uses, nodes_in_order
 
 CUT_BUDGET = 2**28
 """Floats of cut values kept for the data (1 GiB)."""
@@ -31,10 +31,8 @@ def _nodes(model) -> list:
 def cut_tensors(model) -> list:
     """``[(node index, tensor)]``: the single tensors every input-to-output path crosses, in order."""
     nodes = _nodes(model)
-    last_use = {id(t): len(nodes) for t in tf.nest.flatten(model.outputs)}
-    for i, node in enumerate(nodes):
-        for t in node.keras_inputs:
-            last_use[id(t)] = max(last_use.get(id(t), -1), i)
+    last_use = last_uses([[id(t) for t in node.keras_inputs] for node in nodes],
+                         [id(t) for t in tf.nest.flatten(model.outputs)])
     live, cuts = {}, []
     for i, node in enumerate(nodes):
         for t in tf.nest.flatten(node.outputs):

@@ -277,6 +277,16 @@ def nodes_in_order(model) -> list:
             for node in model._nodes_by_depth[depth]]
 
 
+def last_uses(reads: list, outputs) -> dict:
+    """``{key: index of the last step reading it}`` from the keys each step reads, in run order;
+    the keys of ``outputs`` (the model's) are read after the last step (``len(reads)``)."""
+    last = dict.fromkeys(outputs, len(reads))
+    for i, keys in enumerate(reads):
+        for key in keys:
+            last[key] = max(last.get(key, -1), i)
+    return last
+
+
 def _is_keras_tensor(x) -> bool:
     return isinstance(x, KerasTensor)
 

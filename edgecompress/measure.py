@@ -21,6 +21,7 @@ import numpy as np
 from edgecompress._keras import keras
 from edgecompress.datasets import class_labels
 from edgecompress.surgery.graph import iter_layers
+from edgecompress.surgery.select import unwrap
 
 KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
 # Variables of tfmot wrappers (QAT ranges, pruning masks, cluster codebooks) that are not
@@ -129,7 +130,7 @@ def keras_macs(model: keras.Model) -> int:
     """Multiply-accumulates of one inference of ``model`` (batch 1)."""
     total = 0
     for layer in iter_layers(model):
-        core = _unwrap(layer)
+        core = unwrap(layer)
         for input_shape, output_shape in node_shapes(layer):
             total += layer_macs(core, input_shape, output_shape)
     return int(total)
@@ -185,13 +186,6 @@ def _serialized_sizes(model) -> tuple[int | None, int | None]:
         return path.stat().st_size, gzip_size(path)
 
 
-
-
-def _unwrap(layer):
-    """The layer inside a tfmot wrapper (pruning, clustering, QAT), or the layer itself."""
-    while isinstance(layer, keras.layers.Wrapper):
-        layer = layer.layer
-    return layer
 
 
 def _short(weight) -> str:

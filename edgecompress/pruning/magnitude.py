@@ -163,7 +163,9 @@ def pruning_wrappers(model) -> list:
     return [layer for layer in surgery.iter_layers(model) if isinstance(layer, _TfmotWrapper)]
 
 
-def _prunable(layer) -> bool:
+def prunable(layer) -> bool:
+    """Whether tfmot's prune registry has a rule for ``layer``'s weights (not for a
+    DepthwiseConv2D kernel, for one)."""
     try:
         return prune_registry.PruneRegistry.supports(layer) and bool(
             prune_registry.PruneRegistry._weight_names(layer))
@@ -228,7 +230,7 @@ def prune_low_magnitude(model, schedule=None, block_size=(1, 1), m_by_n=None, la
     selected = surgery.find_layers(model, layers, (keras.layers.Layer,), "layers")
     chosen = []
     for layer in selected:
-        if not _prunable(layer):
+        if not prunable(layer):
             if explicit:
                 raise ValueError(f"`layers` names a layer tfmot cannot prune. Received: "
                                  f"'{layer.name}' of class {type(layer).__name__}")

@@ -44,12 +44,12 @@ def _check_prunable(model, layers):
     """A selection (names or a rule) must pick only layers tfmot prunes (it has no rule for a
     DepthwiseConv2D kernel, for one): found at validation, not when the step runs."""
     from edgecompress import surgery
-    from edgecompress.pruning.magnitude import _prunable
+    from edgecompress.pruning.magnitude import prunable
 
     if layers is None:
         return
     for layer in surgery.find_layers(model, layers, (keras.layers.Layer,), "layers"):
-        if not _prunable(layer):
+        if not prunable(layer):
             raise ValueError(f"`layers` selects a layer tfmot cannot prune. Received: '{layer.name}' of class "
                              f"{type(layer).__name__}; narrow the rule's `kinds` or name the layers")
 

@@ -383,18 +383,22 @@ def test_qcnn_refine_stops_when_held_out_error_rises():
     assert held == pytest.approx(min(errors), rel=1e-4)
 
 
-def test_qcnn_blocked_refinement_equals_one_residual_pass_per_subspace():
-    """The blocked residual (#21 scale) gives the sequential Q-CNN result of ``block=1``."""
+def test_qcnn_blocked_refinement_equals_one_residual_pass_per_subspace(monkeypatch):
+    """The blocked residual (#21 scale) gives the sequential Q-CNN result of ``block=1`` (in
+    float64, where rounding cannot flip an assignment), and the float32 default the same errors."""
     rng = np.random.default_rng(1)
     w = rng.normal(size=(40, 24))
     x, x_held = rng.normal(size=(200, 40)), rng.normal(size=(50, 40))
     books, assign = product._quantize_matrix(w, 2, 6)
+    single = product._qcnn_refine(x, w, books, assign, sweeps=3, x_held=x_held, block=1)
+    monkeypatch.setattr(product, "REFINE_DTYPE", np.float64)
     one = product._qcnn_refine(x, w, books, assign, sweeps=3, x_held=x_held, block=1)
     for block in (3, 64):
         blocked = product._qcnn_refine(x, w, books, assign, sweeps=3, x_held=x_held, block=block)
         np.testing.assert_array_equal(blocked[1], one[1])
         np.testing.assert_allclose(blocked[0], one[0], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(blocked[2], one[2], rtol=1e-9)
+    np.testing.assert_allclose(single[2], one[2], rtol=1e-4)
 
 
 def test_pq_kmeans_on_a_sample_for_wide_kernels():

@@ -225,13 +225,16 @@ def test_models_with_a_strided_pointwise_conv_train_on_even_batches():
     """TF 2.21's oneDNN corrupts the heap in the gradient of a strided 1x1 conv on an odd batch
     (the ResNet-8 shortcut): such models get even batches, others their data untouched."""
     from edgecompress import models
-    from edgecompress.recipe.state import _even_batches, _strided_pointwise
+    from edgecompress._onednn import even_batches, has_strided_pointwise
 
-    assert _strided_pointwise(models.resnet8()) and not _strided_pointwise(models.lenet5())
+    resnet, lenet = models.resnet8(), models.lenet5()
+    assert has_strided_pointwise(resnet) and not has_strided_pointwise(lenet)
     x, y = np.zeros((39, 2)), [np.arange(39), np.arange(39)]
-    x2, y2, batch = _even_batches(x, y, 64, "test")
+    x2, y2, batch = even_batches(resnet, x, y, 64, "test")
     assert (len(x2), [len(v) for v in y2], batch) == (38, [38, 38], 64)
-    x3, _, batch = _even_batches(x, y[0], 13, "test")  # 39 = 3 x 13: batch 12, remainder 3 -> 38
+    x3, _, batch = even_batches(resnet, x, y[0], 13, "test")  # 39 = 3 x 13: batch 12, remainder 3 -> 38
     assert (len(x3), batch) == (38, 12)
-    x4, _, _ = _even_batches(np.zeros((40, 2)), np.arange(40), 64, "test")
+    x4, _, _ = even_batches(resnet, np.zeros((40, 2)), np.arange(40), 64, "test")
     assert len(x4) == 40
+    x5, _, batch = even_batches(lenet, x, y, 13, "test")
+    assert (len(x5), batch) == (39, 13)

@@ -278,3 +278,20 @@ def test_joint_move_lowers_the_arena_tflm_measures(tmp_path):
     freed = space.activation_peak(model) - space.activation_peak(smaller)
     assert freed == 24 * KB
     assert 0.5 * freed <= arenas[0] - arenas[1] <= freed
+
+
+def test_search_fine_tunes_give_a_strided_pointwise_model_even_batches(monkeypatch):
+    """The oneDNN workaround of the recipe fit (edgecompress._onednn) covers the search's jobs."""
+    from edgecompress import augment
+    from edgecompress.search import tasks as search_tasks
+
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 1, strides=2)(inp)  # a ResNet shortcut's shape of conv
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(h)))
+    seen, real = [], augment.batches
+    monkeypatch.setattr(augment, "batches", lambda x, y, *a, **k: seen.append(len(x)) or real(x, y, *a, **k))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((39, 8, 8, 3), dtype=np.float32), rng.integers(0, 3, 39)
+    shared = {"fit": (x, y), "val": (x[:8], y[:8]), "settings": {"batch_size": 13, "strategy": None}}
+    assert search_tasks.train(model, shared, 1, 1e-3, 0) == (1, "fit")
+    assert seen == [38]  # batch 12: 3 x 12 + 2, no odd batch

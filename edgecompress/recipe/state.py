@@ -11,6 +11,7 @@ import numpy as np
 
 from edgecompress import augment as augment_lib
 from edgecompress import tasks as tasks_lib
+from edgecompress._onednn import even_batches
 from edgecompress.datasets import take
 from edgecompress.recipe.schema import Param, int_range, positive
 
@@ -84,8 +85,7 @@ class RunState:
         graph = shape_of if shape_of is not None else model
         spec = augment_lib.resolve(augment, _input_shapes(graph), "augment")
         x, y = self.train
-        if _strided_pointwise(graph):
-            x, y, batch_size = _even_batches(x, y, batch_size, self.where)
+        x, y, batch_size = even_batches(graph, x, y, batch_size, self.where)
         data = augment_lib.batches(x, y, spec, batch_size, seed=self.seed)
         callbacks = []
         pruning = _has_pruning_wrappers(graph)
@@ -149,36 +149,6 @@ def _batchnorm_calibration(graph, x):
             binary.calibrate_batchnorm(graph, sample)
 
     return CalibrateBatchNorm()
-
-
-def _strided_pointwise(model) -> bool:
-    """Whether ``model`` has a 1x1 convolution with a stride > 1 (a ResNet shortcut)."""
-    from edgecompress import surgery
-
-    for layer in surgery.iter_layers(model):
-        base = surgery.unwrap(layer)
-        kernel, strides = getattr(base, "kernel_size", None), getattr(base, "strides", None)
-        if kernel and strides and all(k == 1 for k in kernel) and any(st > 1 for st in strides):
-            return True
-    return False
-
-
-def _even_batches(x, y, batch_size, where):
-    """Training data and batch size whose every batch has an even number of samples.
-
-    TensorFlow 2.21's oneDNN kernels corrupt the heap (a segfault or ``free(): invalid size``) in
-    the gradient of a 1x1 convolution with stride 2 on a batch of odd size: reproduced with
-    ``tf.nn.conv2d`` alone (39 samples, 32x32x3, a 1x1x3x16 kernel, stride 2), fine with 38 or 40,
-    with a 3x3 kernel or with ``TF_ENABLE_ONEDNN_OPTS=0``. The flag is read when TensorFlow is
-    imported, so a run cannot switch it for one step; even batches avoid the crash.
-    """
-    n = len(x[0]) if isinstance(x, (list, tuple)) else len(x)
-    batch_size = max(2, batch_size - batch_size % 2)
-    if n % batch_size % 2 == 0 or n < 3:
-        return x, y, batch_size
-    log.info("%s: %d of %d training samples used (even batches: TensorFlow 2.21's oneDNN crashes in the "
-             "gradient of a strided 1x1 convolution on an odd batch)", where, n - 1, n)
-    return take(x, slice(n - 1)), take(y, slice(n - 1)), batch_size
 
 
 def _has_pruning_wrappers(model) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from edgecompress._onednn import even_batches
 from edgecompress.datasets import CALIBRATION_SAMPLES
 from edgecompress.search import measure, space
 from edgecompress.search.space import Action
@@ -177,7 +178,8 @@ def train(model, shared, epochs: int, learning_rate: float, seed: int, augment: 
     task_list = tasks_lib.infer_tasks(model, shared["fit"][1])
     spec = augment_lib.resolve(augment, tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1
                                else [tuple(t.shape[1:]) for t in model.inputs])
-    data = augment_lib.batches(*shared["fit"], spec, settings["batch_size"], seed=seed)
+    x, y, batch_size = even_batches(model, *shared["fit"], settings["batch_size"], "search")
+    data = augment_lib.batches(x, y, spec, batch_size, seed=seed)
     callbacks = []
     if patience:
         callbacks.append(stop := tasks_lib.early_stopping(task_list, patience))

@@ -89,7 +89,9 @@ class LayerScan:
     def _run(self, start: int, x, fed, keep: bool = False):
         """Predictions (and with ``keep``, from the inputs, the cut values) in batches."""
         count = sample_count(x) if start == 0 else len(fed)
-        preds, values = [], []
+        preds = []
+        # filled in place: per-batch lists and a concatenate held every cut value twice
+        values = [np.empty((count, *e.shape[1:]), e.dtype) for e in self._empty] if keep else []
         for i in range(0, count, self.batch_size):
             part = slice(i, i + self.batch_size)
             if not self.cuts:
@@ -101,9 +103,9 @@ class LayerScan:
             pred, cut_values = self._forward(tf.constant(start, tf.int32),
                                              x if start else take(x, part), feeds)
             preds.append(np.asarray(tf.nest.flatten(pred)[0]))
-            values.append([np.asarray(v) for v in cut_values] if keep else [])
-        pred = np.concatenate(preds)
-        return pred, [np.concatenate(v) for v in zip(*values)] if values and values[0] else []
+            for kept, value in zip(values, cut_values):
+                kept[part] = value
+        return np.concatenate(preds), values
 
     def _accuracy(self, pred) -> float:
         return float(np.mean(pred.argmax(axis=-1) == self.labels))

@@ -373,17 +373,22 @@ def _layer_inputs(model, layers, data, fit_count: int, max_rows: int, seed: int,
     equal share per sample drawn at random over positions, are kept (each held-out sample gives
     the same share), so memory stays bounded by one batch of activations.
 
+    A shared layer gives rows from every call of it in ``model``, so its refinement fits all of
+    them (``layer.input`` is the first call's input only).
+
     Returns:
         ``[(fit rows, held-out rows or None)]``, one pair per layer.
     """
-    probe = keras.Model(model.inputs, [layer.input for layer in layers])
+    calls = [(i, tensor) for i, layer in enumerate(layers) for tensor in _call_inputs(model, layer)]
+    probe = keras.Model(model.inputs, [tensor for _, tensor in calls])
     rng = np.random.default_rng(seed)
     per_sample = -(-max_rows // max(fit_count, 1))
     parts = [([], []) for _ in layers]
     for start in range(0, sample_count(data), batch_size):
         outs = probe(take(data, slice(start, start + batch_size)), training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        for layer, out, part in zip(layers, outs, parts, strict=True):
+        for (i, _), out in zip(calls, outs, strict=True):
+            layer, part = layers[i], parts[i]
             if isinstance(layer, keras.layers.Conv2D):
                 kh, kw = layer.kernel_size
                 out = tf.image.extract_patches(
@@ -406,6 +411,14 @@ def _layer_inputs(model, layers, data, fit_count: int, max_rows: int, seed: int,
             x = x[np.sort(rng.choice(len(x), max_rows, replace=False))]
         result.append((x, np.concatenate(held) if held else None))
     return result
+
+
+def _call_inputs(model, layer) -> list:
+    """The input tensor of each call of ``layer`` in ``model`` (several for a shared layer)."""
+    nodes = getattr(model, "_network_nodes", ())
+    inputs = [layer.get_input_at(i) for i in range(len(layer._inbound_nodes))
+              if f"{layer.name}_ib-{i}" in nodes]
+    return inputs or [layer.input]
 
 
 def _input_rows(layer, samples: int, max_rows: int) -> int:

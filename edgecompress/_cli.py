@@ -13,7 +13,8 @@ The exit-code contract:
 Errors are one line on stderr, the last one, ``<prog>: error: <message>``. TensorFlow's and
 absl's own output (C++ logs on fd 2, Python warnings and loggers, the converter's prints) is
 captured while a command runs and shown, between two ``---`` lines before the error, only when a
-check fails (1) or on an internal error (70); ``--tf-output`` shows it live instead.
+check fails (1; not for a missed accuracy guard or budget, :class:`GoalMissedError`) or on an
+internal error (70); ``--tf-output`` shows it live instead.
 
 This module imports no family and no TensorFlow, so ``tflite_export`` can use it and ``--help``
 stays fast.
@@ -108,7 +109,8 @@ def run(prog: str, parse, command, argv=None) -> int:
 
 
 def _report(prog: str, err: BaseException, code: int, captured: str) -> int:
-    if code in (EXIT_CHECK, EXIT_INTERNAL) and captured.strip():
+    shown = code == EXIT_INTERNAL or (code == EXIT_CHECK and getattr(err, "shows_tf_output", True))
+    if shown and captured.strip():
         print("--- TensorFlow's output of this run ---", file=sys.stderr)
         print(captured.rstrip(), file=sys.stderr)
         print("--- end of TensorFlow's output ---", file=sys.stderr)

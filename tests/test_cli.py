@@ -153,6 +153,9 @@ def command(args):
     print("result table")
     if sys.argv[1] == "check":
         raise _cli.CheckError("agreement too low")
+    if sys.argv[1] == "missed":
+        from edgecompress._errors import GoalMissedError
+        raise GoalMissedError("flash 20 KB > 16 KB")
     if sys.argv[1] == "bug":
         raise KeyError("oops")
     if sys.argv[1] == "crash":
@@ -172,8 +175,10 @@ def test_a_crash_while_output_is_captured_still_reaches_the_terminal():
     assert "Fatal Python error: Segmentation fault" in out.stderr and "in command" in out.stderr
 
 
-@pytest.mark.parametrize("ending, code", [("ok", 0), ("check", 1), ("bug", 70)])
+@pytest.mark.parametrize("ending, code", [("ok", 0), ("check", 1), ("missed", 1), ("bug", 70)])
 def test_foreign_output_is_hidden_and_shown_on_failure(ending, code):
+    """Shown for a failed check (a converter's log explains it) and a bug; not for a missed
+    budget or accuracy guard."""
     out = _python(_NOISY_COMMAND, ending)
     assert out.returncode == code
     assert out.stdout == "result table\n"
@@ -182,6 +187,8 @@ def test_foreign_output_is_hidden_and_shown_on_failure(ending, code):
     noise = ("cpu_feature_guard.cc noise", "Statistics for quantized", "absl noise")
     if code == 0:
         assert err == ["[ours] progress"]
+    elif ending == "missed":
+        assert err == ["[ours] progress", "prog: error: flash 20 KB > 16 KB"]
     else:
         assert all(any(n in line for line in err) for n in noise), err
         assert err[-1] == {1: "prog: error: agreement too low",

@@ -183,8 +183,11 @@ def test_impossible_budget_exits_1_naming_the_closest(tmp_path, capsys):
     code = cli.main(["compress", str(path), "--data", "digits", "--target", "flash=1KB",
                      "--ratios", "0.5", "--ranks", "0.25", "--lut-bits", "none", "--epochs", "0",
                      "--top-k", "1", "--iterations", "1", "--workers", "1", "-o", str(out)])
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+    lines = capsys.readouterr().err.strip().splitlines()
+    err = lines[-1]
     assert code == 1
+    # A missed budget is the one line: TensorFlow's log (shown for a failed verification) explains nothing.
+    assert not any("TensorFlow's output" in line for line in lines)
     # After its one move, the model is the closest: it misses flash, and says so.
     assert "closest: step1_int8" in err and "flash" in err and "> 1,024 B" in err
     assert not out.exists()
@@ -228,6 +231,55 @@ def test_target_search_uses_the_data_s_own_validation_set(tmp_path, capsys, monk
         np.testing.assert_array_equal(seen["validation"][1], y[300:420])
     else:
         assert seen["validation"] is None and "held out by the search" in printed
+
+
+def _two_headed():
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inp))
+    return keras.Model(inp, [keras.layers.Dense(3, activation="softmax", name="cls")(h),
+                             keras.layers.Dense(1, name="reg")(h)])
+
+
+def _autoencoder():
+    inp = keras.Input((16,))
+    return keras.Model(inp, keras.layers.Dense(16, name="recon")(keras.layers.Dense(4, activation="relu")(inp)))
+
+
+@pytest.mark.parametrize("build, needle", [
+    (_two_headed, "Received: 2 outputs ['cls', 'reg']"),
+    (_autoencoder, "Received: output 'recon', a regression output"),
+])
+def test_target_search_refuses_what_it_cannot_score(tmp_path, capsys, build, needle):
+    """The search ranks by top-1 accuracy: several outputs or a regression output get one clear
+    line naming MODEL (not a numpy error from scoring them), exit 2 and no output."""
+    rng = np.random.default_rng(0)
+    model = build()
+    x = rng.normal(size=(60, *model.input_shape[1:])).astype("float32")
+    y = x if len(model.outputs) == 1 else rng.integers(0, 3, 60)  # the autoencoder, the two heads
+    data, path, out = tmp_path / "data.npz", tmp_path / "model.keras", tmp_path / "out"
+    np.savez(data, x=x, y=y)
+    model.save(path)
+    code = cli.main(["compress", str(path), "--data", str(data), "--target", "flash=4KB", "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not out.exists()
+    assert len(err) == 1 and "`MODEL` must have one classification output" in err[0] and needle in err[0]
+    with pytest.raises(ValueError, match="`model` must have one classification output"):
+        search.search(model, (x, y), "flash=4KB", workers=1)
+
+
+def test_validation_split_of_small_data_leaves_most_to_train(caplog):
+    from edgecompress.search import core
+
+    x, y = np.arange(45.0)[:, None], np.arange(45) % 3
+    with caplog.at_level("WARNING", logger="edgecompress.search"):
+        (fx, fy), (vx, vy) = core._split((x, y), None, seed=0)
+    assert (len(fx), len(vx)) == (30, 15)
+    assert sorted(np.concatenate([fx, vx]).ravel()) == list(range(45))
+    assert "validation holds 15 samples: one sample is 6.7 pp" in caplog.text
+    (fx, _), (vx, _) = core._split((np.zeros((5000, 1)), np.zeros(5000)), None, seed=0)
+    assert (len(fx), len(vx)) == (4500, 500)
+    with pytest.raises(ValueError, match="at least 20 samples.*Received: 19"):
+        core._split((x[:19], y[:19]), None, seed=0)
 
 
 def _residual_block():

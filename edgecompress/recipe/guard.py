@@ -8,14 +8,14 @@ A classification or binary output may lose at most ``max_drop`` percentage point
 from __future__ import annotations
 
 from edgecompress import tasks as tasks_lib
-from edgecompress._errors import CheckError
+from edgecompress._errors import GoalMissedError
 
 MAX_DROP_PP = 2.0
 MAX_ERROR_INCREASE_PCT = 10.0
 _TINY = 1e-12
 
 
-class AccuracyGuardError(CheckError):
+class AccuracyGuardError(GoalMissedError):
     """An artifact lost more than ``max_drop``.
 
     Attributes:

@@ -84,6 +84,7 @@ def run_target_search(args, staged_output) -> int:
     shape = input_shape(model, "--data")
     train = datasets.resolve(args.data, "train", input_shape=shape)
     test = datasets.resolve(args.data, "test", input_shape=shape)
+    search_mod.check_classifier(model, train[1], argument="MODEL")
     validation = _own_validation(args.data, shape)
     result = search_mod.search(
         model, train, target, max_drop=max_drop, validation=validation,

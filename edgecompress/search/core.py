@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgecompress._errors import CheckError
+from edgecompress._errors import GoalMissedError
 from edgecompress._keras import check_graph_model
 from edgecompress.search import space, tasks
 from edgecompress.search.jobs import Executor, model_to_bytes
@@ -47,6 +47,8 @@ MAX_ITERATIONS = 40
 TOP_K = 2  # fitting proposals given the final fine-tune
 MIN_TFLM_AGREEMENT = 0.95
 LOSS_EPSILON = 2e-3  # a move keeping all of the validation loss still costs this much per excess freed
+MIN_SPLIT_SAMPLES = 20  # the least training data a validation split is carved from
+MIN_SPLIT_VALIDATION = 50  # a split's validation samples below which one sample weighs > 2 pp
 RETRIES = 4  # halvings of the step when no layer can free it
 
 
@@ -169,6 +171,7 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
                              ("max_iterations", max_iterations, 0)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
             raise ValueError(f"`{name}` must be an int >= {low}. Received: {name}={value!r}")
+    check_classifier(model, train[1])
     fit, val = _split(train, validation, seed)
     from edgecompress.measure import keras_accuracy
 
@@ -371,11 +374,11 @@ def _judge(result: SearchResult) -> None:
 
 
 def require_winner(result: SearchResult) -> dict:
-    """The winner, or :class:`CheckError` naming the closest candidate and what it misses."""
+    """The winner, or :class:`GoalMissedError` naming the closest candidate and what it misses."""
     if result.winner is not None:
         return result.winner
     c = result.closest
-    raise CheckError(f"no candidate meets {result.target.describe()} within "
+    raise GoalMissedError(f"no candidate meets {result.target.describe()} within "
                      f"{result.max_drop:g} pp ({len(result.candidates)} tried); closest: "
                      f"{c['name']} ({describe(c)}) misses {'; '.join(c['misses'])}")
 
@@ -390,14 +393,36 @@ def describe(cand: dict) -> str:
     return ", ".join([mode, *last.values()]) if last else f"{mode}, no structural change"
 
 
+def check_classifier(model, y, argument: str = "model") -> None:
+    """Refuse what the search cannot score: it ranks candidates by the top-1 accuracy of one
+    classification output (in Keras, LiteRT and TFLM alike); a recipe handles the rest."""
+    from edgecompress import tasks as tasks_lib
+
+    names = list(model.output_names)
+    if len(names) != 1:
+        raise ValueError(f"`{argument}` must have one classification output for a budget search (it "
+                         f"ranks candidates by top-1 accuracy); use a recipe for several outputs. Received: "
+                         f"{len(names)} outputs {names}")
+    task = tasks_lib.infer_tasks(model, y)[0]
+    if task.kind != tasks_lib.CLASSIFICATION:
+        raise ValueError(f"`{argument}` must have one classification output for a budget search (it "
+                         f"ranks candidates by top-1 accuracy); use a recipe for {task.kind}. Received: "
+                         f"output {names[0]!r}, a {task.kind} output")
+
+
 def _split(train, validation, seed):
+    """``(fit, validation)``: ``validation`` if given, else a seeded tenth of ``train`` (at least
+    a third of it up to 50 samples, so small data still leaves most of it to train on)."""
     x, y = train
     if validation is not None:
         return (x, y), validation
-    n_val = max(50, len(x) // 10)
-    if len(x) < 2 * n_val:
-        raise ValueError(f"`train` must hold at least {2 * n_val} samples to carve a validation "
+    n_val = max(len(x) // 10, min(MIN_SPLIT_VALIDATION, len(x) // 3))
+    if len(x) < MIN_SPLIT_SAMPLES:
+        raise ValueError(f"`train` must hold at least {MIN_SPLIT_SAMPLES} samples to carve a validation "
                          f"split from it (or pass `validation`). Received: {len(x)}")
+    if n_val < MIN_SPLIT_VALIDATION:
+        log.warning("search: validation holds %d samples: one sample is %.1f pp of accuracy", n_val,
+                    100 / n_val)
     order = np.random.default_rng(seed).permutation(len(x))
     return (x[order[n_val:]], y[order[n_val:]]), (x[order[:n_val]], y[order[:n_val]])
 

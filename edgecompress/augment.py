@@ -3,7 +3,8 @@
 ``"auto"`` gives image-like inputs (rank 4: batch, height, width, channels, with height and width
 >= 16 and 1 or 3 channels) random shifts of about 7% of the shorter side (2 px on 28x28 digits),
 and everything else (spectrograms with other channel counts, time series, vectors, width-1 maps)
-none. ``"none"`` turns it off; a table ``{shift = 2, flip = false, rotation = 0, zoom = 0}`` sets it.
+none; so does a model with a regression output (an autoencoder's reconstruction, a box), whose
+target does not move with the shifted input. ``"none"`` turns it off; a table ``{shift = 2, flip = false, rotation = 0, zoom = 0}`` sets it.
 Keras's preprocessing layers do the work; this module decides what fits and says so when a
 setting cannot.
 """
@@ -27,13 +28,15 @@ def is_image_like(input_shape) -> bool:
             and min(shape[:2]) >= MIN_SIDE and shape[2] in IMAGE_CHANNELS)
 
 
-def resolve(augment, input_shapes, argument: str = "augment") -> dict:
+def resolve(augment, input_shapes, argument: str = "augment", tasks=()) -> dict:
     """The augmentation for a model whose inputs have ``input_shapes`` (without batch axes).
 
     Args:
         augment: ``"auto"``, ``"none"``, or a dict with some of :data:`KEYS`.
         input_shapes: one shape tuple, or a list of them (several inputs get no augmentation).
         argument: the name used in errors.
+        tasks: the model's :class:`edgecompress.tasks.Task` list; ``"auto"`` augments none when
+            one is a regression.
 
     Returns:
         A dict with every key of :data:`KEYS` (all zero/False for none).
@@ -48,7 +51,7 @@ def resolve(augment, input_shapes, argument: str = "augment") -> dict:
     if augment == NONE:
         return off
     if augment == AUTO:
-        if len(shapes) != 1 or not is_image_like(shapes[0]):
+        if len(shapes) != 1 or not is_image_like(shapes[0]) or any(t.kind == "regression" for t in tasks):
             return off
         return {**off, "shift": max(1, round(SHIFT_FRACTION * min(shapes[0][:2])))}
     if not isinstance(augment, dict):

@@ -175,6 +175,29 @@ def test_auto_augmentation_by_input_kind(shape, shift):
     assert augment.resolve("auto", shape)["shift"] == shift
 
 
+def test_auto_augmentation_leaves_a_conv_autoencoder_unshifted(tmp_path, caplog):
+    """Its target is its input: shifting the input but not the target would teach it to undo
+    shifts, so "auto" gives a regression output none (and a classifier on the same images 2 px)."""
+    import logging
+
+    import numpy as np
+
+    from edgecompress import augment, tasks
+    from edgecompress._keras import keras
+
+    assert augment.resolve("auto", (28, 28, 1), tasks=[tasks.Task(tasks.REGRESSION)])["shift"] == 0
+    assert augment.resolve("auto", (28, 28, 1), tasks=[tasks.Task(tasks.CLASSIFICATION)])["shift"] == 2
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((28, 28, 1))
+    out = keras.layers.Conv2D(1, 3, padding="same")(keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp))
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(0).random((40, 28, 28, 1)).astype("float32")
+    text = "[[step]]\nkind = 'fit'\nepochs = 1\naugment = 'auto'"
+    with caplog.at_level(logging.INFO, logger="edgecompress"):
+        recipe.run(recipe.parse(text), model, (x[:30], x[:30]), (x[30:], x[30:]), tmp_path, verbose=0)
+    assert "augment: none" in " ".join(r.getMessage() for r in caplog.records)
+
+
 def test_fit_warns_on_small_data_and_states_the_split(tmp_path, caplog):
     import logging
 

@@ -83,7 +83,7 @@ class RunState:
             self.compile(model, learning_rate)
         self.warn_if_small(epochs)
         graph = shape_of if shape_of is not None else model
-        spec = augment_lib.resolve(augment, _input_shapes(graph), "augment")
+        spec = augment_lib.resolve(augment, _input_shapes(graph), "augment", self.tasks)
         x, y = self.train
         x, y, batch_size = even_batches(graph, x, y, batch_size, self.where)
         data = augment_lib.batches(x, y, spec, batch_size, seed=self.seed)

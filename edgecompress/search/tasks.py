@@ -177,7 +177,7 @@ def train(model, shared, epochs: int, learning_rate: float, seed: int, augment: 
     settings = shared["settings"]
     task_list = tasks_lib.infer_tasks(model, shared["fit"][1])
     spec = augment_lib.resolve(augment, tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1
-                               else [tuple(t.shape[1:]) for t in model.inputs])
+                               else [tuple(t.shape[1:]) for t in model.inputs], tasks=task_list)
     x, y, batch_size = even_batches(model, *shared["fit"], settings["batch_size"], "search")
     data = augment_lib.batches(x, y, spec, batch_size, seed=seed)
     callbacks = []

@@ -33,7 +33,8 @@ import traceback
 
 from edgecompress._errors import CheckError, UsageError
 
-__all__ = ["CheckError", "UsageError", "Parser", "run", "exit_code", "input_shape", "EXIT_OK",
+__all__ = ["CheckError", "UsageError", "Parser", "run", "exit_code", "input_shape", "labeled",
+           "labels_for_outputs", "EXIT_OK",
            "EXIT_CHECK", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INTERRUPTED"]
 
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
@@ -75,6 +76,44 @@ def input_shape(model, argument: str) -> tuple:
         raise UsageError(f"`{argument}` holds one input array, but the model takes {len(inputs)} "
                          f"inputs; use the Python API (tflite_export.export) for it")
     return tuple(inputs[0].shape[1:])
+
+
+def labels_for_outputs(model, data):
+    """Per-output labels (``y_train_<output>`` ... in the .npz) as a list in the model's output order.
+
+    Raises:
+        UsageError: labels missing for an output, named for no output, or not fitting its shape.
+    """
+    import numpy as np
+
+    x, y = data
+    names = list(model.output_names)
+    if not isinstance(y, dict):
+        if len(names) > 1:
+            raise UsageError(f"`--data` must hold one label array per model output, keys y_train_<output> "
+                             f"(y_val_/y_test_, or y_<output>) for outputs {names}. Received: one y")
+        return data
+    missing, unknown = [n for n in names if n not in y], sorted(set(y) - set(names))
+    if missing or unknown:
+        raise UsageError(f"`--data` must hold one label array per model output, keys y_train_<output> "
+                         f"(y_val_/y_test_, or y_<output>) for outputs {names}. Received labels for "
+                         f"{sorted(y)}" + (f"; none for {missing}" if missing else ""))
+    ordered = []
+    for name, out in zip(names, model.outputs):
+        labels, size = y[name], int(np.prod(out.shape[1:]))
+        per_sample = int(np.prod(labels.shape[1:]))
+        if per_sample not in (1, size):
+            raise UsageError(f"`--data` labels for output '{name}' must have 1 (a class id or a scalar) or "
+                             f"{size} values a sample (output shape {tuple(out.shape[1:])}). Received: shape "
+                             f"{labels.shape}")
+        ordered.append(labels.reshape(len(labels), *out.shape[1:]) if per_sample == size > 1 else labels)
+    return (x, ordered)
+
+
+def labeled(data):
+    """Unlabeled data (an autoencoder's) is its own target."""
+    x, y = data
+    return (x, x if y is None else y)
 
 
 def run(prog: str, parse, command, argv=None) -> int:

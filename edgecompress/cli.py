@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from edgecompress import _cli
-from edgecompress._cli import UsageError, input_shape
+from edgecompress._cli import UsageError, input_shape, labeled, labels_for_outputs
 
 PROG = "edgecompress"
 DATA_HELP = ("mnist5k, digits, an .npz (x/y, or x_train/y_train, x_val/y_val, x_test/y_test), "
@@ -154,7 +154,7 @@ def _cmd_compress(args) -> int:
     source = translated_from(model)
     notes = f"The input model was translated from {source} to tf_keras." if source else ""
     shape = input_shape(model, "--data")
-    train, validation, test = (_for_outputs(model, _labeled(datasets.resolve(args.data, role, input_shape=shape)))
+    train, validation, test = (labels_for_outputs(model, labeled(datasets.resolve(args.data, role, input_shape=shape)))
                                for role in ("train", "validation", "test"))
     max_drop = recipes.check_max_drop(args.max_drop, "--max-drop") if args.max_drop is not None else None
     tasks = recipes.validate(recipe, model, train[1])  # before anything is written or trained
@@ -184,41 +184,6 @@ def _cmd_compress(args) -> int:
     if failed is not None:
         raise failed
     return 0
-
-
-def _for_outputs(model, data):
-    """Per-output labels (``y_train_<output>`` ... in the .npz) as a list in the model's output order.
-
-    Raises:
-        UsageError: labels missing for an output, named for no output, or not fitting its shape.
-    """
-    import numpy as np
-
-    x, y = data
-    if not isinstance(y, dict):
-        return data
-    names = list(model.output_names)
-    missing, unknown = [n for n in names if n not in y], sorted(set(y) - set(names))
-    if missing or unknown:
-        raise UsageError(f"`--data` must hold one label array per model output, keys y_train_<output> "
-                         f"(y_val_/y_test_, or y_<output>) for outputs {names}. Received labels for "
-                         f"{sorted(y)}" + (f"; none for {missing}" if missing else ""))
-    ordered = []
-    for name, out in zip(names, model.outputs):
-        labels, size = y[name], int(np.prod(out.shape[1:]))
-        per_sample = int(np.prod(labels.shape[1:]))
-        if per_sample not in (1, size):
-            raise UsageError(f"`--data` labels for output '{name}' must have 1 (a class id or a scalar) or "
-                             f"{size} values a sample (output shape {tuple(out.shape[1:])}). Received: shape "
-                             f"{labels.shape}")
-        ordered.append(labels.reshape(len(labels), *out.shape[1:]) if per_sample == size > 1 else labels)
-    return (x, ordered)
-
-
-def _labeled(data):
-    """Unlabeled data (an autoencoder's) is its own target."""
-    x, y = data
-    return (x, x if y is None else y)
 
 
 def _cmd_report(args) -> int:

@@ -106,6 +106,17 @@ class Task:
             return keras.metrics.MeanAbsoluteError(name=name)
         return keras.metrics.MeanSquaredError(name=name)
 
+    def drop(self, reference: float, value: float) -> float:
+        """How much worse ``value`` is than ``reference``, in :attr:`drop_unit`: percentage
+        points of accuracy, or percent more error for regression."""
+        if self.kind == REGRESSION:
+            return 100.0 * (value - reference) / max(abs(reference), 1e-12)
+        return 100.0 * (reference - value)
+
+    @property
+    def drop_unit(self) -> str:
+        return "% error" if self.kind == REGRESSION else " pp"
+
     def score(self, y_true, y_pred) -> float:
         """The metric on numpy arrays: accuracy in [0, 1], or the mean error (MAE for ``mae``,
         else MSE)."""

@@ -10,7 +10,7 @@ from edgecompress._keras import keras
 from edgecompress.cli import main
 from tests._recipe_matrix import MODELS, data
 
-RECIPE = '[[step]]\nkind = "fit"\nepochs = 1\n[[step]]\nkind = "export"\nmode = "float32"\n'
+RECIPE = '[[step]]\nkind = "fit"\nepochs = 1\nlearning_rate = 1e-4\n[[step]]\nkind = "export"\nmode = "float32"\n'
 
 
 @pytest.fixture(scope="module")

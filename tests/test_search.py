@@ -1,6 +1,8 @@
 """Budget search: strict targets, a small LeNet-5 search verified in TFLite Micro, the recipe that
 reproduces its winner, and the exit codes of `edgecompress compress --target`."""
 
+import json
+
 import numpy as np
 import pytest
 from _search_models import tiny_classifier
@@ -234,37 +236,83 @@ def test_target_search_uses_the_data_s_own_validation_set(tmp_path, capsys, monk
 
 
 def _two_headed():
+    keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 1))
-    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inp))
-    return keras.Model(inp, [keras.layers.Dense(3, activation="softmax", name="cls")(h),
-                             keras.layers.Dense(1, name="reg")(h)])
+    h = keras.layers.Flatten()(keras.layers.Conv2D(16, 3, activation="relu", name="conv")(inp))
+    h = keras.layers.Dense(24, activation="relu", name="fc")(h)
+    model = keras.Model(inp, [keras.layers.Dense(10, activation="softmax", name="cls")(h),
+                              keras.layers.Dense(1, name="ink")(h)])
+    model.compile("adam", ["sparse_categorical_crossentropy", "mse"])
+    return model
 
 
-def _autoencoder():
-    inp = keras.Input((16,))
-    return keras.Model(inp, keras.layers.Dense(16, name="recon")(keras.layers.Dense(4, activation="relu")(inp)))
+def test_target_search_on_an_autoencoder_scores_its_error_in_litert_and_tflm():
+    """A regression output is searched by its error: the drop is percent more MSE, the scores are
+    LiteRT's on the winner's file, and TFLM runs that file as LiteRT does."""
+    from tflite_micro.python.tflite_micro import runtime as tflm
+
+    from edgecompress.search.measure import tflite_scores
+
+    (x, _), _ = datasets.load("digits")
+    x = x.reshape(len(x), 64)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu", name="enc"),
+                              keras.layers.Dense(8, activation="relu", name="code"),
+                              keras.layers.Dense(32, activation="relu", name="dec"),
+                              keras.layers.Dense(64, name="recon")])
+    model.compile("adam", "mse")
+    model.fit(x, x, epochs=30, batch_size=32, verbose=0)
+    result = search.search(model, (x, x), "flash=10KB", max_drop=50.0, workers=1, epochs=6, patience=2,
+                           top_k=1, lut_bits=(), step=1.0)
+    winner = result.winner
+    assert winner is not None, [c["misses"] for c in result.candidates]
+    assert [t.kind for t in result.tasks] == ["regression"] and result.baseline_accuracy is None
+    assert result.candidates[0]["flash"] > 10 * KB >= winner["flash"] == len(winner["tflite"])
+    val = search.core._split((x, x), None, 0)[1]
+    base_mse = float(np.mean((model.predict(val[0], verbose=0) - val[1]) ** 2))
+    assert result.baseline["recon"] == pytest.approx(base_mse, rel=1e-5)
+    assert tflite_scores(winner["tflite"], val, result.tasks) == winner["scores"]
+    assert winner["drop"] == pytest.approx(100 * (winner["scores"]["recon"] / base_mse - 1), abs=1e-3)
+    assert winner["drop"] <= 50.0 and winner["accuracy"] is None
+    interpreter = tflm.Interpreter.from_bytes(winner["tflite"], arena_size=1 << 16)
+    interpreter.set_input(val[0][:1].astype(np.float32), 0)
+    interpreter.invoke()
+    from tflite_export.runtime import Runner
+
+    np.testing.assert_allclose(interpreter.get_output(0), Runner(winner["tflite"]).predict(val[0][:1]),
+                               atol=0.05 * float(np.sqrt(np.mean(val[1] ** 2))))
+    assert winner["tflm_agreement"] == 1.0
 
 
-@pytest.mark.parametrize("build, needle", [
-    (_two_headed, "Received: 2 outputs ['cls', 'reg']"),
-    (_autoencoder, "Received: output 'recon', a regression output"),
-])
-def test_target_search_refuses_what_it_cannot_score(tmp_path, capsys, build, needle):
-    """The search ranks by top-1 accuracy: several outputs or a regression output get one clear
-    line naming MODEL (not a numpy error from scoring them), exit 2 and no output."""
-    rng = np.random.default_rng(0)
-    model = build()
-    x = rng.normal(size=(60, *model.input_shape[1:])).astype("float32")
-    y = x if len(model.outputs) == 1 else rng.integers(0, 3, 60)  # the autoencoder, the two heads
-    data, path, out = tmp_path / "data.npz", tmp_path / "model.keras", tmp_path / "out"
-    np.savez(data, x=x, y=y)
+def test_target_search_on_a_two_headed_model(tmp_path, capsys):
+    """A class head and a regression head (ink: the mean pixel): the search judges both, and the
+    CLI prints each output's score; one label array for two outputs is a one-line exit 2."""
+    (x, y), (xt, yt) = datasets.load("digits")
+    model = _two_headed()
+    model.fit(x, [y, x.mean(axis=(1, 2, 3))], epochs=15, batch_size=32, verbose=0)
+    path, out = tmp_path / "two.keras", tmp_path / "out"
     model.save(path)
-    code = cli.main(["compress", str(path), "--data", str(data), "--target", "flash=4KB", "-o", str(out)])
+    one_y = tmp_path / "one_y.npz"
+    np.savez(one_y, x=x, y=y)
+    code = cli.main(["compress", str(path), "--data", str(one_y), "--target", "flash=8KB", "-o", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and not out.exists()
-    assert len(err) == 1 and "`MODEL` must have one classification output" in err[0] and needle in err[0]
-    with pytest.raises(ValueError, match="`model` must have one classification output"):
-        search.search(model, (x, y), "flash=4KB", workers=1)
+    assert len(err) == 1 and "`--data` must hold one label array per model output" in err[-1]
+    data = tmp_path / "two.npz"
+    np.savez(data, x_train=x, y_train_cls=y, y_train_ink=x.mean(axis=(1, 2, 3)),
+             x_test=xt, y_test_cls=yt, y_test_ink=xt.mean(axis=(1, 2, 3)))
+    code = cli.main(["compress", str(path), "--data", str(data), "--target", "flash=12KB", "--max-drop", "40",
+                     "--epochs", "2", "--top-k", "1", "--iterations", "3", "--lut-bits", "none",
+                     "--workers", "1", "-o", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    summary = json.loads((out / "search.json").read_text())
+    assert summary["tasks"] == {"cls": "classification", "ink": "regression"}
+    winner = next(c for c in summary["candidates"] if c["name"] == summary["winner"])
+    assert winner["flash"] <= 12 * KB and set(winner["scores"]) == {"cls", "ink"}
+    assert winner["flash"] == (out / "winner.tflite").stat().st_size
+    line = next(line for line in printed.out.splitlines() if line.startswith("winner:"))
+    assert "cls accuracy" in line and "ink mse" in line and "% error" in line and " pp" in line
 
 
 def test_validation_split_of_small_data_leaves_most_to_train(caplog):
@@ -275,7 +323,7 @@ def test_validation_split_of_small_data_leaves_most_to_train(caplog):
         (fx, fy), (vx, vy) = core._split((x, y), None, seed=0)
     assert (len(fx), len(vx)) == (30, 15)
     assert sorted(np.concatenate([fx, vx]).ravel()) == list(range(45))
-    assert "validation holds 15 samples: one sample is 6.7 pp" in caplog.text
+    assert "validation holds 15 samples (one is 6.7 pp of accuracy)" in caplog.text
     (fx, _), (vx, _) = core._split((np.zeros((5000, 1)), np.zeros(5000)), None, seed=0)
     assert (len(fx), len(vx)) == (4500, 500)
     with pytest.raises(ValueError, match="at least 20 samples.*Received: 19"):
@@ -334,7 +382,7 @@ def test_joint_move_lowers_the_arena_tflm_measures(tmp_path):
 
 def test_search_fine_tunes_give_a_strided_pointwise_model_even_batches(monkeypatch):
     """The oneDNN workaround of the recipe fit (edgecompress._onednn) covers the search's jobs."""
-    from edgecompress import augment
+    from edgecompress import augment, tasks
     from edgecompress.search import tasks as search_tasks
 
     inp = keras.Input((8, 8, 3))
@@ -344,6 +392,7 @@ def test_search_fine_tunes_give_a_strided_pointwise_model_even_batches(monkeypat
     monkeypatch.setattr(augment, "batches", lambda x, y, *a, **k: seen.append(len(x)) or real(x, y, *a, **k))
     rng = np.random.default_rng(0)
     x, y = rng.random((39, 8, 8, 3), dtype=np.float32), rng.integers(0, 3, 39)
-    shared = {"fit": (x, y), "val": (x[:8], y[:8]), "settings": {"batch_size": 13, "strategy": None}}
+    shared = {"fit": (x, y), "val": (x[:8], y[:8]), "settings": {"batch_size": 13, "strategy": None},
+              "tasks": tasks.infer_tasks(model, y)}
     assert search_tasks.train(model, shared, 1, 1e-3, 0) == (1, "fit")
     assert seen == [38]  # batch 12: 3 x 12 + 2, no odd batch

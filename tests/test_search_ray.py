@@ -28,5 +28,5 @@ def test_ray_gives_the_local_winner():
     assert remote.winner["flash"] == pytest.approx(local.winner["flash"], abs=64)
     assert remote.winner["phases"] == local.winner["phases"]
     assert [c["accuracy"] for c in remote.candidates] == [c["accuracy"] for c in local.candidates]
-    assert [r["accuracy"] for r in remote.sensitivities] == \
-        [r["accuracy"] for r in local.sensitivities]
+    assert [r["scores"] for r in remote.sensitivities] == \
+        [r["scores"] for r in local.sensitivities]

@@ -31,7 +31,7 @@ def _search(model, train, target, max_drop, quick, seed, **kwargs):
 
 def _row(name, result, seconds, load, test=None):
     from edgecompress.search.core import describe
-    from edgecompress.search.measure import tflite_accuracy
+    from edgecompress.search.measure import tflite_scores
 
     best = result.winner or result.closest
     row = {"model / target": name, "fits": "yes" if result.winner else "no: " + "; ".join(best["misses"]),
@@ -40,7 +40,7 @@ def _row(name, result, seconds, load, test=None):
            "proposals": len(result.sensitivities), "candidates": len(result.candidates),
            "search s": seconds, "load avg": load, "plan": describe(best)}
     if test is not None:
-        row["test acc"] = tflite_accuracy(best["tflite"], test)
+        row["test acc"] = next(iter(tflite_scores(best["litert_tflite"], test, result.tasks).values()))
     return row
 
 

@@ -35,17 +35,6 @@ def limit(task, max_drop: float | None) -> float:
     return MAX_ERROR_INCREASE_PCT if task.kind == tasks_lib.REGRESSION else MAX_DROP_PP
 
 
-def loss(task, reference: float, value: float) -> float:
-    """How much worse ``value`` is than ``reference``: pp of accuracy, or percent more error."""
-    if task.kind == tasks_lib.REGRESSION:
-        return 100.0 * (value - reference) / max(abs(reference), _TINY)
-    return 100.0 * (reference - value)
-
-
-def unit(task) -> str:
-    return "% error" if task.kind == tasks_lib.REGRESSION else " pp"
-
-
 def judge(artifact, tasks, baseline: dict, max_drop: float | None) -> list[str]:
     """Mark ``artifact`` FAILED (or ``ok``) against ``baseline`` scores; return the reasons."""
     reasons = []
@@ -53,10 +42,10 @@ def judge(artifact, tasks, baseline: dict, max_drop: float | None) -> list[str]:
         score = artifact.scores.get(task.output)
         if score is None or task.output not in baseline:
             continue
-        lost = loss(task, baseline[task.output], score["value"])
+        lost = task.drop(baseline[task.output], score["value"])
         if lost > limit(task, max_drop):
             reasons.append(f"output '{task.output}' {task.metric_name} {baseline[task.output]:.4g} -> "
-                           f"{score['value']:.4g} ({_signed(task, lost)}, limit {limit(task, max_drop):g}{unit(task)})")
+                           f"{score['value']:.4g} ({_signed(task, lost)}, limit {limit(task, max_drop):g}{task.drop_unit})")
     artifact.status = "FAILED" if reasons else "ok"
     if reasons:
         artifact.note = "; ".join(filter(None, [artifact.note, *reasons]))
@@ -76,7 +65,7 @@ def worst_step(trace: list[dict], tasks, max_drop: float | None):
             before, after = previous["scores"].get(task.output), entry["scores"].get(task.output)
             if before is None or after is None:
                 continue
-            lost = loss(task, before, after)
+            lost = task.drop(before, after)
             ratio = lost / max(limit(task, max_drop), _TINY)
             if ratio > worst_ratio:
                 worst, worst_ratio = entry, ratio
@@ -87,4 +76,4 @@ def worst_step(trace: list[dict], tasks, max_drop: float | None):
 
 
 def _signed(task, lost: float) -> str:
-    return f"{-lost:+.2f}{unit(task)}" if task.kind != tasks_lib.REGRESSION else f"{lost:+.1f}{unit(task)}"
+    return f"{-lost:+.2f}{task.drop_unit}" if task.kind != tasks_lib.REGRESSION else f"{lost:+.1f}{task.drop_unit}"

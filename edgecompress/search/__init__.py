@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 _NAMES = {
-    "search": "core", "SearchResult": "core", "require_winner": "core", "check_classifier": "core",
+    "search": "core", "SearchResult": "core", "require_winner": "core",
     "PRUNE_RATIOS": "core", "RANK_FRACTIONS": "core", "LUT_BITS": "core", "STEP": "core",
     "FINAL_EPOCHS": "core", "TOP_K": "core", "MAX_ITERATIONS": "core",
     "write_outputs": "outputs", "recipe_toml": "outputs", "Action": "space",

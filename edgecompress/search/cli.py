@@ -75,17 +75,18 @@ def run_target_search(args, staged_output) -> int:
     ranks = _fractions(args.ranks, "--ranks", search_mod.RANK_FRACTIONS)
     lut_bits = _bits(args.lut_bits, search_mod.LUT_BITS)
     from edgecompress import datasets
-    from edgecompress._cli import input_shape
+    from edgecompress._cli import input_shape, labeled, labels_for_outputs
     from edgecompress.loading import load_model
     from edgecompress.registration import register_edgecompress_objects
 
     register_edgecompress_objects()
     model = load_model(args.model, argument="MODEL", unsafe=args.unsafe)
     shape = input_shape(model, "--data")
-    train = datasets.resolve(args.data, "train", input_shape=shape)
-    test = datasets.resolve(args.data, "test", input_shape=shape)
-    search_mod.check_classifier(model, train[1], argument="MODEL")
+    train, test = (labels_for_outputs(model, labeled(datasets.resolve(args.data, role, input_shape=shape)))
+                   for role in ("train", "test"))
     validation = _own_validation(args.data, shape)
+    if validation is not None:
+        validation = labels_for_outputs(model, labeled(validation))
     result = search_mod.search(
         model, train, target, max_drop=max_drop, validation=validation,
         workers=args.workers, ray_address=args.ray_address,
@@ -95,17 +96,25 @@ def run_target_search(args, staged_output) -> int:
         int8_io={"auto": None, "on": True, "off": False}[args.int8_io])
     winner = search_mod.require_winner(result)
     from edgecompress.search.core import describe
-    from edgecompress.search.measure import tflite_accuracy
+    from edgecompress.search.measure import tflite_scores
 
-    test_accuracy = tflite_accuracy(winner["tflite"], test)
+    test_scores = tflite_scores(winner["litert_tflite"], test, result.tasks)
     with staged_output(args.out, args.overwrite) as stage:
         search_mod.write_outputs(result, stage, f"budget search on {Path(args.model).name}")
     print(f"winner: {winner['name']} ({describe(winner)}): flash {winner['flash']:,} B, "
-          f"arena {winner['arena']:,} B, validation accuracy {winner['accuracy']:.4f} (drop "
-          f"{winner['drop']:.2f} pp), test accuracy {test_accuracy:.4f}; {len(result.candidates)} candidates")
+          f"arena {winner['arena']:,} B, validation {result.describe_scores(winner['scores'])} (drop "
+          f"{_drops(result, winner)}), test {result.describe_scores(test_scores)}; "
+          f"{len(result.candidates)} candidates")
     print(f"outputs: {Path(args.out)} (winner.tflite, winner.keras, winner.toml, search.json, report.md, "
           f"pareto.png)")
     return 0
+
+
+def _drops(result, cand) -> str:
+    drops = [(t, t.drop(result.baseline[t.output], cand["scores"][t.output])) for t in result.tasks]
+    if len(drops) == 1:
+        return f"{drops[0][1]:.2f}{drops[0][0].drop_unit}"
+    return ", ".join(f"{t.output} {d:.2f}{t.drop_unit}" for t, d in drops)
 
 
 def _own_validation(spec, shape):

@@ -27,6 +27,7 @@ import numpy as np
 
 from edgecompress._errors import GoalMissedError
 from edgecompress._keras import check_graph_model
+from edgecompress.artifacts import first_accuracy
 from edgecompress.search import space, tasks
 from edgecompress.search.jobs import Executor, model_to_bytes
 from edgecompress.search.space import Action
@@ -58,21 +59,27 @@ class SearchResult:
 
     Attributes:
         target: the budget.
-        max_drop: the accuracy drop allowed, in percentage points of the float model.
-        baseline_accuracy: the float Keras model's accuracy on the validation data.
+        max_drop: the drop allowed against the float model: percentage points of accuracy, or
+            percent more error for a regression output (each output's, :meth:`Task.drop`).
+        tasks: the model's :class:`edgecompress.tasks.Task` per output.
+        baseline: the float Keras model's score per output on the validation data.
         sensitivities: one row per proposal (iteration, move, estimate, excess, validation
-            accuracy after the short fine-tune, score, whether it was taken).
+            scores after the short fine-tune, score, whether it was taken).
         candidates: one row per measured candidate (with its ``tflite`` and ``keras`` bytes):
             the int8 baseline, the model after each accepted move, the final fine-tunes.
         winner: the best candidate meeting the budget and ``max_drop`` (None if none does).
         closest: the candidate nearest to meeting them when none does.
         settings: the fine-tune settings (for the recipe that reproduces the winner).
-        iterations: one row per accepted move (the schedule: excess before, aim, move, accuracy).
+        iterations: one row per accepted move (the schedule: excess before, aim, move, scores).
+
+    Every candidate has ``scores`` (LiteRT's, per output, on the validation data), ``drop`` (the
+    largest over its outputs) and ``accuracy`` (the first classification output's, else None).
     """
 
     target: Target
     max_drop: float
-    baseline_accuracy: float
+    tasks: list
+    baseline: dict
     sensitivities: list = field(default_factory=list)
     candidates: list = field(default_factory=list)
     winner: dict | None = None
@@ -81,13 +88,26 @@ class SearchResult:
     executor: str = ""
     iterations: list = field(default_factory=list)
 
+    @property
+    def baseline_accuracy(self) -> float | None:
+        """The first classification output's baseline accuracy (None for regression only)."""
+        return first_accuracy(self.tasks, [self.baseline[t.output] for t in self.tasks])
+
+    def drop(self, scores: dict) -> float:
+        """The largest drop of ``scores`` (per output) against the baseline."""
+        return max(t.drop(self.baseline[t.output], scores[t.output]) for t in self.tasks)
+
+    def describe_scores(self, scores: dict) -> str:
+        return ", ".join(f"{t.metric_name} {scores[t.output]:.4g}" if len(self.tasks) == 1 else
+                         f"{t.output} {t.metric_name} {scores[t.output]:.4g}" for t in self.tasks)
+
     def pareto(self) -> list[dict]:
-        """Candidates no other beats on both flash and accuracy, smallest first."""
-        front, best = [], -1.0
-        for cand in sorted(self.candidates, key=lambda c: (c["flash"], -c["accuracy"])):
-            if cand["accuracy"] > best:
+        """Candidates no other beats on both flash and drop, smallest first."""
+        front, best = [], math.inf
+        for cand in sorted(self.candidates, key=lambda c: (c["flash"], self.drop(c["scores"]))):
+            if self.drop(cand["scores"]) < best:
                 front.append(cand)
-                best = cand["accuracy"]
+                best = self.drop(cand["scores"])
         return front
 
 
@@ -100,6 +120,10 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
            max_iterations: int = MAX_ITERATIONS, int8_io: bool | None = None) -> SearchResult:
     """Search filter counts, ranks and LUT bit widths per layer (int8, or float32 where int8
     hurts) for the most accurate model that fits ``target`` within ``max_drop``.
+
+    Any graph model with labeled data: each output is scored by its task
+    (:mod:`edgecompress.tasks`: accuracy, or the error of a regression output such as an
+    autoencoder's), and a candidate's drop is the worst of its outputs'.
 
     1. Measure the int8 file of ``model`` on the runtimes.
     2. Iterate (NetAdapt): the excess over the budget is ``sum(max(0, ln(cost / budget)))`` over
@@ -120,9 +144,11 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
 
     Args:
         model: a trained Sequential or Functional tf_keras model (not modified).
-        train: ``(x, y)`` training data; a validation split is taken from it unless given.
+        train: ``(x, y)`` training data (``y``: one array per output, as a list or a dict by
+            output name, for several); a validation split is taken from it unless given.
         target: a :class:`Target` or a ``"flash=64KB,arena=20KB"`` string.
-        max_drop: accuracy drop allowed against the float model, in percentage points.
+        max_drop: drop allowed against the float model: percentage points of accuracy, or
+            percent more error for a regression output.
         validation: ``(x, y)`` for proposals, early stopping and the accuracy of candidates.
         workers: local worker processes (default: the usable cores; 1 runs in this process).
         ray_address: run the jobs on a Ray cluster (an address, ``"auto"``, or ``"local"`` for a
@@ -171,12 +197,16 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
                              ("max_iterations", max_iterations, 0)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
             raise ValueError(f"`{name}` must be an int >= {low}. Received: {name}={value!r}")
-    check_classifier(model, train[1])
-    fit, val = _split(train, validation, seed)
-    from edgecompress.measure import keras_accuracy
+    from edgecompress import tasks as tasks_lib
+    from edgecompress.datasets import take
 
-    base_acc = keras_accuracy(model, val)
-    scan_data = (val[0][:scan_samples], val[1][:scan_samples])
+    task_list = tasks_lib.infer_tasks(model, _labels(model, train, "train"))
+    train = (train[0], _labels(model, train, "train"))
+    if validation is not None:
+        validation = (validation[0], _labels(model, validation, "validation"))
+    fit, val = _split(train, validation, seed)
+    baseline = dict(zip(_names(task_list), tasks_lib.evaluate(model, val, task_list)))
+    scan_data = (take(val[0], slice(scan_samples)), take(val[1], slice(scan_samples)))
     settings = {"epochs": int(epochs), "patience": int(patience), "learning_rate": float(learning_rate),
                 "batch_size": int(batch_size), "distill": bool(distill), "strategy": strategy,
                 "short_epochs": int(short_epochs), "step": float(step),
@@ -188,20 +218,21 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
     limits = _limits(target)
     original = model_to_bytes(model)
     shared = {"model": original, "fit": fit, "val": val, "scan": scan_data, "settings": settings,
-              "limits": limits}
+              "limits": limits, "tasks": task_list}
     executor = Executor(workers, ray_address)
-    result = SearchResult(target=target, max_drop=float(max_drop), baseline_accuracy=base_acc,
+    result = SearchResult(target=target, max_drop=float(max_drop), tasks=task_list, baseline=baseline,
                           settings=settings, executor=executor.description)
     from edgecompress import surgery
 
-    state = {"model": original, "lut": {}, "moves": [], "accuracy": keras_accuracy(model, scan_data),
-             "loss": tasks.validation_loss(surgery.clone(model), scan_data),
+    state = {"model": original, "lut": {}, "moves": [],
+             "scores": dict(zip(_names(task_list), tasks_lib.evaluate(model, scan_data, task_list))),
+             "loss": tasks.validation_loss(surgery.clone(model), scan_data, task_list),
              "stats": space.stats(model, {}), "estimate": None, "measured": None}
     log.info("search: %s on %s", target.describe(), executor.description)
     with executor.start(shared):
         search_ = _Search(executor, result, limits, settings, seed, max_iterations)
         search_.measure(state, "int8_ptq")
-        int8_hurts = 100 * (base_acc - state["measured"]["accuracy"]) > max_drop / 2
+        int8_hurts = result.drop(state["measured"]["scores"]) > max_drop / 2
         for _ in range(rounds):
             finalists = search_.adapt(state, top_k)
             if not finalists:
@@ -250,8 +281,8 @@ class _Search:
         cand.update(actions=[m["action"] for m in state["moves"]], moves=list(state["moves"]),
                     estimate=state["estimate"])
         self.result.candidates.append(cand)
-        log.info("search: %s flash %s B, arena %s B, accuracy %.4f%s", cand["name"], f"{cand['flash']:,}",
-                 f"{cand['arena']:,}", cand["accuracy"],
+        log.info("search: %s flash %s B, arena %s B, %s%s", cand["name"], f"{cand['flash']:,}",
+                 f"{cand['arena']:,}", self.result.describe_scores(cand["scores"]),
                  "".join(f", {p['kind']} {p['epochs']} epochs" for p in cand["phases"]))
 
     def adapt(self, state: dict, top_k: int) -> list[dict]:
@@ -331,16 +362,16 @@ class _Search:
         move = {"action": proposal["action"], "step": proposal["step"],
                 "short_epochs": self.settings["short_epochs"] if proposal["step"] else 0}
         new = {"model": proposal["model"], "lut": proposal["lut"], "moves": state["moves"] + [move],
-               "accuracy": proposal["accuracy"], "loss": proposal["loss"], "stats": proposal["stats"],
+               "scores": proposal["scores"], "loss": proposal["loss"], "stats": proposal["stats"],
                "estimate": proposal["estimate"], "measured": None}
         if not taken:
             return new
         proposal["row"]["taken"] = True
         self.result.iterations.append({"excess": current, "move": Action(**proposal["action"]).describe(),
-                                       "accuracy": proposal["accuracy"], "estimate": proposal["estimate"]})
-        log.info("search: iteration %d takes %s (accuracy %.4f, excess %.3f -> %.3f)",
+                                       "scores": proposal["scores"], "estimate": proposal["estimate"]})
+        log.info("search: iteration %d takes %s (%s, excess %.3f -> %.3f)",
                  len(self.result.iterations), Action(**proposal["action"]).describe(),
-                 proposal["accuracy"], current, proposal["excess"])
+                 self.result.describe_scores(proposal["scores"]), current, proposal["excess"])
         return new
 
 
@@ -356,17 +387,20 @@ def _limits(target: Target) -> dict:
 
 def _judge(result: SearchResult) -> None:
     for cand in result.candidates:
-        cand["drop"] = 100 * (result.baseline_accuracy - cand["accuracy"])
+        cand["drop"] = result.drop(cand["scores"])
         misses = result.target.misses(cand["flash"], cand["arena"], cand["latency_ms"])
-        if cand["drop"] > result.max_drop:
-            misses.append(f"accuracy drop {cand['drop']:.2f} pp > {result.max_drop:g} pp")
+        for t in result.tasks:
+            lost = t.drop(result.baseline[t.output], cand["scores"][t.output])
+            if lost > result.max_drop:
+                misses.append(f"{t.output} {t.metric_name} drop {lost:.2f}{t.drop_unit} > "
+                              f"{result.max_drop:g}{t.drop_unit}")
         if cand["tflm_agreement"] < MIN_TFLM_AGREEMENT:
             misses.append(f"TFLM agrees with LiteRT on {cand['tflm_agreement']:.0%} only")
         cand["misses"] = misses
         cand["fits"] = not misses
     fitting = [c for c in result.candidates if c["fits"]]
     if fitting:
-        result.winner = max(fitting, key=lambda c: (c["accuracy"], -c["flash"]))
+        result.winner = min(fitting, key=lambda c: (c["drop"], c["flash"]))
     else:
         result.closest = min(result.candidates, key=lambda c: (
             result.target.excess(c["flash"], c["arena"], c["latency_ms"])
@@ -378,9 +412,9 @@ def require_winner(result: SearchResult) -> dict:
     if result.winner is not None:
         return result.winner
     c = result.closest
-    raise GoalMissedError(f"no candidate meets {result.target.describe()} within "
-                     f"{result.max_drop:g} pp ({len(result.candidates)} tried); closest: "
-                     f"{c['name']} ({describe(c)}) misses {'; '.join(c['misses'])}")
+    raise GoalMissedError(f"no candidate meets {result.target.describe()} within a drop of "
+                          f"{result.max_drop:g} ({len(result.candidates)} tried); closest: "
+                          f"{c['name']} ({describe(c)}) misses {'; '.join(c['misses'])}")
 
 
 def describe(cand: dict) -> str:
@@ -393,26 +427,28 @@ def describe(cand: dict) -> str:
     return ", ".join([mode, *last.values()]) if last else f"{mode}, no structural change"
 
 
-def check_classifier(model, y, argument: str = "model") -> None:
-    """Refuse what the search cannot score: it ranks candidates by the top-1 accuracy of one
-    classification output (in Keras, LiteRT and TFLM alike); a recipe handles the rest."""
+def _labels(model, data, argument: str):
+    """``data``'s labels: the array of a one-output model, else a list in output order."""
     from edgecompress import tasks as tasks_lib
 
+    y = data[1]
+    if y is None:
+        raise ValueError(f"`{argument}` must hold labels or targets y (an autoencoder's are its "
+                         f"inputs: pass (x, x)). Received: no y")
     names = list(model.output_names)
-    if len(names) != 1:
-        raise ValueError(f"`{argument}` must have one classification output for a budget search (it "
-                         f"ranks candidates by top-1 accuracy); use a recipe for several outputs. Received: "
-                         f"{len(names)} outputs {names}")
-    task = tasks_lib.infer_tasks(model, y)[0]
-    if task.kind != tasks_lib.CLASSIFICATION:
-        raise ValueError(f"`{argument}` must have one classification output for a budget search (it "
-                         f"ranks candidates by top-1 accuracy); use a recipe for {task.kind}. Received: "
-                         f"output {names[0]!r}, a {task.kind} output")
+    labels = tasks_lib.split_labels(y, names)
+    return labels[0] if len(names) == 1 else labels
+
+
+def _names(task_list) -> list[str]:
+    return [t.output for t in task_list]
 
 
 def _split(train, validation, seed):
     """``(fit, validation)``: ``validation`` if given, else a seeded tenth of ``train`` (at least
     a third of it up to 50 samples, so small data still leaves most of it to train on)."""
+    from edgecompress.datasets import take
+
     x, y = train
     if validation is not None:
         return (x, y), validation
@@ -421,10 +457,9 @@ def _split(train, validation, seed):
         raise ValueError(f"`train` must hold at least {MIN_SPLIT_SAMPLES} samples to carve a validation "
                          f"split from it (or pass `validation`). Received: {len(x)}")
     if n_val < MIN_SPLIT_VALIDATION:
-        log.warning("search: validation holds %d samples: one sample is %.1f pp of accuracy", n_val,
-                    100 / n_val)
+        log.warning("search: validation holds %d samples (one is %.1f pp of accuracy)", n_val, 100 / n_val)
     order = np.random.default_rng(seed).permutation(len(x))
-    return (x[order[n_val:]], y[order[n_val:]]), (x[order[:n_val]], y[order[:n_val]])
+    return (x[order[n_val:]], take(y, order[n_val:])), (x[order[:n_val]], take(y, order[:n_val]))
 
 
 def _check_number(name, value, low):

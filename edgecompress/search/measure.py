@@ -42,26 +42,57 @@ def lut_compress(tflite: bytes) -> bytes:
     return micro.lut_compress(tflite)[0]
 
 
-def tflm_agreement(tflite: bytes, x: np.ndarray, reference: bytes | None = None) -> float:
-    """Top-1 agreement between the file in TensorFlow Lite Micro and ``reference`` (default the
-    file itself; a LUT-compressed file's uncompressed one, which LiteRT can run) in LiteRT on
-    ``x``: 1.0 when the device runs what LiteRT runs. Non-finite outputs count as disagreement."""
+#: A regression output agrees when its error against LiteRT is under this fraction of the
+#: output's RMS over the batch (int8 rounding differences are a few hundredths of it).
+TFLM_REL_TOLERANCE = 0.05
+
+
+def tflm_agreement(tflite: bytes, x: np.ndarray, compare: dict | None = None,
+                   reference: bytes | None = None) -> float:
+    """The fraction of samples on which the file in TensorFlow Lite Micro agrees with
+    ``reference`` (default the file itself; a LUT-compressed file's uncompressed one, which LiteRT
+    can run) in LiteRT on every output: the same top-1 for a ``"top1"`` output (``compare``:
+    {Keras output name: "top1" or "error"}; None: every output top-1), an error under
+    :data:`TFLM_REL_TOLERANCE` of the output's RMS for an ``"error"`` one. 1.0 when the device
+    runs what LiteRT runs; non-finite outputs disagree."""
     from tflite_export import runtime
+    from tflite_export.verify import match_outputs
 
-    micro = _first(runtime.TFLMRunner(tflite).predict(x))
-    ref = _first(runtime.Runner(reference or tflite).predict(x))
-    finite = np.isfinite(micro).reshape(len(x), -1).all(-1) & np.isfinite(ref).reshape(len(x), -1).all(-1)
-    same = micro.reshape(len(x), -1).argmax(-1) == ref.reshape(len(x), -1).argmax(-1)
-    return float(np.mean(same & finite))
+    lite = runtime.Runner(reference or tflite)
+    micro = _outputs(runtime.TFLMRunner(tflite).predict(x))
+    ref = _outputs(lite.predict(x))
+    modes = ["top1"] * len(ref)
+    if compare:
+        for name, index in zip(compare, match_outputs(lite.output_names, list(compare)), strict=True):
+            modes[index] = compare[name]
+    n = len(x)
+    agree = np.ones(n, dtype=bool)
+    for mode, a, b in zip(modes, micro, ref, strict=True):
+        a, b = a.reshape(n, -1).astype(np.float64), b.reshape(n, -1).astype(np.float64)
+        agree &= np.isfinite(a).all(-1) & np.isfinite(b).all(-1)
+        if mode == "top1":
+            agree &= a.argmax(-1) == b.argmax(-1)
+        else:
+            scale = max(float(np.sqrt(np.mean(b ** 2))), 1e-12)
+            agree &= np.sqrt(np.mean((a - b) ** 2, axis=-1)) <= TFLM_REL_TOLERANCE * scale
+    return float(np.mean(agree))
 
 
-def tflite_accuracy(tflite: bytes, data) -> float:
-    """Top-1 accuracy of the file in LiteRT on ``(x, y)`` (class-id labels)."""
+def tflite_scores(tflite: bytes, data, task_list) -> dict:
+    """``{output: score}`` of the file in LiteRT on ``(x, y)`` (``y``: the array of one output, or
+    a list in ``task_list`` order), each output scored by its :class:`~edgecompress.tasks.Task`
+    and matched to the file's by name."""
+    from edgecompress import tasks as tasks_lib
     from tflite_export import runtime
+    from tflite_export.verify import match_outputs
 
-    out = _first(runtime.Runner(tflite).predict(data[0]))
-    return float(np.mean(out.reshape(len(out), -1).argmax(-1) == np.asarray(data[1]).reshape(-1)))
+    names = [t.output for t in task_list]
+    runner = runtime.Runner(tflite)
+    out = _outputs(runner.predict(data[0]))
+    order = match_outputs(runner.output_names, names)
+    labels = tasks_lib.split_labels(data[1], names)
+    return {t.output: t.score(lab, out[i]) for t, lab, i in zip(task_list, labels, order, strict=True)}
 
 
-def _first(out):
-    return np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
+def _outputs(out) -> list[np.ndarray]:
+    return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else [np.asarray(out)]

@@ -58,11 +58,12 @@ def _target_arg(result) -> str:
 def summary(result: SearchResult) -> dict:
     """The search as JSON-ready data (no file bytes)."""
     def row(c):
-        return {k: v for k, v in c.items() if k not in ("tflite", "keras")}
+        return {k: v for k, v in c.items() if k not in ("tflite", "keras", "litert_tflite")}
 
     return {
-        "target": result.target.describe(), "max_drop_pp": result.max_drop,
-        "baseline_accuracy": result.baseline_accuracy, "executor": result.executor,
+        "target": result.target.describe(), "max_drop": result.max_drop,
+        "tasks": {t.output: t.kind for t in result.tasks}, "baseline": result.baseline,
+        "executor": result.executor,
         "settings": {k: v for k, v in result.settings.items() if k != "strategy"}
         | {"strategy": result.settings.get("strategy") or "none"},
         "winner": result.winner["name"] if result.winner else None,
@@ -77,6 +78,7 @@ def write_outputs(result: SearchResult, out_dir, title: str = "budget search") -
     """Write the winner and the report into the existing folder ``out_dir`` (atomically, file by
     file). Raises :class:`~edgecompress._errors.CheckError` before writing anything when no
     candidate fits."""
+    from edgecompress.artifacts import scores_of
     from edgecompress.report import Artifact, write_report
 
     winner = require_winner(result)
@@ -88,17 +90,21 @@ def write_outputs(result: SearchResult, out_dir, title: str = "budget search") -
         "search": atomic_write(out / "search.json", json.dumps(summary(result), indent=2)),
     }
     front = {c["name"] for c in result.pareto()}
-    artifacts = [Artifact(name="baseline_float_keras", mode="keras",
-                          accuracy=result.baseline_accuracy, note="reference")]
+    def scores(values: dict) -> dict:
+        return scores_of(result.tasks, [values[t.output] for t in result.tasks])
+
+    artifacts = [Artifact(name="baseline_float_keras", mode="keras", accuracy=result.baseline_accuracy,
+                          scores=scores(result.baseline), note="reference")]
     for c in result.candidates:
         note = "; ".join(["winner"] * (c is winner) + ["pareto"] * (c["name"] in front)
                          + c["misses"])
         artifacts.append(Artifact(
             name=c["name"], mode=c["mode"], params=c["params"], file_bytes=c["flash"],
             deploy_bytes=c["flash"], accuracy=c["accuracy"], keras_accuracy=c["keras_accuracy"],
-            agreement=c["agreement"],
+            agreement=c["agreement"], scores=scores(c["scores"]), tflm_agreement=c["tflm_agreement"],
             latency_us=None if c["latency_ms"] is None else 1e3 * c["latency_ms"], note=note))
-    notes = (f"Target {result.target.describe()}, max drop {result.max_drop:g} pp, "
+    notes = (f"Target {result.target.describe()}, max drop {result.max_drop:g} (pp of accuracy, % of "
+             f"error), "
              f"{len(result.candidates)} candidates on {result.executor}. deploy B = flash "
              f"(the .tflite TFLite Micro reads in place). Winner: {winner['name']} "
              f"({describe(winner)}), exact TFLM arena {winner['arena']:,} B.")

@@ -2,7 +2,7 @@
 
 * ``propose``: on the current model, the smallest move of one layer that brings the estimated
   excess over the budget down to the iteration's aim, a short fine-tune, and its validation
-  accuracy (NetAdapt's per-layer proposal);
+  scores (NetAdapt's per-layer proposal);
 * ``candidate``: a model, optionally given the long final fine-tune (distilled from the original
   model, with input augmentation, early stopping), exported, verified in TensorFlow Lite Micro,
   and measured on the runtimes.
@@ -43,10 +43,9 @@ def propose(shared, model: bytes, lut: dict, layer: str, kind: str, aim: float, 
     most ``aim`` (bisection over :func:`space.sizes`), fine-tuned for the short epochs.
 
     Returns:
-        ``{"action", "reached", "stats", "accuracy", "loss", "model", ...}``; when even the
+        ``{"action", "reached", "stats", "scores", "loss", "model", ...}``; when even the
         largest shrink misses ``aim``, ``reached`` is False and nothing is trained.
     """
-    from edgecompress.measure import keras_accuracy
     from edgecompress.search.jobs import model_from_bytes, model_to_bytes
 
     settings = shared["settings"]
@@ -61,7 +60,7 @@ def propose(shared, model: bytes, lut: dict, layer: str, kind: str, aim: float, 
         cost = space.excess(shared["limits"], space.estimate(reference, ref_stats, new_stats))
         return new, new_lut, step, new_stats, cost
 
-    row = {"action": Action(layer, kind, 0.0).to_dict(), "reached": False, "accuracy": None,
+    row = {"action": Action(layer, kind, 0.0).to_dict(), "reached": False, "scores": None,
            "model": None, "stats": None, "step": None}
     if not values:
         return row
@@ -87,17 +86,24 @@ def propose(shared, model: bytes, lut: dict, layer: str, kind: str, aim: float, 
         train(new, shared, settings["short_epochs"], settings["learning_rate"], seed)
     scored = space.apply_lut(new, new_lut)
     return {"action": Action(layer, kind, float(value)).to_dict(), "reached": True,
-            "accuracy": keras_accuracy(scored, shared["scan"]),
-            "loss": validation_loss(scored, shared["scan"]), "model": model_to_bytes(new), "lut": new_lut,
+            "scores": keras_scores(scored, shared["scan"], shared["tasks"]),
+            "loss": validation_loss(scored, shared["scan"], shared["tasks"]), "model": model_to_bytes(new), "lut": new_lut,
             "stats": new_stats, "step": step}
 
 
-def validation_loss(model, data) -> float:
-    """The loss of ``model`` on ``data`` (per output, by :mod:`edgecompress.tasks`): a smoother
-    score than the accuracy, which moves in steps of one sample."""
+def keras_scores(model, data, task_list) -> dict:
+    """``{output: score}`` of ``model`` on ``data`` (:func:`edgecompress.tasks.evaluate`)."""
     from edgecompress import tasks as tasks_lib
 
-    model.compile(**tasks_lib.compile_kwargs(tasks_lib.infer_tasks(model, data[1])))
+    return dict(zip([t.output for t in task_list], tasks_lib.evaluate(model, data, task_list)))
+
+
+def validation_loss(model, data, task_list) -> float:
+    """The loss of ``model`` on ``data`` (summed over the outputs' :mod:`edgecompress.tasks`
+    losses): a smoother score than the accuracy, which moves in steps of one sample."""
+    from edgecompress import tasks as tasks_lib
+
+    model.compile(**tasks_lib.compile_kwargs(task_list))
     out = model.evaluate(*data, batch_size=256, verbose=0)
     return float(out[0] if isinstance(out, list) else out)
 
@@ -105,8 +111,10 @@ def validation_loss(model, data) -> float:
 def candidate(shared, model: bytes, lut: dict, mode: str, name: str, seed: int,
               final: bool = False) -> dict:
     """Export ``model`` (after the final fine-tune when ``final``), LUT widths applied, and
-    measure it: flash and exact arena in TFLM, LiteRT latency, accuracy, TFLM agreement."""
+    measure it: flash and exact arena in TFLM, LiteRT latency, LiteRT's scores per output on the
+    validation data, TFLM agreement."""
     from edgecompress._keras import keras, tf
+    from edgecompress.artifacts import first_accuracy
     from edgecompress.search.jobs import model_from_bytes, model_to_bytes
     from tflite_export import export
 
@@ -125,23 +133,29 @@ def candidate(shared, model: bytes, lut: dict, mode: str, name: str, seed: int,
         rep = export(new, path, mode, representative_data=calibration, verify_data=shared["val"],
                      int8_io=int8_io)
         plain = path.read_bytes()
+    task_list = shared["tasks"]
+    scores = measure.tflite_scores(plain, shared["val"], task_list)
     tflite = measure.lut_compress(plain) if lut else plain  # LiteRT verified the plain file
     foot = measure.footprint(tflite, latency=settings["latency"], latency_file=plain)
     return {
         "name": name, "mode": mode, "int8_io": int8_io, "lut": dict(lut), "final": bool(final), "phases": phases,
         "params": int(new.count_params()), "stats": space.stats(new, lut),
         "flash": foot.flash, "arena": foot.arena, "latency_ms": foot.latency_ms,
-        "accuracy": rep.accuracy, "keras_accuracy": rep.keras_accuracy, "agreement": rep.agreement,
+        "scores": scores, "accuracy": first_accuracy(task_list, list(scores.values())),
+        "keras_accuracy": rep.keras_accuracy,
+        "agreement": rep.agreement,
         "tflm_agreement": measure.tflm_agreement(tflite, shared["val"][0][:settings["tflm_samples"]],
+                                                 {t.output: t.compare for t in task_list},
                                                  reference=plain),
         "tflite": tflite, "keras": model_to_bytes(new),
+        "litert_tflite": plain,  # what LiteRT runs: the file before LUT compression (TFLM-lossless)
     }
 
 
 def final_finetune(model, shared, seed: int) -> list[dict]:
     """The long fine-tune of the model that fits, in place: up to ``epochs`` at the learning
     rate, then up to a third as many at a tenth of it, each with early stopping on the validation
-    accuracy (best weights restored); distilled from the original model when
+    metric (best weights restored); distilled from the original model when
     ``settings["distill"]``, on inputs augmented by :mod:`edgecompress.augment` ("auto").
 
     Returns:
@@ -162,7 +176,7 @@ def final_finetune(model, shared, seed: int) -> list[dict]:
 def train(model, shared, epochs: int, learning_rate: float, seed: int, augment: str = "none",
           patience: int = 0, teacher: bool = False) -> tuple[int, str]:
     """Fine-tune ``model`` in place on ``shared["fit"]`` (Adam); with ``patience``, early
-    stopping on the validation accuracy (:func:`edgecompress.tasks.early_stopping`) restores
+    stopping on the validation metric (:func:`edgecompress.tasks.early_stopping`) restores
     the best weights. ``teacher``: distil from the original model (one classification output
     only; otherwise a plain fit).
 
@@ -175,7 +189,7 @@ def train(model, shared, epochs: int, learning_rate: float, seed: int, augment: 
     from edgecompress._keras import keras
 
     settings = shared["settings"]
-    task_list = tasks_lib.infer_tasks(model, shared["fit"][1])
+    task_list = shared["tasks"]
     spec = augment_lib.resolve(augment, tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1
                                else [tuple(t.shape[1:]) for t in model.inputs], tasks=task_list)
     x, y, batch_size = even_batches(model, *shared["fit"], settings["batch_size"], "search")

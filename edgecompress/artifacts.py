@@ -70,8 +70,9 @@ def first_accuracy(tasks, values) -> float | None:
     return next((v for t, v in zip(tasks, values) if t.kind != tasks_lib.REGRESSION), None)
 
 
-def tflite_predictions(path, x, model) -> list[np.ndarray]:
-    """Outputs of the ``.tflite`` file at ``path`` on ``x``, in ``model``'s output order.
+def tflite_predictions(path, x, output_names) -> list[np.ndarray]:
+    """Outputs of the ``.tflite`` file at ``path`` (or its bytes) in LiteRT on ``x``, in the
+    order of the Keras ``output_names``.
 
     TFLite orders several outputs differently from Keras; they are matched by name
     (:func:`tflite_export.verify.match_outputs`).
@@ -82,7 +83,7 @@ def tflite_predictions(path, x, model) -> list[np.ndarray]:
     runner = Runner(path)
     out = runner.predict(x)
     outs = [np.asarray(o) for o in out] if isinstance(out, list) else [np.asarray(out)]
-    order = match_outputs(runner.output_names, list(model.output_names))
+    order = match_outputs(runner.output_names, list(output_names))
     return [outs[i] for i in order]
 
 
@@ -106,7 +107,7 @@ def export_artifact(model, path, mode, train, test, name=None, tasks=None, **kwa
     rep = export(model, path, mode, representative_data=calibration, verify_data=test, **kwargs)
     labels = tasks_lib.split_labels(test[1], [t.output for t in tasks])
     values = [t.score(lab, pred) for t, lab, pred in
-              zip(tasks, labels, tflite_predictions(path, test[0], model))]
+              zip(tasks, labels, tflite_predictions(path, test[0], model.output_names))]
     keras_values = tasks_lib.evaluate(model, test, tasks)
     m = measure(model)
     return Artifact(

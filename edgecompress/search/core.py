@@ -204,8 +204,8 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
     from edgecompress import tasks as tasks_lib
     from edgecompress.datasets import take
 
-    task_list = tasks_lib.infer_tasks(model, _labels(model, train, "train"))
     train = (train[0], _labels(model, train, "train"))
+    task_list = tasks_lib.infer_tasks(model, train[1])
     if validation is not None:
         validation = (validation[0], _labels(model, validation, "validation"))
     fit, val = _split(train, validation, seed)

@@ -73,7 +73,8 @@ def tflm_agreement(tflite: bytes, x: np.ndarray, compare: dict | None = None,
         if mode == "top1":
             agree &= a.argmax(-1) == b.argmax(-1)
         else:
-            scale = max(float(np.sqrt(np.mean(b ** 2))), 1e-12)
+            rows = np.isfinite(b).all(-1)
+            scale = max(float(np.sqrt(np.mean(b[rows] ** 2))) if rows.any() else 0.0, 1e-12)
             agree &= np.sqrt(np.mean((a - b) ** 2, axis=-1)) <= TFLM_REL_TOLERANCE * scale
     return float(np.mean(agree))
 
@@ -83,15 +84,12 @@ def tflite_scores(tflite: bytes, data, task_list) -> dict:
     a list in ``task_list`` order), each output scored by its :class:`~edgecompress.tasks.Task`
     and matched to the file's by name."""
     from edgecompress import tasks as tasks_lib
-    from tflite_export import runtime
-    from tflite_export.verify import match_outputs
+    from edgecompress.artifacts import tflite_predictions
 
     names = [t.output for t in task_list]
-    runner = runtime.Runner(tflite)
-    out = _outputs(runner.predict(data[0]))
-    order = match_outputs(runner.output_names, names)
     labels = tasks_lib.split_labels(data[1], names)
-    return {t.output: t.score(lab, out[i]) for t, lab, i in zip(task_list, labels, order, strict=True)}
+    return {t.output: t.score(lab, pred) for t, lab, pred in
+            zip(task_list, labels, tflite_predictions(tflite, data[0], names), strict=True)}
 
 
 def _outputs(out) -> list[np.ndarray]:

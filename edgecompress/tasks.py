@@ -4,9 +4,11 @@ One rule, used by the recipe runner, the Distiller, iterative pruning and verifi
 
 * ``classification``: a softmax output (probabilities), or a linear output of more than one unit
   whose labels are class ids or one-hot rows (logits). Labels may be sparse or one-hot.
-* ``binary``: one sigmoid unit (probabilities), or one linear unit with 0/1 labels (logits).
-* ``regression``: everything else (linear, relu, tanh, a multi-unit sigmoid such as an
-  autoencoder's reconstruction, or labels that are not class ids).
+* ``binary``: one sigmoid unit (probabilities; a one-channel sigmoid map only with 0/1 labels or
+  none), or one linear unit with 0/1 labels (logits).
+* ``regression``: everything else (linear, relu, tanh, a multi-unit sigmoid or a one-channel
+  sigmoid map with labels that are not 0/1, such as an autoencoder's reconstruction, or labels
+  that are not class ids).
 
 The output's activation is read through tfmot wrappers (pruning, clustering, QAT), larq layers,
 nested models, ``Activation``/``Softmax`` layers and shape-only layers after them. A linear output
@@ -270,8 +272,9 @@ def _infer_one(activation, units, y, wanted, name) -> Task:
                     loss_name=loss_name, output=name)
     if activation == "softmax":
         return Task(CLASSIFICATION, sparse=sparse, output=name)
-    if activation == "sigmoid" and units == 1:
-        return Task(BINARY, sparse=True, output=name)
+    if activation == "sigmoid" and units == 1 and (y is None or _binary_labels(y) or _size(y) == 1):
+        return Task(BINARY, sparse=True, output=name)  # a map of one-channel sigmoids with
+        # labels that are not 0/1 (an autoencoder's 28x28x1 reconstruction) is a regression
     if activation == "sigmoid" and y is not None and _binary_labels(y):
         return Task(BINARY, sparse=True, output=name)  # multi-label 0/1 targets
     if activation in ("linear", None):
@@ -283,6 +286,11 @@ def _infer_one(activation, units, y, wanted, name) -> Task:
         elif units and units > 1 and _class_labels(y, units):
             return Task(CLASSIFICATION, from_logits=True, sparse=sparse, output=name)
     return Task(REGRESSION, output=name)
+
+
+def _size(y) -> int:
+    """Values a sample."""
+    return int(np.prod(np.asarray(y).shape[1:]))
 
 
 def _sparse(y, units) -> bool:

@@ -39,6 +39,14 @@ def _nested_softmax():
     (lambda: keras.Sequential([keras.Input((64,)), keras.layers.Dense(8),
                                keras.layers.Dense(64, activation="sigmoid")]),
      np.random.default_rng(0).random((3, 64)), [("regression", False, True)]),
+    # A one-channel sigmoid map: an autoencoder's 8x8x1 reconstruction of grey levels is a
+    # regression, a 0/1 mask is per-pixel binary.
+    (lambda: keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                               keras.layers.Dense(64, activation="sigmoid"), keras.layers.Reshape((8, 8, 1))]),
+     np.random.default_rng(0).random((3, 8, 8, 1)), [("regression", False, True)]),
+    (lambda: keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 3, padding="same",
+                                                                           activation="sigmoid")]),
+     np.random.default_rng(0).integers(0, 2, (3, 8, 8, 1)), [("binary", False, True)]),
     (_two_heads, [np.array([0, 2]), np.array([0.3, 4.0])],
      [("classification", True, True), ("regression", False, True)]),
     (_two_heads, {"cls": np.eye(3)[[0, 2]], "reg": np.array([0, 1])},

@@ -1,6 +1,7 @@
 """Budget search benchmark (#20): LeNet-5 into 17 / 32 / 64 KB of flash with an 8 KB arena, the
-same search on ResNet-8 and the DS-CNN (synthetic data: flash/arena/latency only), and candidates
-per hour on 1 and 2 local workers and a local 2-CPU Ray cluster.
+same search on ResNet-8 and the DS-CNN (synthetic data: flash/arena/latency only), a dense MNIST
+autoencoder (a regression output, judged by its reconstruction error), and candidates per hour on
+1 and 2 local workers and a local 2-CPU Ray cluster.
 
     python -m edgecompress.bench.search --mnist-dir ../shared/data/mnist
 """
@@ -105,6 +106,41 @@ def synthetic_rows(quick=False, workers=None):
     return rows
 
 
+def autoencoder_rows(train, test, quick=False, workers=None, epochs=10, max_drops=(10.0, 20.0)):
+    """A dense MNIST autoencoder (784-128-32-128-784, sigmoid output: 210k parameters, 243 KB
+    as int8) into 64 KB flash / 24 KB arena within each of ``max_drops`` percent more validation
+    MSE; the test MSE of the best file in LiteRT on the test digits against the float model's."""
+    from edgecompress._keras import keras
+    from edgecompress.search.core import _split, describe
+    from edgecompress.search.measure import tflite_scores
+
+    x, xt = train[0], test[0]
+    fit, val = _split((x, x), None, 0)  # the validation digits stay out of the baseline's training
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Flatten(),
+                              keras.layers.Dense(128, activation="relu"), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(128, activation="relu"),
+                              keras.layers.Dense(int(np.prod(x.shape[1:])), activation="sigmoid"),
+                              keras.layers.Reshape(x.shape[1:])])
+    model.compile("adam", "mse")
+    model.fit(*fit, epochs=1 if quick else epochs, batch_size=64, verbose=0)
+    float_mse = float(np.mean((model.predict(xt, verbose=0) - xt) ** 2))
+    rows = []
+    for max_drop in max_drops[:1] if quick else max_drops:
+        result, seconds, load = _search(model, fit, f"flash={64 * KB},arena={24 * KB}", max_drop, quick, 0,
+                                        workers=workers, validation=val)
+        best = result.winner or result.closest
+        test_mse = next(iter(tflite_scores(best["litert_tflite"], (xt, xt), result.tasks).values()))
+        rows.append({"model / target": f"MNIST autoencoder, flash 64 KB, arena 24 KB, max {max_drop:g}% more MSE",
+                     "fits": "yes" if result.winner else "no: " + "; ".join(best["misses"]),
+                     "int8 PTQ flash B": result.candidates[0]["flash"], "flash B": best["flash"],
+                     "arena B": best["arena"], "val mse drop %": best["drop"], "float test mse": float_mse,
+                     "test mse": test_mse, "moves": len(result.iterations),
+                     "candidates": len(result.candidates), "search s": seconds, "load avg": load,
+                     "plan": describe(best)})
+    return rows
+
+
 def scaling_rows(train, test, quick=False):
     """Candidates (scans + fine-tuned candidates) per hour of one LeNet-5 search on 1 and 2 local
     workers and on a local 2-CPU Ray cluster."""
@@ -134,8 +170,8 @@ def _arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=10, help="LeNet-5 baseline training epochs")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per LeNet-5 budget (median shown)")
     parser.add_argument("--workers", type=int, help="local workers for the searches (default: cores)")
-    parser.add_argument("--parts", default="lenet,synthetic,scaling",
-                        help="comma list of lenet, synthetic, scaling")
+    parser.add_argument("--parts", default="lenet,synthetic,autoencoder,scaling",
+                        help="comma list of lenet, synthetic, autoencoder, scaling")
     parser.add_argument("--int8-io", choices=("auto", "on", "off"), default="auto",
                         help="LeNet-5: int8 files with int8 input/output (auto: the arena is set)")
     parser.add_argument("--budgets", default=",".join(map(str, LENET_FLASH)),
@@ -146,9 +182,10 @@ def _report(train, test, args) -> str:
     from edgecompress._cli import UsageError
 
     parts = {p.strip() for p in args.parts.split(",")}
-    unknown = parts - {"lenet", "synthetic", "scaling"}
+    unknown = parts - {"lenet", "synthetic", "autoencoder", "scaling"}
     if unknown:
-        raise UsageError(f"`--parts` must be among lenet, synthetic, scaling. Received: {sorted(unknown)}")
+        raise UsageError(f"`--parts` must be among lenet, synthetic, autoencoder, scaling. Received: "
+                         f"{sorted(unknown)}")
     print(f"LeNet-5 trained on {len(train[0])} MNIST-5k digits, tested on {len(test[0])} "
           f"({'MNIST t10k' if args.mnist_dir else 'MNIST-5k held-out'}).{' QUICK MODE.' if args.quick else ''}\n")
     sections = []
@@ -170,6 +207,9 @@ def _report(train, test, args) -> str:
     if "synthetic" in parts:
         section("ResNet-8 and DS-CNN into 32 KB flash / 16 KB arena (synthetic data)",
                 table(synthetic_rows(args.quick, args.workers)))
+    if "autoencoder" in parts:
+        section("A dense MNIST autoencoder into 64 KB flash / 24 KB arena",
+                table(autoencoder_rows(train, test, args.quick, args.workers, args.epochs)))
     if "scaling" in parts:
         rows = scaling_rows(train, test, args.quick)
         median = (f"\n\nmedian jobs/hour: {statistics.median(r['jobs / hour'] for r in rows):.0f}"

@@ -43,8 +43,10 @@ def lut_compress(tflite: bytes) -> bytes:
 
 
 #: A regression output agrees when its error against LiteRT is under this fraction of the
-#: output's RMS over the batch (int8 rounding differences are a few hundredths of it).
-TFLM_REL_TOLERANCE = 0.05
+#: output's RMS over the batch. TFLM's reference int8 kernels and LiteRT's optimized ones round
+#: differently: on a low-rank MNIST autoencoder the worst of 32 samples differed by 6.2% (pixels by
+#: up to 31 steps) while both files' MSE agreed to 4 digits.
+TFLM_REL_TOLERANCE = 0.10
 
 
 def tflm_agreement(tflite: bytes, x: np.ndarray, compare: dict | None = None,

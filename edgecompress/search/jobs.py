@@ -2,8 +2,9 @@
 local worker processes, or a Ray cluster through Ray's own task API.
 
 Large inputs (the model, the data) are shared once: handed to each local worker when it starts,
-or put in Ray's object store. Each job is seeded from its own arguments, so a job gives the same
-result wherever it runs.
+or put in Ray's object store. Each job is seeded from its own arguments and starts from a clear
+Keras state on one TensorFlow thread, so it gives the same result on any worker, whatever ran there
+before. In this process (``workers=1``) TensorFlow's own threads may round differently.
 """
 
 from __future__ import annotations
@@ -117,12 +118,22 @@ def _init_worker(shared: dict) -> None:
 
 
 def _local_job(fn, job):
+    _fresh_keras()
     return fn(_SHARED, **job)
 
 
 def _ray_job(shared, fn, job):  # Ray resolves the ObjectRef argument to the shared dict
     _single_thread()
+    _fresh_keras()
     return fn(shared, **job)
+
+
+def _fresh_keras() -> None:
+    """Clear the worker's Keras state (layer name counters, the graph) so that a job does not
+    depend on the jobs the worker ran before it."""
+    from edgecompress._keras import keras
+
+    keras.backend.clear_session()
 
 
 def _single_thread() -> None:

@@ -111,10 +111,10 @@ def run_target_search(args, staged_output) -> int:
 
 
 def _drops(result, cand) -> str:
-    drops = [(t, t.drop(result.baseline[t.output], cand["scores"][t.output])) for t in result.tasks]
-    if len(drops) == 1:
-        return f"{drops[0][1]:.2f}{drops[0][0].drop_unit}"
-    return ", ".join(f"{t.output} {d:.2f}{t.drop_unit}" for t, d in drops)
+    drops = result.drops(cand["scores"])
+    if len(result.tasks) == 1:
+        return f"{drops[result.tasks[0].output]:.2f}{result.tasks[0].drop_unit}"
+    return ", ".join(f"{t.output} {drops[t.output]:.2f}{t.drop_unit}" for t in result.tasks)
 
 
 def _own_validation(spec, shape):

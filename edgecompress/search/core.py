@@ -93,9 +93,13 @@ class SearchResult:
         """The first classification output's baseline accuracy (None for regression only)."""
         return first_accuracy(self.tasks, [self.baseline[t.output] for t in self.tasks])
 
+    def drops(self, scores: dict) -> dict:
+        """``{output: drop}`` of ``scores`` against the baseline (:meth:`Task.drop`)."""
+        return {t.output: t.drop(self.baseline[t.output], scores[t.output]) for t in self.tasks}
+
     def drop(self, scores: dict) -> float:
-        """The largest drop of ``scores`` (per output) against the baseline."""
-        return max(t.drop(self.baseline[t.output], scores[t.output]) for t in self.tasks)
+        """The largest drop of ``scores`` over the outputs."""
+        return max(self.drops(scores).values())
 
     def describe_scores(self, scores: dict) -> str:
         """``"accuracy 0.9712"``; with several outputs ``"cls accuracy 0.9712, box mse 0.0123"``."""
@@ -108,10 +112,11 @@ class SearchResult:
     def pareto(self) -> list[dict]:
         """Candidates no other beats on both flash and drop, smallest first."""
         front, best = [], math.inf
-        for cand in sorted(self.candidates, key=lambda c: (c["flash"], self.drop(c["scores"]))):
-            if self.drop(cand["scores"]) < best:
-                front.append(cand)
-                best = self.drop(cand["scores"])
+        ranked = sorted(((c["flash"], self.drop(c["scores"]), i) for i, c in enumerate(self.candidates)))
+        for _, drop, i in ranked:
+            if drop < best:
+                front.append(self.candidates[i])
+                best = drop
         return front
 
 
@@ -209,7 +214,7 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
     if validation is not None:
         validation = (validation[0], _labels(model, validation, "validation"))
     fit, val = _split(train, validation, seed)
-    baseline = dict(zip(_names(task_list), tasks_lib.evaluate(model, val, task_list)))
+    baseline = tasks.keras_scores(model, val, task_list)
     scan_data = (take(val[0], slice(scan_samples)), take(val[1], slice(scan_samples)))
     settings = {"epochs": int(epochs), "patience": int(patience), "learning_rate": float(learning_rate),
                 "batch_size": int(batch_size), "distill": bool(distill), "strategy": strategy,
@@ -229,7 +234,7 @@ def search(model, train, target, max_drop: float = 1.0, validation=None, *, work
     from edgecompress import surgery
 
     state = {"model": original, "lut": {}, "moves": [],
-             "scores": dict(zip(_names(task_list), tasks_lib.evaluate(model, scan_data, task_list))),
+             "scores": tasks.keras_scores(model, scan_data, task_list),
              "loss": tasks.validation_loss(surgery.clone(model), scan_data, task_list),
              "stats": space.stats(model, {}), "estimate": None, "measured": None}
     log.info("search: %s on %s", target.describe(), executor.description)
@@ -391,10 +396,11 @@ def _limits(target: Target) -> dict:
 
 def _judge(result: SearchResult) -> None:
     for cand in result.candidates:
-        cand["drop"] = result.drop(cand["scores"])
+        drops = result.drops(cand["scores"])
+        cand["drop"] = max(drops.values())
         misses = result.target.misses(cand["flash"], cand["arena"], cand["latency_ms"])
         for t in result.tasks:
-            lost = t.drop(result.baseline[t.output], cand["scores"][t.output])
+            lost = drops[t.output]
             if lost > result.max_drop:
                 misses.append(f"{t.output} {t.metric_name} drop {lost:.2f}{t.drop_unit} > "
                               f"{result.max_drop:g}{t.drop_unit}")
@@ -442,10 +448,6 @@ def _labels(model, data, argument: str):
     names = list(model.output_names)
     labels = tasks_lib.split_labels(y, names)
     return labels[0] if len(names) == 1 else labels
-
-
-def _names(task_list) -> list[str]:
-    return [t.output for t in task_list]
 
 
 def _split(train, validation, seed):

@@ -71,12 +71,12 @@ def tflm_agreement(tflite: bytes, x: np.ndarray, compare: dict | None = None,
     agree = np.ones(n, dtype=bool)
     for mode, a, b in zip(modes, micro, ref, strict=True):
         a, b = a.reshape(n, -1).astype(np.float64), b.reshape(n, -1).astype(np.float64)
-        agree &= np.isfinite(a).all(-1) & np.isfinite(b).all(-1)
+        finite_ref = np.isfinite(b).all(-1)
+        agree &= np.isfinite(a).all(-1) & finite_ref
         if mode == "top1":
             agree &= a.argmax(-1) == b.argmax(-1)
         else:
-            rows = np.isfinite(b).all(-1)
-            scale = max(float(np.sqrt(np.mean(b[rows] ** 2))) if rows.any() else 0.0, 1e-12)
+            scale = max(float(np.sqrt(np.mean(b[finite_ref] ** 2))) if finite_ref.any() else 0.0, 1e-12)
             agree &= np.sqrt(np.mean((a - b) ** 2, axis=-1)) <= TFLM_REL_TOLERANCE * scale
     return float(np.mean(agree))
 
